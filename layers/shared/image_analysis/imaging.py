@@ -1,0 +1,191 @@
+"""Identify an upload by its bytes (never its name), enforce the limits, and prepare copies for vendors.
+
+``decode`` either returns a ``DecodedImage`` or raises ``InputRejected`` with the contract's code:
+``empty_object``, ``not_an_image``, ``unsupported_format``, ``truncated``, ``too_many_pixels``.
+Decoding happens once, into a small RGB working copy (JPEG draft mode makes that cheap for big photos);
+vendors that need other sizes or formats get a re-encoded copy from ``encoded_for``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from image_analysis.errors import InputRejected
+
+# The working copy the offline analyzer reads: big enough for colors, hashes and quality signals.
+WORKING_SIDE = 512
+
+MIME_BY_FORMAT = {
+    "jpeg": "image/jpeg",
+    "png": "image/png",
+    "webp": "image/webp",
+    "gif": "image/gif",
+    "tiff": "image/tiff",
+    "bmp": "image/bmp",
+    "heic": "image/heic",
+    "heif": "image/heif",
+    "avif": "image/avif",
+    "ico": "image/x-icon",
+    "mpo": "image/jpeg",
+}
+
+# Signatures of things users upload that are not raster images we analyze, for a clearer message.
+_KNOWN_NON_RASTER = (
+    (b"%PDF", "PDF documents"),
+    (b"<svg", "SVG drawings"),
+    (b"<?xml", "SVG or other XML documents"),
+    (b"PK\x03\x04", "ZIP archives"),
+)
+
+_HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"mif1", b"msf1", b"heim", b"heis")
+
+
+def _register_heif_if_needed(data: bytes) -> None:
+    """pillow-heif costs import time, so it is loaded only for HEIC/HEIF files."""
+    if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
+        import pillow_heif
+
+        pillow_heif.register_heif_opener()
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    data: bytes
+    format: str
+    width: int
+    height: int
+    mode: str
+    frames: int
+    orientation: int | None
+    # RGB, EXIF-rotated, first frame, at most WORKING_SIDE on its long side.
+    working: Image.Image = field(repr=False, compare=False)
+
+    @cached_property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def content_type(self) -> str:
+        return MIME_BY_FORMAT.get(self.format, f"image/{self.format}")
+
+    @property
+    def size_bytes(self) -> int:
+        return len(self.data)
+
+    def open(self) -> Image.Image:
+        """A fresh Pillow image on the original bytes (for metadata readers)."""
+        _register_heif_if_needed(self.data)
+        return Image.open(io.BytesIO(self.data))
+
+    def encoded_for(
+        self,
+        formats: frozenset[str],
+        max_bytes: int,
+        max_side: int | None = None,
+    ) -> tuple[bytes, str]:
+        """The bytes to send to a vendor that accepts ``formats`` up to ``max_bytes``.
+
+        The original goes as it is when the vendor takes it; otherwise the first frame is converted to
+        JPEG (PNG when it has transparency and the vendor takes PNG), downscaled when asked or when the
+        file would still be too big. Never rejected for a reason we can fix.
+        """
+        fits_side = max_side is None or max(self.width, self.height) <= max_side
+        if self.format in formats and len(self.data) <= max_bytes and fits_side and self.frames == 1:
+            return self.data, self.content_type
+        side = max_side or max(self.width, self.height)
+        while True:
+            payload, mime = self._reencode(formats, side)
+            if len(payload) <= max_bytes or side <= 256:
+                return payload, mime
+            side = int(side * 0.7)
+
+    def _reencode(self, formats: frozenset[str], side: int) -> tuple[bytes, str]:
+        image = self.open()
+        if image.format == "JPEG":
+            image.draft("RGB", (side, side))
+        image.seek(0)
+        image = ImageOps.exif_transpose(image)
+        has_alpha = image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
+        if max(image.size) > side:
+            image.thumbnail((side, side), Image.Resampling.LANCZOS)
+        out = io.BytesIO()
+        if has_alpha and "png" in formats and "jpeg" not in formats | {"jpg"}:
+            image.convert("RGBA").save(out, format="PNG", optimize=True)
+            return out.getvalue(), "image/png"
+        if has_alpha and "png" in formats and self.format == "png":
+            image.convert("RGBA").save(out, format="PNG", optimize=True)
+            return out.getvalue(), "image/png"
+        _to_rgb(image).save(out, format="JPEG", quality=88, optimize=True)
+        return out.getvalue(), "image/jpeg"
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit and 32-bit grey: scale to 8 bits instead of clipping everything to white.
+        return image.point(lambda v: v / 256).convert("L").convert("RGB")
+    return image.convert("RGB")
+
+
+def decode(data: bytes, max_pixels: int) -> DecodedImage:
+    if not data:
+        raise InputRejected("empty_object", "the object is empty (0 bytes)")
+    _register_heif_if_needed(data)
+    # Pillow's default bomb guard is a warning at 89 MP; make the limit explicit and an error.
+    Image.MAX_IMAGE_PIXELS = max_pixels // 2
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            fmt = (image.format or "").lower()
+            width, height = image.size
+            if width * height > max_pixels:
+                raise Image.DecompressionBombError("too many pixels")
+            frames = getattr(image, "n_frames", 1)
+            orientation = image.getexif().get(0x0112)
+            mode = image.mode
+            if image.format == "JPEG":
+                image.draft("RGB", (WORKING_SIDE * 2, WORKING_SIDE * 2))
+            image.seek(0)
+            image.load()
+            working = ImageOps.exif_transpose(image)
+            working.thumbnail((WORKING_SIDE, WORKING_SIDE), Image.Resampling.BILINEAR)
+            working = _to_rgb(working)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputRejected(
+            "too_many_pixels", f"the image has more than the {max_pixels:,} pixels allowed (MAX_PIXELS)"
+        ) from None
+    except UnidentifiedImageError:
+        head = data[:256].lstrip()
+        for signature, what in _KNOWN_NON_RASTER:
+            if head.startswith(signature):
+                raise InputRejected("unsupported_format", f"{what} are not supported; upload a raster image") from None
+        raise InputRejected("not_an_image", "the bytes are not an image in any format we can read") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        # Pillow reports cut-off files as OSError("image file is truncated ...") or broken data streams.
+        text = str(exc).lower()
+        if "truncated" in text or "broken data stream" in text or isinstance(exc, EOFError):
+            raise InputRejected("truncated", "the image is truncated or corrupt and cannot be decoded") from None
+        raise InputRejected("truncated", f"the image cannot be decoded: {exc}") from None
+    return DecodedImage(
+        data=data,
+        format="heic" if fmt == "heif" else fmt,
+        width=width,
+        height=height,
+        mode=mode,
+        frames=frames,
+        orientation=orientation,
+        working=working,
+    )

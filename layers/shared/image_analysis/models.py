@@ -1,0 +1,232 @@
+"""The public data contract: one result item per analyzed object version, and the alert.
+
+These models are the single source of the JSON Schema in ``docs/schema/`` (``make schema``) and of what
+the store writes. Vendor payloads never appear here: each adapter parses its own private model and maps
+it into these.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+Status = Literal["succeeded", "partial", "failed", "rejected", "skipped"]
+ProviderStatus = Literal["succeeded", "failed", "rejected", "skipped", "cached"]
+Verdict = Literal["ai", "human", "unknown"]
+Flag = Literal["nsfw", "ai_generated", "deepfake"]
+HouseCategory = Literal["explicit", "suggestive", "violence", "drugs", "hate", "other", "safe"]
+ErrorCode = Literal[
+    "empty_object",
+    "not_an_image",
+    "truncated",
+    "too_large",
+    "too_many_pixels",
+    "unsupported_format",
+    "object_gone",
+    "object_unreadable",
+    "auth",
+    "quota_exhausted",
+    "rate_limited",
+    "timeout",
+    "bad_image",
+    "bad_response",
+    "server_error",
+]
+
+Confidence = Field(ge=0.0, le=1.0)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ErrorInfo(_Model):
+    code: ErrorCode
+    message: str
+
+
+class Box(_Model):
+    """A rectangle in fractions (0..1) of the image's width and height, origin top left."""
+
+    x: float = Field(ge=0.0, le=1.0)
+    y: float = Field(ge=0.0, le=1.0)
+    width: float = Field(ge=0.0, le=1.0)
+    height: float = Field(ge=0.0, le=1.0)
+
+
+class Label(_Model):
+    name: str
+    confidence: float = Confidence
+    provider: str
+
+
+class Detection(_Model):
+    """An object or a face found at a place in the image."""
+
+    name: str | None = None
+    confidence: float = Confidence
+    box: Box
+    provider: str
+
+
+class TextItem(_Model):
+    text: str
+    confidence: float | None = Field(default=None, ge=0.0, le=1.0)
+    box: Box | None = None
+    provider: str
+
+
+class AltText(_Model):
+    text: str
+    confidence: float = Confidence
+    provider: str
+
+
+class Color(_Model):
+    hex: str = Field(pattern=r"^#[0-9a-f]{6}$")
+    percent: float = Field(ge=0.0, le=1.0)
+    name: str | None = None
+    provider: str
+
+
+class ClassScore(_Model):
+    label: str
+    score: float = Confidence
+
+
+class Classification(_Model):
+    label: str
+    confidence: float = Confidence
+    scores: list[ClassScore] = []
+    provider: str
+
+
+class ModerationCategory(_Model):
+    name: HouseCategory
+    confidence: float = Confidence
+    provider: str
+    source_label: str
+
+
+class Moderation(_Model):
+    nsfw_score: float = Confidence
+    categories: list[ModerationCategory] = []
+
+
+class AIGenerated(_Model):
+    verdict: Verdict
+    confidence: float | None = Field(default=None, ge=0.0, le=1.0, description="That the image is AI-made.")
+    generators: dict[str, float] = {}
+    evidence: list[str] = []
+    provider: str
+
+
+class DeepfakeRegion(_Model):
+    box: Box
+    confidence: float = Confidence
+
+
+class Deepfake(_Model):
+    detected: bool
+    confidence: float = Confidence
+    regions: list[DeepfakeRegion] = []
+    provider: str
+
+
+class Quality(_Model):
+    """Cheap signals computed offline; vendors that grade quality add their own score."""
+
+    sharpness: float | None = Field(default=None, ge=0.0, description="Variance of the Laplacian on a 512 px grey copy.")
+    brightness: float | None = Field(default=None, ge=0.0, le=1.0, description="Mean luminance, 0 black .. 1 white.")
+    contrast: float | None = Field(default=None, ge=0.0, le=1.0, description="Luminance standard deviation, 0..1.")
+    is_blurry: bool | None = None
+    exposure: Literal["under", "normal", "over"] | None = None
+    score: float | None = Field(default=None, ge=0.0, le=1.0, description="A vendor's overall quality score.")
+    provider: str
+
+
+class Provenance(_Model):
+    """What the file says about its own origin (C2PA, IPTC/XMP, generator metadata)."""
+
+    c2pa_manifest: bool = False
+    c2pa_remote_manifest: bool = Field(default=False, description="The file points at a remote manifest (never fetched).")
+    claim_generator: str | None = None
+    digital_source_type: str | None = None
+    software: str | None = None
+    generator_metadata: list[str] = Field(default=[], description="Names of generator metadata fields found.")
+    evidence: list[str] = []
+    provider: str = "builtin"
+
+
+class ProviderRun(_Model):
+    name: str
+    status: ProviderStatus
+    latency_ms: int = Field(ge=0)
+    error: ErrorInfo | None = None
+    cost_units: float | None = None
+
+
+class ResultLocation(_Model):
+    table: str
+    pk: str
+    sk: str
+
+
+class AnalysisResult(_Model):
+    """One item of the results table: everything known about one object version."""
+
+    bucket: str
+    key: str
+    version_id: str | None = None
+    etag: str | None = None
+    sequencer: str | None = None
+    size_bytes: int | None = None
+    content_type: str | None = None
+    format: str | None = None
+    width: int | None = None
+    height: int | None = None
+    sha256: str | None = None
+    status: Status
+    error: ErrorInfo | None = None
+    attempts: int = 1
+    providers: list[ProviderRun] = []
+    labels: list[Label] = []
+    objects: list[Detection] = []
+    faces: list[Detection] = []
+    text: list[TextItem] = []
+    alt_texts: list[AltText] = []
+    colors: list[Color] = []
+    classification: Classification | None = None
+    moderation: Moderation | None = None
+    ai_generated: AIGenerated | None = None
+    deepfake: Deepfake | None = None
+    quality: Quality | None = None
+    provenance: Provenance | None = None
+    flags: list[Flag] = []
+    raw: dict[str, Any] = Field(
+        default={},
+        description="Vendor responses kept for re-normalization: {provider: base64 of zlib-compressed JSON}, capped.",
+    )
+    analyzed_at: str
+    schema_version: int = SCHEMA_VERSION
+    alert_id: str | None = None
+
+
+class Alert(_Model):
+    """The body of the SNS message sent once per flagged object version."""
+
+    type: Literal["image.flagged"] = "image.flagged"
+    alert_id: str
+    flags: list[Flag]
+    bucket: str
+    key: str
+    version_id: str | None = None
+    sha256: str | None = None
+    moderation: Moderation | None = None
+    ai_generated: AIGenerated | None = None
+    deepfake: Deepfake | None = None
+    analyzed_at: str
+    result: ResultLocation

@@ -1,0 +1,96 @@
+"""Typed configuration, read once per container from the environment the template sets."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+DEFAULT_PROVIDERS = ("builtin",)
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be between 0 and 1, got {raw!r}")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def parse_providers(raw: str) -> tuple[str, ...]:
+    names = [name.strip().lower() for name in raw.split(",") if name.strip()]
+    # builtin always runs: it supplies the image facts every result needs.
+    ordered = ["builtin", *[n for n in names if n != "builtin"]]
+    return tuple(dict.fromkeys(ordered))
+
+
+def parse_category_thresholds(raw: str) -> dict[str, float]:
+    """``explicit:0.8,suggestive:0.95`` -> {"explicit": 0.8, "suggestive": 0.95}."""
+    thresholds: dict[str, float] = {}
+    for part in raw.split(","):
+        if not part.strip():
+            continue
+        name, sep, value = part.partition(":")
+        if not sep:
+            raise ValueError(f"MODERATION_THRESHOLDS entry {part!r} is not category:threshold")
+        thresholds[name.strip().lower()] = _float({"v": value}, "v", 0.0)
+    return thresholds
+
+
+@dataclass(frozen=True)
+class Settings:
+    results_table: str
+    alerts_topic_arn: str
+    provider_secret_arn: str = ""
+    providers: tuple[str, ...] = DEFAULT_PROVIDERS
+    nsfw_threshold: float = 0.8
+    ai_generated_threshold: float = 0.8
+    deepfake_threshold: float = 0.8
+    moderation_thresholds: dict[str, float] = field(default_factory=dict)
+    max_object_bytes: int = 50 * 1024 * 1024
+    max_pixels: int = 100_000_000
+    raw_item_budget_bytes: int = 100_000
+    http_timeout_seconds: float = 10.0
+    max_attempts_per_call: int = 3
+    # Everything else (vendor base URLs, local keys, vendor options) is read through ``env``.
+    env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        missing = [name for name in ("RESULTS_TABLE", "ALERTS_TOPIC_ARN") if not env.get(name)]
+        if missing:
+            raise ValueError(f"missing configuration: {', '.join(missing)}")
+        return cls(
+            results_table=env["RESULTS_TABLE"],
+            alerts_topic_arn=env["ALERTS_TOPIC_ARN"],
+            provider_secret_arn=env.get("PROVIDER_SECRET_ARN", ""),
+            providers=parse_providers(env.get("PROVIDERS", "builtin")),
+            nsfw_threshold=_float(env, "NSFW_THRESHOLD", 0.8),
+            ai_generated_threshold=_float(env, "AI_GENERATED_THRESHOLD", 0.8),
+            deepfake_threshold=_float(env, "DEEPFAKE_THRESHOLD", 0.8),
+            moderation_thresholds=parse_category_thresholds(env.get("MODERATION_THRESHOLDS", "")),
+            max_object_bytes=_int(env, "MAX_OBJECT_BYTES", 50 * 1024 * 1024),
+            max_pixels=_int(env, "MAX_PIXELS", 100_000_000),
+            http_timeout_seconds=float(env.get("HTTP_TIMEOUT_SECONDS", "10") or 10),
+            env=env,
+        )
+
+    def vendor(self, prefix: str, name: str, default: str = "") -> str:
+        """A vendor setting such as ``IMAGGA_BASE_URL``: ``vendor("IMAGGA_", "BASE_URL", default)``."""
+        return self.env.get(f"{prefix}{name}", "").strip() or default
