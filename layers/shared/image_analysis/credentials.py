@@ -40,7 +40,9 @@ class Credentials:
             return from_env
         arn = self._settings.provider_secret_arn
         if not arn:
-            raise AuthError(provider, f"no key: set {prefix}API_KEY or put an entry {provider!r} in the provider secret")
+            raise AuthError(
+                provider, f"no key: set {prefix}API_KEY or put an entry {provider!r} in the provider secret"
+            )
         try:
             entry = self._fetch_secret(arn).get(provider) or {}
         except Exception as exc:  # the secret itself is unreadable: an auth problem for this provider alone

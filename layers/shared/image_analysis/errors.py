@@ -46,7 +46,7 @@ class InputRejected(AnalysisError):
         self._code = code
 
     @property  # type: ignore[override]
-    def code(self) -> ErrorCode:  # noqa: D102 - a rejection carries its own code
+    def code(self) -> ErrorCode:
         return self._code
 
 

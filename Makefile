@@ -1,0 +1,53 @@
+# image-analysis: every target sets up what it needs (a Python 3.13 .venv; .tools/sam for SAM CLI).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PY := .venv/bin/python
+SAM := .tools/sam/bin/sam
+PY313_DIR = $(shell dirname "$$(bash scripts/find-python.sh)")
+# sam build resolves the runtime's python3.13 on PATH; telemetry off for local and CI runs.
+SAM_ENV = PATH="$(PY313_DIR):$$PATH" SAM_CLI_TELEMETRY=0
+EVENT ?= events/s3-put.json
+
+.PHONY: help setup tools demo test invoke lint validate build smoke schema schema-check format clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+setup: ## Create .venv (Python 3.13) with the app's and the tests' dependencies
+	@bash scripts/bootstrap.sh
+
+tools: ## Also create .tools/sam (SAM CLI and cfn-lint)
+	@bash scripts/bootstrap.sh --tools
+
+demo: setup ## Run the whole pipeline on an embedded local AWS (no account, keys, Docker or network)
+	@$(PY) -m local.demo
+
+test: setup ## Run the unit and integration tests
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+invoke: setup ## Run the handler once on EVENT (default events/s3-put.json) against the local stack
+	@$(PY) -m local.invoke $(EVENT)
+
+validate: tools ## sam validate --lint (cfn-lint)
+	@$(SAM_ENV) $(SAM) validate --lint
+
+build: tools ## sam build (the deployable artifact, for the template's Architecture)
+	@$(SAM_ENV) $(SAM) build
+
+smoke: tools setup ## Build for this machine's CPU and run the built handler on an event against the emulator
+	@$(SAM_ENV) bash scripts/smoke.sh
+
+schema: setup ## Regenerate docs/schema/*.json from the models
+	@$(PY) -m local.schema --write
+
+schema-check: setup ## Fail when docs/schema/*.json is out of date
+	@$(PY) -m local.schema --check
+
+lint: setup ## ruff check and format check
+	@$(PY) -m ruff check . && $(PY) -m ruff format --check .
+
+format: setup ## ruff fix and format
+	@$(PY) -m ruff check --fix . ; $(PY) -m ruff format .
+
+clean: ## Remove build output and environments
+	rm -rf .aws-sam .venv .tools .pytest_cache .ruff_cache

@@ -1,0 +1,39 @@
+"""AnalyzeFunction: a thin handler. Parsing, analysis and storage live in the shared layer."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+
+from image_analysis.handler import handle
+from image_analysis.runtime import Runtime, build_runtime
+
+logger = Logger(service="image-analysis")
+metrics = Metrics(namespace="ImageAnalysis", service="image-analysis")
+_runtime: Runtime | None = None
+
+
+def _get_runtime() -> Runtime:
+    # Built on the first event, not at import: configuration errors then surface in that event's log.
+    global _runtime
+    if _runtime is None:
+        _runtime = build_runtime(logger=logger, metrics=metrics)
+    return _runtime
+
+
+def _traced(function: Any) -> Any:
+    """X-Ray tracing only when switched on: importing the tracer costs cold-start time."""
+    if os.environ.get("POWERTOOLS_TRACE_DISABLED", "true").lower() == "false":
+        from aws_lambda_powertools import Tracer
+
+        return Tracer(service="image-analysis").capture_lambda_handler(function)
+    return function
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context(log_event=False)
+@_traced
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return handle(event, context, _get_runtime(), logger)

@@ -1,0 +1,87 @@
+"""The ``image.flagged`` SNS message: a stable ``alert_id`` per object version, filterable attributes."""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+import uuid
+from typing import Any
+
+from image_analysis.models import Alert, AnalysisResult, ResultLocation
+
+# A fixed namespace makes alert ids reproducible: the same object version always gets the same id.
+ALERT_NAMESPACE = uuid.UUID("6f1d3c1e-3a5e-4c9b-9a43-5b0e8d7f2a10")
+SUBJECT_LIMIT = 100
+# SNS accepts 256 KiB; keep well inside it whatever the moderation section holds.
+MESSAGE_BUDGET = 200_000
+
+
+def alert_id_for(pk: str, sk: str, etag: str | None, sequence: str) -> str:
+    return str(uuid.uuid5(ALERT_NAMESPACE, f"{pk}\n{sk}\n{etag or ''}\n{sequence}"))
+
+
+def subject_for(flags: list[str], key: str) -> str:
+    """ASCII, printable, no line breaks, at most 100 characters, whatever the key holds."""
+    ascii_key = unicodedata.normalize("NFKD", key).encode("ascii", "ignore").decode()
+    ascii_key = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in ascii_key) or "(non-ASCII key)"
+    subject = f"Image flagged [{', '.join(flags)}]: {ascii_key}"
+    if len(subject) > SUBJECT_LIMIT:
+        subject = subject[: SUBJECT_LIMIT - 3] + "..."
+    return subject
+
+
+def build_alert(result: AnalysisResult, alert_id: str, table: str) -> Alert:
+    return Alert(
+        alert_id=alert_id,
+        flags=result.flags,
+        bucket=result.bucket,
+        key=result.key,
+        version_id=result.version_id,
+        sha256=result.sha256,
+        moderation=result.moderation if "nsfw" in result.flags else None,
+        ai_generated=result.ai_generated if "ai_generated" in result.flags else None,
+        deepfake=result.deepfake if "deepfake" in result.flags else None,
+        analyzed_at=result.analyzed_at,
+        result=ResultLocation(table=table, pk=f"{result.bucket}/{result.key}", sk=result.version_id or "null"),
+    )
+
+
+def _max_confidence(alert: Alert) -> float:
+    scores = [0.0]
+    if alert.moderation is not None:
+        scores.append(alert.moderation.nsfw_score)
+        scores.extend(c.confidence for c in alert.moderation.categories if c.name not in ("safe", "other"))
+    if alert.ai_generated is not None and alert.ai_generated.confidence is not None:
+        scores.append(alert.ai_generated.confidence)
+    if alert.deepfake is not None:
+        scores.append(alert.deepfake.confidence)
+    return max(scores)
+
+
+def message_for(alert: Alert, providers: list[str]) -> dict[str, Any]:
+    """Keyword arguments for ``sns.publish`` (without TopicArn)."""
+    body = alert.model_dump_json(exclude_none=True)
+    if len(body.encode()) > MESSAGE_BUDGET and alert.moderation is not None:
+        # Only the flagging categories are needed to act; the full list stays in the table.
+        trimmed = alert.moderation.model_copy(update={"categories": alert.moderation.categories[:10]})
+        body = alert.model_copy(update={"moderation": trimmed}).model_dump_json(exclude_none=True)
+    return {
+        "Subject": subject_for(alert.flags, alert.key),
+        "Message": body,
+        "MessageAttributes": {
+            "flags": {"DataType": "String.Array", "StringValue": json.dumps(alert.flags)},
+            "providers": {"DataType": "String.Array", "StringValue": json.dumps(sorted(set(providers)))},
+            "bucket": {"DataType": "String", "StringValue": alert.bucket},
+            "max_confidence": {"DataType": "Number", "StringValue": f"{_max_confidence(alert):.4f}"},
+        },
+    }
+
+
+class AlertPublisher:
+    def __init__(self, topic_arn: str, sns_client: Any) -> None:
+        self.topic_arn = topic_arn
+        self._client = sns_client
+
+    def publish(self, alert: Alert, providers: list[str]) -> str:
+        response = self._client.publish(TopicArn=self.topic_arn, **message_for(alert, providers))
+        return response["MessageId"]

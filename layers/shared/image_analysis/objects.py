@@ -1,0 +1,85 @@
+"""Read the uploaded object exactly as the event describes it: that version, that ETag, size checked first."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from image_analysis.errors import InputRejected, ObjectSkipped, ObjectUnreadable
+from image_analysis.events import ObjectRef
+
+_GONE = {"NoSuchKey", "NoSuchVersion", "404", "PreconditionFailed", "412", "NotFound"}
+_ARCHIVED = {"GLACIER", "DEEP_ARCHIVE"}
+
+
+@dataclass(frozen=True)
+class ObjectHead:
+    size: int
+    etag: str | None
+    version_id: str | None
+    storage_class: str | None
+
+
+def _conditions(ref: ObjectRef) -> dict[str, Any]:
+    conditions: dict[str, Any] = {"Bucket": ref.bucket, "Key": ref.key}
+    if ref.version_id:
+        conditions["VersionId"] = ref.version_id
+    if ref.etag:
+        # New bytes never land under an old ETag: an overwrite since the event makes this fail (412).
+        conditions["IfMatch"] = f'"{ref.etag}"'
+    return conditions
+
+
+def _translate(exc: ClientError, ref: ObjectRef) -> Exception:
+    code = str(exc.response.get("Error", {}).get("Code", ""))
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    if code in _GONE or status in (404, 412):
+        return ObjectSkipped("the object was deleted or overwritten before it could be read")
+    if code == "InvalidObjectState":
+        return ObjectUnreadable("the object is archived (restore it before analysis)")
+    if code in ("AccessDenied", "KMS.AccessDeniedException") or status == 403:
+        return ObjectUnreadable("access denied reading the object (bucket policy or KMS key does not allow it)")
+    if status == 400:
+        return ObjectUnreadable(f"the object cannot be read ({code}); SSE-C objects are not supported")
+    return exc
+
+
+class ObjectReader:
+    def __init__(self, s3_client: Any, max_bytes: int) -> None:
+        self._s3 = s3_client
+        self.max_bytes = max_bytes
+
+    def head(self, ref: ObjectRef) -> ObjectHead:
+        try:
+            response = self._s3.head_object(**_conditions(ref))
+        except ClientError as exc:
+            raise _translate(exc, ref) from exc
+        head = ObjectHead(
+            size=int(response.get("ContentLength", 0)),
+            etag=(response.get("ETag") or "").strip('"') or None,
+            version_id=response.get("VersionId"),
+            storage_class=response.get("StorageClass"),
+        )
+        if head.storage_class in _ARCHIVED and 'ongoing-request="false"' not in (response.get("Restore") or ""):
+            raise ObjectUnreadable(f"the object is in the {head.storage_class} storage class; restore it first")
+        return head
+
+    def size_rejection(self, head: ObjectHead) -> InputRejected | None:
+        """Checked before download, so an oversized upload costs one HEAD."""
+        if head.size == 0:
+            return InputRejected("empty_object", "the object is empty (0 bytes)")
+        if head.size > self.max_bytes:
+            return InputRejected(
+                "too_large",
+                f"the object is {head.size:,} bytes; the limit is {self.max_bytes:,} (MAX_OBJECT_BYTES)",
+            )
+        return None
+
+    def read(self, ref: ObjectRef) -> bytes:
+        try:
+            response = self._s3.get_object(**_conditions(ref))
+            return response["Body"].read()
+        except ClientError as exc:
+            raise _translate(exc, ref) from exc

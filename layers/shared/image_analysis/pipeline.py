@@ -1,0 +1,242 @@
+"""One object version from event to stored result and alert.
+
+    ref -> already final? (heal a missing alert, stop) -> HEAD (size, archive) -> GET (IfMatch ETag)
+        -> decode (reject bad input) -> providers, concurrently -> merge + flags -> conditional write
+        -> alert once, then record its id on the item
+
+Outcomes: ``done`` (result written or a duplicate acknowledged) or ``retry`` (a transient fault:
+the item says ``failed`` with the error and attempt count, and the event source delivers again).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from image_analysis.alerts import AlertPublisher, alert_id_for, build_alert
+from image_analysis.errors import AnalysisError, InputRejected, ObjectSkipped, ObjectUnreadable, ProviderError
+from image_analysis.events import ObjectRef
+from image_analysis.imaging import DecodedImage, decode
+from image_analysis.merge import Thresholds, decide_flags, merged_sections, overall_status, pack_raw
+from image_analysis.models import AnalysisResult, ErrorInfo, ProviderRun
+from image_analysis.objects import ObjectReader
+from image_analysis.providers.base import AnalysisRequest, Deadline, Provider, ProviderOutput
+from image_analysis.store import FINAL_STATUSES, ResultStore, from_item
+
+
+@dataclass(frozen=True)
+class Outcome:
+    action: Literal["done", "retry"]
+    status: str
+    detail: str = ""
+    alerted: bool = False
+    result: AnalysisResult | None = None
+
+
+class TransientFailure(Exception):
+    """A fault that a later delivery can fix: the record goes back to the queue."""
+
+    def __init__(self, error: ErrorInfo) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def opaque_id(ref: ObjectRef) -> str:
+    """What vendors see instead of the key: a hash that identifies the version to us alone."""
+    return hashlib.sha256(f"{ref.pk}\n{ref.sk}\n{ref.etag or ''}".encode()).hexdigest()[:32]
+
+
+class Pipeline:
+    def __init__(
+        self,
+        *,
+        reader: ObjectReader,
+        store: ResultStore,
+        publisher: AlertPublisher,
+        providers: Sequence[Provider],
+        thresholds: Thresholds,
+        max_pixels: int,
+        raw_budget_bytes: int = 100_000,
+        logger: Any = None,
+        metrics: Any = None,
+    ) -> None:
+        self.reader = reader
+        self.store = store
+        self.publisher = publisher
+        self.providers = list(providers)
+        self.thresholds = thresholds
+        self.max_pixels = max_pixels
+        self.raw_budget_bytes = raw_budget_bytes
+        self.logger = logger
+        self.metrics = metrics
+        self._executor = ThreadPoolExecutor(max_workers=max(1, len(self.providers)), thread_name_prefix="provider")
+
+    # -- the one public step -------------------------------------------------------------------
+    def process(self, ref: ObjectRef, deadline: Deadline, attempts: int = 1) -> Outcome:
+        existing = self.store.get(ref.pk, ref.sk)
+        if existing and existing.get("status") in FINAL_STATUSES and existing.get("seq", "") >= ref.sequence:
+            alerted = self._heal_alert(existing)
+            return Outcome("done", "duplicate", "a result for this or a newer event exists", alerted=alerted)
+        base = {
+            "bucket": ref.bucket,
+            "key": ref.key,
+            "version_id": ref.version_id,
+            "etag": ref.etag,
+            "sequencer": ref.sequencer,
+            "attempts": attempts,
+        }
+        try:
+            result = self._analyze(ref, deadline, base)
+        except ObjectSkipped as exc:
+            result = AnalysisResult(**base, status="skipped", error=exc.info(), analyzed_at=_now())
+        except ObjectUnreadable as exc:
+            # Lasting: retrying cannot help; the item and the metric tell the operator.
+            result = AnalysisResult(**base, status="rejected", error=exc.info(), analyzed_at=_now())
+            self._count("ObjectUnreadable")
+        except TransientFailure as exc:
+            failed = AnalysisResult(**base, status="failed", error=exc.error, analyzed_at=_now())
+            self.store.put_failure(failed, ref.sequence)
+            return Outcome("retry", "failed", exc.error.message, result=failed)
+        return self._commit(ref, result)
+
+    # -- steps ---------------------------------------------------------------------------------
+    def _analyze(self, ref: ObjectRef, deadline: Deadline, base: dict[str, Any]) -> AnalysisResult:
+        try:
+            head = self.reader.head(ref)
+            rejection = self.reader.size_rejection(head)
+            if rejection is not None:
+                return self._rejected(base, rejection, head.size)
+            data = self.reader.read(ref)
+        except (ObjectSkipped, ObjectUnreadable):
+            raise
+        except Exception as exc:  # throttling, 5xx, network: the SDK retried already
+            raise TransientFailure(ErrorInfo(code="server_error", message=f"reading the object failed: {exc}")) from exc
+        try:
+            image = decode(data, self.max_pixels)
+        except InputRejected as exc:
+            return self._rejected(base, exc, len(data))
+        runs, outputs = self._run_providers(image, ref, deadline)
+        transient = [r for r in runs if r.error is not None and _is_retryable(r.error.code)]
+        if transient:
+            raise TransientFailure(transient[0].error)  # type: ignore[arg-type]
+        sections = merged_sections(outputs)
+        flags = decide_flags(sections["moderation"], sections["ai_generated"], sections["deepfake"], self.thresholds)
+        status = overall_status(runs)
+        failed_runs = [r for r in runs if r.error is not None]
+        return AnalysisResult(
+            **base,
+            size_bytes=image.size_bytes,
+            content_type=image.content_type,
+            format=image.format,
+            width=image.width,
+            height=image.height,
+            sha256=image.sha256,
+            status=status,
+            error=failed_runs[0].error if status != "succeeded" and failed_runs else None,
+            providers=runs,
+            flags=flags,
+            raw=pack_raw({name: o.raw for name, o in zip(self._names(), outputs, strict=True)}, self.raw_budget_bytes),
+            analyzed_at=_now(),
+            **sections,
+        )
+
+    @staticmethod
+    def _rejected(base: dict[str, Any], exc: InputRejected, size: int) -> AnalysisResult:
+        """Bad input: recorded with its reason, acknowledged, never retried, never sent to a vendor."""
+        return AnalysisResult(**base, size_bytes=size, status="rejected", error=exc.info(), analyzed_at=_now())
+
+    def _names(self) -> list[str]:
+        return [p.name for p in self.providers]
+
+    def _run_providers(
+        self, image: DecodedImage, ref: ObjectRef, deadline: Deadline
+    ) -> tuple[list[ProviderRun], list[ProviderOutput]]:
+        request = AnalysisRequest(
+            image=image,
+            object_id=opaque_id(ref),
+            deadline=deadline,
+            bucket=ref.bucket,
+            key=ref.key,
+            version_id=ref.version_id,
+        )
+        futures = [self._executor.submit(self._run_one, provider, request) for provider in self.providers]
+        pairs = [future.result() for future in futures]
+        return [run for run, _ in pairs], [output for _, output in pairs]
+
+    def _run_one(self, provider: Provider, request: AnalysisRequest) -> tuple[ProviderRun, ProviderOutput]:
+        started = time.perf_counter()
+        try:
+            output = provider.analyze(request)
+            error = None
+        except ProviderError as exc:
+            output, error = ProviderOutput(), exc.info()
+        except AnalysisError as exc:
+            output, error = ProviderOutput(), exc.info()
+        except Exception as exc:  # a bug in one adapter must not take the others down
+            output = ProviderOutput()
+            error = ErrorInfo(code="bad_response", message=f"{provider.name}: unexpected {type(exc).__name__}: {exc}")
+            if self.logger:
+                self.logger.exception("provider crashed", extra={"provider": provider.name})
+        latency_ms = int((time.perf_counter() - started) * 1000)
+        status = "succeeded" if error is None else ("rejected" if error.code == "bad_image" else "failed")
+        self._provider_metric(provider.name, latency_ms, error)
+        return ProviderRun(name=provider.name, status=status, latency_ms=latency_ms, error=error), output
+
+    def _commit(self, ref: ObjectRef, result: AnalysisResult) -> Outcome:
+        if not self.store.put_result(result, ref.sequence):
+            existing = self.store.get(ref.pk, ref.sk) or {}
+            alerted = self._heal_alert(existing)
+            return Outcome("done", "duplicate", "a result for this or a newer event exists", alerted=alerted)
+        self._count(f"Images{result.status.capitalize()}")
+        alerted = False
+        if result.flags:
+            alerted = self._publish(result, ref.sequence)
+        return Outcome("done", result.status, alerted=alerted, result=result)
+
+    def _publish(self, result: AnalysisResult, sequence: str) -> bool:
+        pk, sk = f"{result.bucket}/{result.key}", result.version_id or "null"
+        alert_id = alert_id_for(pk, sk, result.etag, sequence)
+        alert = build_alert(result, alert_id, self.store.table_name)
+        self.publisher.publish(alert, [r.name for r in result.providers if r.status in ("succeeded", "cached")])
+        self.store.mark_alerted(pk, sk, alert_id, sequence)
+        for flag in result.flags:
+            self._count(f"Flagged_{flag}")
+        return True
+
+    def _heal_alert(self, item: dict[str, Any]) -> bool:
+        """A crash between writing and publishing left a flagged item without ``alert_id``: publish now."""
+        if not item or not item.get("flags") or item.get("alert_id") or item.get("status") not in FINAL_STATUSES:
+            return False
+        stored = from_item(item)
+        sequence = stored.pop("seq")
+        stored.pop("pk"), stored.pop("sk")
+        return self._publish(AnalysisResult.model_validate(stored), sequence)
+
+    # -- metrics -------------------------------------------------------------------------------
+    def _count(self, name: str) -> None:
+        if self.metrics is not None:
+            from aws_lambda_powertools.metrics import MetricUnit
+
+            self.metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+
+    def _provider_metric(self, provider: str, latency_ms: int, error: ErrorInfo | None) -> None:
+        if self.metrics is None:
+            return
+        from aws_lambda_powertools.metrics import MetricUnit
+
+        self.metrics.add_metric(name=f"ProviderLatency_{provider}", unit=MetricUnit.Milliseconds, value=latency_ms)
+        if error is not None:
+            self.metrics.add_metric(name=f"ProviderError_{provider}_{error.code}", unit=MetricUnit.Count, value=1)
+
+
+def _is_retryable(code: str) -> bool:
+    return code in ("rate_limited", "timeout", "server_error", "bad_response")

@@ -1,0 +1,64 @@
+"""Everything built once per container: settings, AWS clients, the shared HTTP client, providers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from image_analysis.alerts import AlertPublisher
+from image_analysis.credentials import Credentials
+from image_analysis.merge import Thresholds
+from image_analysis.objects import ObjectReader
+from image_analysis.pipeline import Pipeline
+from image_analysis.providers import provider_class
+from image_analysis.providers.base import ProviderDeps
+from image_analysis.settings import Settings
+from image_analysis.store import ResultStore
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    pipeline: Pipeline
+
+
+def aws_clients(session: Any = None) -> dict[str, Any]:
+    """boto3 clients with explicit timeouts; endpoints come only from the SDK's AWS_ENDPOINT_URL* settings."""
+    import boto3
+    from botocore.config import Config
+
+    session = session or boto3.session.Session()
+    config = Config(connect_timeout=5, read_timeout=20, retries={"mode": "standard", "max_attempts": 4})
+    return {name: session.client(name, config=config) for name in ("s3", "dynamodb", "sns")}
+
+
+def build_runtime(
+    settings: Settings | None = None,
+    *,
+    clients: dict[str, Any] | None = None,
+    http: Any = None,
+    fetch_secret: Any = None,
+    logger: Any = None,
+    metrics: Any = None,
+) -> Runtime:
+    settings = settings or Settings.from_env()
+    clients = clients or aws_clients()
+    deps = ProviderDeps(
+        settings=settings,
+        credentials=Credentials(settings, fetch_secret),
+        http=http,
+        s3=clients["s3"],
+    )
+    providers = [provider_class(name).create(deps) for name in settings.providers]
+    pipeline = Pipeline(
+        reader=ObjectReader(clients["s3"], settings.max_object_bytes),
+        store=ResultStore(settings.results_table, clients["dynamodb"]),
+        publisher=AlertPublisher(settings.alerts_topic_arn, clients["sns"]),
+        providers=providers,
+        thresholds=Thresholds.from_settings(settings),
+        max_pixels=settings.max_pixels,
+        raw_budget_bytes=settings.raw_item_budget_bytes,
+        logger=logger,
+        metrics=metrics,
+    )
+    return Runtime(settings=settings, pipeline=pipeline)

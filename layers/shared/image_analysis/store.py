@@ -1,0 +1,111 @@
+"""The results table: one item per object version, written only forward in S3's event order.
+
+The durable guard against duplicates and reordering is the conditional write: an item is written when
+none exists, when the event is newer (S3 ``sequencer``, padded to one width and kept in ``seq``), or
+when the same event had only failed before. ``alert_id`` is set once, after the alert went out, so a
+later delivery can publish what a crash left unpublished.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from image_analysis.models import AnalysisResult, ErrorInfo
+
+FINAL_STATUSES = ("succeeded", "partial", "rejected", "skipped")
+
+
+def to_item(result: AnalysisResult, sequence: str) -> dict[str, Any]:
+    """The DynamoDB item: JSON numbers become Decimal (floats are refused by boto3), Nones dropped."""
+    document = result.model_dump(mode="json", exclude_none=True)
+    item = json.loads(json.dumps(document), parse_float=Decimal)
+    item["pk"] = f"{result.bucket}/{result.key}"
+    item["sk"] = result.version_id or "null"
+    item["seq"] = sequence
+    return item
+
+
+def from_item(item: dict[str, Any]) -> dict[str, Any]:
+    """A stored item as plain JSON types (Decimal -> int or float)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, Decimal):
+            return int(value) if value == value.to_integral_value() else float(value)
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(item)
+
+
+class ResultStore:
+    def __init__(self, table_name: str, dynamodb_client: Any) -> None:
+        self.table_name = table_name
+        self._client = dynamodb_client
+        import boto3.dynamodb.types as types
+
+        self._serializer = types.TypeSerializer()
+        self._deserializer = types.TypeDeserializer()
+
+    def _marshal(self, item: dict[str, Any]) -> dict[str, Any]:
+        return {k: self._serializer.serialize(v) for k, v in item.items()}
+
+    def get(self, pk: str, sk: str) -> dict[str, Any] | None:
+        response = self._client.get_item(
+            TableName=self.table_name, Key=self._marshal({"pk": pk, "sk": sk}), ConsistentRead=True
+        )
+        raw = response.get("Item")
+        return {k: self._deserializer.deserialize(v) for k, v in raw.items()} if raw else None
+
+    def put_result(self, result: AnalysisResult, sequence: str) -> bool:
+        """Write a result unless a result for the same or a newer event is already final.
+
+        Returns False when the write lost to such an item (a duplicate or an older event).
+        """
+        return self._conditional_put(to_item(result, sequence))
+
+    def put_failure(self, result: AnalysisResult, sequence: str) -> bool:
+        """Record a transient failure (status ``failed``, ``error``, ``attempts``) under the same guard."""
+        return self._conditional_put(to_item(result, sequence))
+
+    def _conditional_put(self, item: dict[str, Any]) -> bool:
+        try:
+            self._client.put_item(
+                TableName=self.table_name,
+                Item=self._marshal(item),
+                ConditionExpression=("attribute_not_exists(pk) OR seq < :seq OR (seq = :seq AND #status = :failed)"),
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=self._marshal({":seq": item["seq"], ":failed": "failed"}),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def mark_alerted(self, pk: str, sk: str, alert_id: str, sequence: str) -> bool:
+        """Record that the alert for this exact event went out; False if already recorded or superseded."""
+        try:
+            self._client.update_item(
+                TableName=self.table_name,
+                Key=self._marshal({"pk": pk, "sk": sk}),
+                UpdateExpression="SET alert_id = :alert_id",
+                ConditionExpression="seq = :seq AND attribute_not_exists(alert_id)",
+                ExpressionAttributeValues=self._marshal({":alert_id": alert_id, ":seq": sequence}),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+
+def error_of(item: dict[str, Any]) -> ErrorInfo | None:
+    error = item.get("error")
+    return ErrorInfo(**error) if error else None

@@ -1,0 +1,192 @@
+"""``make demo``: the whole pipeline on the embedded emulator, with no AWS account, keys, Docker or network.
+
+Creates the stack from template.yaml, uploads the samples (and a few generated uploads that show a
+flag and the rejections), lets the pipeline process them the way the SQS trigger would, and prints
+one row per object, the alerts that reached the topic, and where the results are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from local.driver import QueueDriver, configure_function_env, load_handler
+from local.emulator import local_aws
+from local.stack import LocalStack, deploy, read_alerts
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples"
+
+# Keys chosen to show what real users upload: spaces, a plus sign, non-ASCII, extensions that lie.
+SAMPLE_KEYS = {
+    "uploads/astronaut.png": "skimage-astronaut.png",
+    "uploads/cat on the sofa.png": "skimage-chelsea.png",
+    "uploads/café+menu/coffee.png": "skimage-coffee.png",
+    "uploads/rocket.jpg": "skimage-rocket.jpg",
+    "uploads/scanned page.png": "skimage-page.png",
+    "uploads/c2pa-signed.jpg": "c2pa-C.jpg",
+    "uploads/phone photo.heic": "c2pa-sample1.heic",
+    "uploads/photo.avif": "c2pa-sample1.avif",
+    "uploads/photo.webp": "c2pa-sample1.webp",
+    "uploads/animated.gif": "c2pa-sample1.gif",
+    "uploads/document.tif": "c2pa-TUSCANY.TIF",
+}
+
+
+def generated_uploads() -> dict[str, bytes]:
+    """Uploads made on the spot: one an image generator wrote, and three the pipeline must reject."""
+    from PIL import Image, PngImagePlugin
+
+    image = Image.new("RGB", (320, 240), (90, 40, 160))
+    info = PngImagePlugin.PngInfo()
+    # The text chunk Automatic1111's Stable Diffusion web UI writes into every PNG it renders.
+    info.add_text("parameters", "a purple landscape\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 42")
+    png = io.BytesIO()
+    image.save(png, format="PNG", pnginfo=info)
+    jpeg = io.BytesIO()
+    Image.new("RGB", (640, 480), (10, 120, 200)).save(jpeg, format="JPEG")
+    return {
+        "uploads/stable-diffusion render.png": png.getvalue(),
+        "uploads/empty.png": b"",
+        "uploads/notes.jpg": b"shopping list: milk, eggs\n",
+        "uploads/cut-off.jpg": jpeg.getvalue()[: len(jpeg.getvalue()) // 3],
+    }
+
+
+def upload_samples(bucket: str) -> list[str]:
+    s3 = boto3.client("s3")
+    keys = []
+    for key, name in SAMPLE_KEYS.items():
+        s3.upload_file(str(SAMPLES / name), bucket, key)
+        keys.append(key)
+    for key, body in generated_uploads().items():
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+        keys.append(key)
+    return keys
+
+
+def read_results(table: str) -> list[dict[str, Any]]:
+    from image_analysis.store import from_item
+
+    dynamodb = boto3.resource("dynamodb")
+    items: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {}
+    while True:
+        page = dynamodb.Table(table).scan(**kwargs)
+        items.extend(from_item(i) for i in page["Items"])
+        if "LastEvaluatedKey" not in page:
+            return sorted(items, key=lambda i: i["key"])
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    return f"{n / 1024:.0f} KB" if n >= 1024 else f"{n} B"
+
+
+def _highlights(item: dict[str, Any]) -> str:
+    if item.get("labels"):
+        return ", ".join(f"{lab['name']} {lab['confidence']:.0%}" for lab in item["labels"][:3])
+    if item.get("colors"):
+        return " ".join(c["hex"] for c in item["colors"][:3])
+    return "-"
+
+
+def _status(item: dict[str, Any]) -> str:
+    error = item.get("error")
+    return f"{item['status']} ({error['code']})" if error else item["status"]
+
+
+def print_report(stack: LocalStack, items: list[dict[str, Any]], alerts: list[dict[str, Any]], out: Any) -> None:
+    rows = [("key", "format", "size", "dimensions", "labels / colors", "flags", "status")]
+    for item in items:
+        dims = f"{item['width']}x{item['height']}" if item.get("width") else "-"
+        rows.append(
+            (
+                item["key"],
+                item.get("format", "-"),
+                _size(item.get("size_bytes")),
+                dims,
+                _highlights(item),
+                ",".join(item.get("flags", [])) or "-",
+                _status(item),
+            )
+        )
+    widths = [min(40, max(len(str(row[i])) for row in rows)) for i in range(len(rows[0]))]
+    print(f"\nResults ({len(items)} objects):\n", file=out)
+    for index, row in enumerate(rows):
+        print("  ".join(str(cell)[: widths[i]].ljust(widths[i]) for i, cell in enumerate(row)).rstrip(), file=out)
+        if index == 0:
+            print("  ".join("-" * w for w in widths), file=out)
+    rejected = [i for i in items if i["status"] == "rejected"]
+    if rejected:
+        print("\nWhy uploads were rejected:", file=out)
+        for item in rejected:
+            print(f"  {item['key']}: {item['error']['message']}", file=out)
+    print(f"\nAlerts on the topic ({len(alerts)}):", file=out)
+    for alert in alerts:
+        body = alert["Message"]
+        evidence = (body.get("ai_generated") or {}).get("evidence") or []
+        print(f"  {alert['Subject']}", file=out)
+        print(f"    alert_id={body['alert_id']} flags={body['flags']} result={body['result']}", file=out)
+        if evidence:
+            print(f"    evidence: {evidence[0]}", file=out)
+    print("\nWhere the results are:", file=out)
+    print(f"  DynamoDB table {stack.table} (pk = <bucket>/<key>, sk = version id or 'null')", file=out)
+    print(f"  uploads bucket {stack.bucket}; alerts topic {stack.topic_arn}", file=out)
+    print(
+        "  e.g. aws dynamodb get-item --table-name <table> --key "
+        '\'{"pk": {"S": "<bucket>/uploads/rocket.jpg"}, "sk": {"S": "null"}}\'',
+        file=out,
+    )
+
+
+def stack_parameters() -> dict[str, str]:
+    parameters = {"Architecture": "x86_64"}
+    if os.environ.get("PROVIDERS"):
+        parameters["Providers"] = os.environ["PROVIDERS"]
+    return parameters
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--verbose", action="store_true", help="show the function's JSON log lines")
+    args = parser.parse_args(argv)
+    out = sys.stdout
+    print("Starting the embedded AWS emulator (moto server) ...", file=out)
+    with local_aws() as endpoint:
+        print(f"  listening on {endpoint}", file=out)
+        stack = deploy(parameters=stack_parameters())
+        print(f"Created stack {stack.name} from template.yaml: bucket {stack.bucket}", file=out)
+        configure_function_env(stack.function_env)
+        if not args.verbose:
+            os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"
+        handler = load_handler()
+        keys = upload_samples(stack.bucket)
+        print(f"Uploaded {len(keys)} objects; processing the queue as the SQS trigger would ...", file=out)
+        report = QueueDriver(handler, stack.queue_url, batch_size=5).drain()
+        print(
+            f"  {report.invocations} invocations, {report.messages} messages, "
+            f"{report.failed_messages} handed back for retry",
+            file=out,
+        )
+        items = read_results(stack.table)
+        alerts = read_alerts(stack.observer_queue_url)
+        print_report(stack, items, alerts, out)
+        missing = set(keys) - {i["key"] for i in items}
+    print("\nEmulator stopped.", file=out)
+    if missing:
+        print(f"Objects without a result: {sorted(missing)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,154 @@
+"""Play the Lambda SQS poller against the emulator: receive batches, invoke, delete what succeeded.
+
+This is what the Lambda service does for an SQS event source with ``ReportBatchItemFailures``:
+messages named in ``batchItemFailures`` stay on the queue and come back after the visibility
+timeout; after ``maxReceiveCount`` deliveries the queue's redrive policy moves them to the
+dead-letter queue. Locally a failed message is made visible again at once (``retry_delay_seconds``)
+instead of after the template's 720 s, so a demo or a test does not wait.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+ROOT = Path(__file__).resolve().parent.parent
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+class LambdaContext:
+    """The attributes of the Lambda context object that the handler and Powertools read."""
+
+    def __init__(self, function_name: str = "AnalyzeFunction", timeout_seconds: float = 120, memory_mb: int = 1024):
+        self.function_name = function_name
+        self.function_version = "$LATEST"
+        self.memory_limit_in_mb = memory_mb
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{function_name}"
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_stream_name = "local"
+        self._deadline = time.monotonic() + timeout_seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def load_handler(function_dir: Path = ROOT / "functions/analyze", layer_dir: Path | None = None) -> Handler:
+    """Import ``app.lambda_handler`` the way Lambda does: the function's folder plus the layer on the path."""
+    layer_dir = layer_dir or ROOT / "layers/shared"
+    for folder in (str(layer_dir), str(function_dir)):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+    spec = importlib.util.spec_from_file_location("analyze_app", function_dir / "app.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.lambda_handler
+
+
+def configure_function_env(function_env: dict[str, str]) -> None:
+    """The environment the template gives the function; a vendor key a user exported stays as it is."""
+    os.environ.update(function_env)
+    # Powertools metrics print EMF lines to stdout; locally they would bury the report.
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+
+
+@dataclass
+class DrainReport:
+    invocations: int = 0
+    messages: int = 0
+    failed_messages: int = 0
+
+
+def _lambda_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
+    attributes = message.get("Attributes", {})
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": {
+            "ApproximateReceiveCount": attributes.get("ApproximateReceiveCount", "1"),
+            "SentTimestamp": attributes.get("SentTimestamp", "0"),
+            "SenderId": attributes.get("SenderId", ""),
+            "ApproximateFirstReceiveTimestamp": attributes.get("ApproximateFirstReceiveTimestamp", "0"),
+        },
+        "messageAttributes": {},
+        "md5OfBody": message.get("MD5OfBody", ""),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": os.environ.get("AWS_REGION", "us-east-1"),
+    }
+
+
+class QueueDriver:
+    def __init__(
+        self,
+        handler: Handler,
+        queue_url: str,
+        batch_size: int = 5,
+        timeout_seconds: float = 120,
+        retry_delay_seconds: int = 0,
+    ) -> None:
+        self.handler = handler
+        self.queue_url = queue_url
+        self.batch_size = batch_size
+        self.timeout_seconds = timeout_seconds
+        self.retry_delay_seconds = retry_delay_seconds
+        self._sqs = boto3.client("sqs")
+        self._queue_arn = self._sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+
+    def poll_once(self, wait_seconds: int = 0) -> tuple[int, int]:
+        """One receive and one invocation; returns (messages, failed messages)."""
+        response = self._sqs.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=self.batch_size,
+            WaitTimeSeconds=wait_seconds,
+            AttributeNames=["All"],
+        )
+        messages = response.get("Messages", [])
+        if not messages:
+            return 0, 0
+        event = {"Records": [_lambda_record(m, self._queue_arn) for m in messages]}
+        try:
+            result = self.handler(event, LambdaContext(timeout_seconds=self.timeout_seconds)) or {}
+            failed_ids = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
+        except Exception:
+            # A crashed invocation: Lambda retries the whole batch.
+            failed_ids = {m["MessageId"] for m in messages}
+        for message in messages:
+            if message["MessageId"] in failed_ids:
+                self._sqs.change_message_visibility(
+                    QueueUrl=self.queue_url,
+                    ReceiptHandle=message["ReceiptHandle"],
+                    VisibilityTimeout=self.retry_delay_seconds,
+                )
+            else:
+                self._sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return len(messages), len(failed_ids)
+
+    def drain(self, max_invocations: int = 10_000, idle_polls: int = 2) -> DrainReport:
+        """Invoke until the queue stays empty for ``idle_polls`` receives."""
+        report = DrainReport()
+        idle = 0
+        while report.invocations < max_invocations and idle < idle_polls:
+            received, failed = self.poll_once()
+            if not received:
+                idle += 1
+                time.sleep(0.05)
+                continue
+            idle = 0
+            report.invocations += 1
+            report.messages += received
+            report.failed_messages += failed
+        return report

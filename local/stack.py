@@ -1,0 +1,201 @@
+"""Create the stack from template.yaml itself in the embedded emulator, then wire what the emulator skips.
+
+The SAM template is translated by aws-sam-translator (the same library ``sam deploy`` relies on) and
+created through the emulator's CloudFormation. moto 5 creates the translated resources but skips
+S3 bucket notifications, SNS subscriptions and (in some versions) Secrets Manager secrets, and its SQS
+event source mapping would try to run the function in Docker. So, after creation:
+- the uploads bucket gets its notification to the analysis queue (as the template declares it);
+- an observer queue is subscribed to the alerts topic, to show what subscribers receive;
+- the provider secret is created when the emulator skipped it;
+- the event source mapping is disabled: ``local.driver`` plays the Lambda poller instead.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import warnings
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "template.yaml"
+ARTIFACTS_BUCKET = "local-sam-artifacts"
+FUNCTION_LOGICAL_ID = "AnalyzeFunction"
+
+
+@contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+class _NoManagedPolicies:
+    """The template names no AWS managed policies by name, so nothing needs looking up in IAM."""
+
+    def load(self) -> dict[str, str]:
+        return {}
+
+
+def translate(template_path: Path = TEMPLATE, parameters: dict[str, str] | None = None) -> dict[str, Any]:
+    """SAM -> CloudFormation, with local code locations replaced by artifacts in the emulator's S3."""
+    from samtranslator.translator.transform import transform
+    from samtranslator.yaml_helper import yaml_parse
+
+    sam = yaml_parse(template_path.read_text())
+    for logical_id, resource in sam["Resources"].items():
+        props = resource.get("Properties", {})
+        if resource["Type"] == "AWS::Serverless::Function":
+            props["CodeUri"] = f"s3://{ARTIFACTS_BUCKET}/{logical_id}.zip"
+        elif resource["Type"] == "AWS::Serverless::LayerVersion":
+            props["ContentUri"] = f"s3://{ARTIFACTS_BUCKET}/{logical_id}.zip"
+    return transform(sam, parameters or {}, _NoManagedPolicies())
+
+
+def _zip_of(folder: Path) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(folder.rglob("*.py")):
+            if "__pycache__" not in path.parts:
+                archive.write(path, path.relative_to(folder))
+    return buffer.getvalue()
+
+
+@dataclass
+class LocalStack:
+    name: str
+    outputs: dict[str, str]
+    function_env: dict[str, str]
+    observer_queue_url: str
+
+    @property
+    def bucket(self) -> str:
+        return self.outputs["UploadsBucketName"]
+
+    @property
+    def queue_url(self) -> str:
+        return self.outputs["AnalyzeQueueUrl"]
+
+    @property
+    def dlq_url(self) -> str:
+        return self.outputs["DeadLetterQueueUrl"]
+
+    @property
+    def table(self) -> str:
+        return self.outputs["ResultsTableName"]
+
+    @property
+    def topic_arn(self) -> str:
+        return self.outputs["AlertsTopicArn"]
+
+
+def deploy(
+    stack_name: str = "image-analysis-local",
+    parameters: dict[str, str] | None = None,
+    template_path: Path = TEMPLATE,
+) -> LocalStack:
+    """Create the stack in the emulator the SDK environment points at; return its names."""
+    parameters = parameters or {}
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=ARTIFACTS_BUCKET)
+    s3.put_object(Bucket=ARTIFACTS_BUCKET, Key=f"{FUNCTION_LOGICAL_ID}.zip", Body=_zip_of(ROOT / "functions/analyze"))
+    s3.put_object(Bucket=ARTIFACTS_BUCKET, Key="SharedLayer.zip", Body=_zip_of(ROOT / "layers/shared"))
+
+    cloudformation = boto3.client("cloudformation")
+    with warnings.catch_warnings(), _quiet("moto"):
+        # moto warns for every resource type it skips, and about Docker for the function; the
+        # resources that matter here are wired below, and the function runs in this process.
+        warnings.simplefilter("ignore")
+        _create(cloudformation, stack_name, template_path, parameters)
+        stack = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+    # Disable the emulator's trigger before any message arrives (it would try to start Docker).
+    function_env = _function_env_and_disable_trigger(outputs["AnalyzeFunctionName"])
+    _wire_bucket_notification(outputs)
+    _ensure_secret(outputs)
+    observer = _observe_alerts(outputs["AlertsTopicArn"], stack_name)
+    function_env["PROVIDER_SECRET_ARN"] = outputs["ProviderSecretArn"]
+    return LocalStack(stack_name, outputs, function_env, observer)
+
+
+def _create(cloudformation: Any, stack_name: str, template_path: Path, parameters: dict[str, str]) -> None:
+    cloudformation.create_stack(
+        StackName=stack_name,
+        TemplateBody=json.dumps(translate(template_path, parameters)),
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+        Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
+    )
+    cloudformation.get_waiter("stack_create_complete").wait(
+        StackName=stack_name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+    )
+
+
+def _wire_bucket_notification(outputs: dict[str, str]) -> None:
+    sqs = boto3.client("sqs")
+    queue_arn = sqs.get_queue_attributes(QueueUrl=outputs["AnalyzeQueueUrl"], AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    # The same notification the template declares on UploadsBucket.
+    boto3.client("s3").put_bucket_notification_configuration(
+        Bucket=outputs["UploadsBucketName"],
+        NotificationConfiguration={"QueueConfigurations": [{"QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*"]}]},
+    )
+
+
+def _ensure_secret(outputs: dict[str, str]) -> None:
+    secrets = boto3.client("secretsmanager")
+    arn = outputs.get("ProviderSecretArn", "")
+    try:
+        described = secrets.describe_secret(SecretId=arn) if arn.startswith("arn:") else None
+    except secrets.exceptions.ResourceNotFoundException:
+        described = None
+    if described is None:
+        created = secrets.create_secret(Name="image-analysis-provider-keys", SecretString="{}")
+        outputs["ProviderSecretArn"] = created["ARN"]
+
+
+def _observe_alerts(topic_arn: str, stack_name: str) -> str:
+    sqs = boto3.client("sqs")
+    url = sqs.create_queue(QueueName=f"{stack_name}-alerts-observer")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    boto3.client("sns").subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=arn)
+    return url
+
+
+def _function_env_and_disable_trigger(function_name: str) -> dict[str, str]:
+    lambda_client = boto3.client("lambda")
+    config = lambda_client.get_function_configuration(FunctionName=function_name)
+    for mapping in lambda_client.list_event_source_mappings(FunctionName=function_name)["EventSourceMappings"]:
+        lambda_client.update_event_source_mapping(UUID=mapping["UUID"], Enabled=False)
+    return dict((config.get("Environment") or {}).get("Variables", {}))
+
+
+def read_alerts(observer_queue_url: str, wait_seconds: int = 0) -> list[dict[str, Any]]:
+    """Every alert the observer queue holds: the SNS envelope with Subject, Message and attributes."""
+    sqs = boto3.client("sqs")
+    alerts = []
+    while True:
+        response = sqs.receive_message(
+            QueueUrl=observer_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_seconds
+        )
+        messages = response.get("Messages", [])
+        if not messages:
+            return alerts
+        for message in messages:
+            envelope = json.loads(message["Body"])
+            envelope["Message"] = json.loads(envelope["Message"])
+            alerts.append(envelope)
+            sqs.delete_message(QueueUrl=observer_queue_url, ReceiptHandle=message["ReceiptHandle"])
+        wait_seconds = 0

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Creates .venv (the app and its tests) and, with --tools, .tools/sam (SAM CLI with cfn-lint),
+# each from Python 3.13. Re-running is cheap: each environment is rebuilt only when its inputs change.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+py=$(bash scripts/find-python.sh)
+
+stamp_of() { cat "$@" | sha256sum | cut -c1-16; }
+
+app_stamp=$(stamp_of layers/shared/requirements.txt pyproject.toml)
+if [ ! -f .venv/.stamp ] || [ "$(cat .venv/.stamp)" != "$app_stamp" ]; then
+  echo "Setting up .venv with $py ..."
+  rm -rf .venv
+  "$py" -m venv .venv
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=25.1"
+  # Runtime dependencies as the layer ships them, plus boto3 (the Lambda runtime's) and the dev group.
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check \
+    -r layers/shared/requirements.txt --group dev
+  # The layer's package and the local tooling import from the working tree, as an editable install would.
+  site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  printf '%s\n%s\n' "$PWD/layers/shared" "$PWD" > "$site/image-analysis-dev.pth"
+  echo "$app_stamp" > .venv/.stamp
+fi
+
+if [ "${1:-}" = "--tools" ]; then
+  tools_stamp=$(stamp_of scripts/tools-requirements.txt)
+  if [ ! -f .tools/sam/.stamp ] || [ "$(cat .tools/sam/.stamp)" != "$tools_stamp" ]; then
+    echo "Setting up .tools/sam (SAM CLI, kept apart from the app's boto3) ..."
+    rm -rf .tools/sam
+    "$py" -m venv .tools/sam
+    .tools/sam/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+    .tools/sam/bin/python -m pip install --quiet --disable-pip-version-check -r scripts/tools-requirements.txt
+    echo "$tools_stamp" > .tools/sam/.stamp
+  fi
+fi
