@@ -8,7 +8,7 @@ PY313_DIR = $(shell dirname "$$(bash scripts/find-python.sh)")
 SAM_ENV = PATH="$(PY313_DIR):$$PATH" SAM_CLI_TELEMETRY=0
 EVENT ?= events/s3-put.json
 
-.PHONY: help setup tools demo test invoke lint validate build smoke schema schema-check format clean
+.PHONY: help setup tools demo test invoke local-stack lint validate build smoke schema schema-check format clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -27,6 +27,9 @@ test: setup ## Run the unit and integration tests
 
 invoke: setup ## Run the handler once on EVENT (default events/s3-put.json) against the local stack
 	@$(PY) -m local.invoke $(EVENT)
+
+local-stack: setup ## Keep the emulator and stack running for `sam local invoke` (Docker users)
+	@$(PY) -m local.serve
 
 validate: tools ## sam validate --lint (cfn-lint)
 	@$(SAM_ENV) $(SAM) validate --lint

@@ -30,14 +30,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def local_aws(port: int | None = None) -> Iterator[str]:
+def local_aws(port: int | None = None, host: str = "127.0.0.1") -> Iterator[str]:
     """Start moto's server in this process; set the SDK environment to it; stop and restore on exit."""
     from moto.server import ThreadedMotoServer
 
     # The emulator's request log would drown the demo's own output.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     port = port or free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
     saved = {name: os.environ.get(name) for name in (*LOCAL_CREDENTIALS, "AWS_ENDPOINT_URL", "AWS_PROFILE")}
