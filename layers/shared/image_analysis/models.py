@@ -40,7 +40,8 @@ Confidence = Field(ge=0.0, le=1.0)
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and infinity can be neither stored in DynamoDB nor compared with a threshold.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ErrorInfo(_Model):
@@ -139,7 +140,9 @@ class Deepfake(_Model):
 class Quality(_Model):
     """Cheap signals computed offline; vendors that grade quality add their own score."""
 
-    sharpness: float | None = Field(default=None, ge=0.0, description="Variance of the Laplacian on a 512 px grey copy.")
+    sharpness: float | None = Field(
+        default=None, ge=0.0, description="Variance of the Laplacian on a 512 px grey copy."
+    )
     brightness: float | None = Field(default=None, ge=0.0, le=1.0, description="Mean luminance, 0 black .. 1 white.")
     contrast: float | None = Field(default=None, ge=0.0, le=1.0, description="Luminance standard deviation, 0..1.")
     is_blurry: bool | None = None
@@ -152,7 +155,9 @@ class Provenance(_Model):
     """What the file says about its own origin (C2PA, IPTC/XMP, generator metadata)."""
 
     c2pa_manifest: bool = False
-    c2pa_remote_manifest: bool = Field(default=False, description="The file points at a remote manifest (never fetched).")
+    c2pa_remote_manifest: bool = Field(
+        default=False, description="The file points at a remote manifest (never fetched)."
+    )
     claim_generator: str | None = None
     digital_source_type: str | None = None
     software: str | None = None
@@ -189,6 +194,7 @@ class AnalysisResult(_Model):
     width: int | None = None
     height: int | None = None
     sha256: str | None = None
+    phash: str | None = Field(default=None, description="64-bit difference hash as 16 hex digits, for near-duplicates.")
     status: Status
     error: ErrorInfo | None = None
     attempts: int = 1

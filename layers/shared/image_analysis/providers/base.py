@@ -69,6 +69,7 @@ class ProviderOutput(BaseModel):
     deepfake: Deepfake | None = None
     quality: Quality | None = None
     provenance: Provenance | None = None
+    phash: str | None = None
     # The vendor's own answers, by endpoint, kept for re-normalization.
     raw: dict[str, Any] = {}
 
