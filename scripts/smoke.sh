@@ -18,7 +18,8 @@ trap 'rm -f template.smoke.yaml' EXIT
 py=$(bash scripts/find-python.sh)
 if [ ! -x .tools/runtime/bin/python ]; then
   "$py" -m venv .tools/runtime
-  .tools/runtime/bin/python -m pip install --quiet --disable-pip-version-check boto3
+  .tools/runtime/bin/python -m pip install --quiet --disable-pip-version-check boto3 \
+    2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 fi
 SMOKE_ARCHITECTURE=$arch .venv/bin/python -m local.smoke --build-dir .aws-sam/smoke \
   --runtime-python .tools/runtime/bin/python --event events/sqs-s3-put.json

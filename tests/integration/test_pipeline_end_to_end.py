@@ -237,3 +237,19 @@ def test_every_sample_format_is_identified_by_its_bytes(stack, s3, table, drain,
             width,
             height,
         ), name
+
+
+def test_ci_runs_against_the_official_dynamodb_local(stack):
+    """Under CI=true the results table must be DynamoDB Local (it validates like the service does)."""
+    import os
+
+    client = boto3.client("dynamodb")
+    response = client.describe_table(TableName=stack.table)
+    server = response["ResponseMetadata"]["HTTPHeaders"].get("server", "")
+    if os.environ.get("CI", "").lower() == "true":
+        assert os.environ.get("AWS_ENDPOINT_URL_DYNAMODB"), "DynamoDB Local is not in use"
+        assert "Jetty" in server, f"the DynamoDB endpoint is not DynamoDB Local (server {server!r})"
+    assert response["Table"]["KeySchema"] == [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ]
