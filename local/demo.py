@@ -26,8 +26,8 @@ SAMPLES = ROOT / "samples"
 # Keys chosen to show what real users upload: spaces, a plus sign, non-ASCII, extensions that lie.
 SAMPLE_KEYS = {
     "uploads/astronaut.png": "skimage-astronaut.png",
-    "uploads/cat on the sofa.png": "skimage-chelsea.png",
-    "uploads/café+menu/coffee.png": "skimage-coffee.png",
+    "uploads/café menu+1/cat on the sofa 🐈.png": "skimage-chelsea.png",
+    "uploads/coffee.png": "skimage-coffee.png",
     "uploads/rocket.jpg": "skimage-rocket.jpg",
     "uploads/scanned page.png": "skimage-page.png",
     "uploads/c2pa-signed.jpg": "c2pa-C.jpg",

@@ -56,9 +56,19 @@ def dynamodb_local() -> Iterator[str]:
     jar = find_jar()
     port = free_port()
     process = subprocess.Popen(
-        [java, f"-Djava.library.path={jar.parent / 'DynamoDBLocal_lib'}", "-jar", str(jar),
-         "-inMemory", "-port", str(port)],
+        [
+            java,
+            f"-Djava.library.path={jar.parent / 'DynamoDBLocal_lib'}",
+            "-jar",
+            str(jar),
+            "-inMemory",
+            "-port",
+            str(port),
+            "-disableTelemetry",
+        ],
         cwd=jar.parent,
+        # Its own AWS SDK must not follow our endpoint settings to the emulator.
+        env={k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -9,6 +9,7 @@ emulator, and prints the command to run. On Linux a container reaches the host o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import threading
 from pathlib import Path
@@ -37,15 +38,17 @@ def main(argv: list[str] | None = None) -> int:
         env = {**stack.function_env, **LOCAL_CREDENTIALS, "AWS_ENDPOINT_URL": f"http://{endpoint_host}:{args.port}"}
         (out / "env.json").write_text(json.dumps({"AnalyzeFunction": env}, indent=2))
         (out / "event.json").write_text(json.dumps(event, indent=2))
-        network = "--docker-network host" if args.host == "127.0.0.1" else "--add-host host.docker.internal:host-gateway"
+        network = (
+            "--docker-network host" if args.host == "127.0.0.1" else "--add-host host.docker.internal:host-gateway"
+        )
         print(f"Emulator on {args.host}:{args.port}; stack created; bucket {stack.bucket}")
         print("In another shell:")
-        print(f"  sam build && sam local invoke AnalyzeFunction -e .local/event.json --env-vars .local/env.json {network}")
+        print(
+            "  sam build && sam local invoke AnalyzeFunction -e .local/event.json --env-vars .local/env.json", network
+        )
         print("Ctrl-C to stop.")
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
-        except KeyboardInterrupt:
-            pass
     return 0
 
 

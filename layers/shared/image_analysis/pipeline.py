@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from image_analysis.alerts import AlertPublisher, alert_id_for, build_alert
-from image_analysis.errors import AnalysisError, InputRejected, ObjectSkipped, ObjectUnreadable, ProviderError
+from image_analysis.errors import AnalysisError, InputRejected, ObjectSkipped, ObjectUnreadable
 from image_analysis.events import ObjectRef
 from image_analysis.imaging import DecodedImage, decode
 from image_analysis.merge import Thresholds, decide_flags, merged_sections, overall_status, pack_raw
@@ -124,8 +124,8 @@ class Pipeline:
             image = decode(data, self.max_pixels)
         except InputRejected as exc:
             return self._rejected(base, exc, len(data))
-        runs, outputs = self._run_providers(image, ref, deadline)
-        transient = [r for r in runs if r.error is not None and _is_retryable(r.error.code)]
+        runs, outputs, retryable = self._run_providers(image, ref, deadline)
+        transient = [run for run, again in zip(runs, retryable, strict=True) if again]
         if transient:
             raise TransientFailure(transient[0].error)  # type: ignore[arg-type]
         sections = merged_sections(outputs)
@@ -159,7 +159,7 @@ class Pipeline:
 
     def _run_providers(
         self, image: DecodedImage, ref: ObjectRef, deadline: Deadline
-    ) -> tuple[list[ProviderRun], list[ProviderOutput]]:
+    ) -> tuple[list[ProviderRun], list[ProviderOutput], list[bool]]:
         request = AnalysisRequest(
             image=image,
             object_id=opaque_id(ref),
@@ -169,18 +169,19 @@ class Pipeline:
             version_id=ref.version_id,
         )
         futures = [self._executor.submit(self._run_one, provider, request) for provider in self.providers]
-        pairs = [future.result() for future in futures]
-        return [run for run, _ in pairs], [output for _, output in pairs]
+        results = [future.result() for future in futures]
+        return [r[0] for r in results], [r[1] for r in results], [r[2] for r in results]
 
-    def _run_one(self, provider: Provider, request: AnalysisRequest) -> tuple[ProviderRun, ProviderOutput]:
+    def _run_one(self, provider: Provider, request: AnalysisRequest) -> tuple[ProviderRun, ProviderOutput, bool]:
+        """Run one provider; the flag says whether its failure can succeed on a later delivery."""
         started = time.perf_counter()
+        retryable = False
         try:
             output = provider.analyze(request)
             error = None
-        except ProviderError as exc:
-            output, error = ProviderOutput(), exc.info()
         except AnalysisError as exc:
-            output, error = ProviderOutput(), exc.info()
+            # The error instance knows best: e.g. a vendor refusing our request is bad_response, not retryable.
+            output, error, retryable = ProviderOutput(), exc.info(), bool(exc.retryable)
         except Exception as exc:  # a bug in one adapter must not take the others down
             output = ProviderOutput()
             error = ErrorInfo(code="bad_response", message=f"{provider.name}: unexpected {type(exc).__name__}: {exc}")
@@ -189,7 +190,7 @@ class Pipeline:
         latency_ms = int((time.perf_counter() - started) * 1000)
         status = "succeeded" if error is None else ("rejected" if error.code == "bad_image" else "failed")
         self._provider_metric(provider.name, latency_ms, error)
-        return ProviderRun(name=provider.name, status=status, latency_ms=latency_ms, error=error), output
+        return ProviderRun(name=provider.name, status=status, latency_ms=latency_ms, error=error), output, retryable
 
     def _commit(self, ref: ObjectRef, result: AnalysisResult) -> Outcome:
         if not self.store.put_result(result, ref.sequence):
@@ -236,7 +237,3 @@ class Pipeline:
         self.metrics.add_metric(name=f"ProviderLatency_{provider}", unit=MetricUnit.Milliseconds, value=latency_ms)
         if error is not None:
             self.metrics.add_metric(name=f"ProviderError_{provider}_{error.code}", unit=MetricUnit.Count, value=1)
-
-
-def _is_retryable(code: str) -> bool:
-    return code in ("rate_limited", "timeout", "server_error", "bad_response")

@@ -57,6 +57,8 @@ class Settings:
     results_table: str
     alerts_topic_arn: str
     provider_secret_arn: str = ""
+    # A bucket that never triggers analysis: prepared copies for URL-only vendors, oversized raw answers.
+    artifacts_bucket: str = ""
     providers: tuple[str, ...] = DEFAULT_PROVIDERS
     nsfw_threshold: float = 0.8
     ai_generated_threshold: float = 0.8
@@ -80,6 +82,7 @@ class Settings:
             results_table=env["RESULTS_TABLE"],
             alerts_topic_arn=env["ALERTS_TOPIC_ARN"],
             provider_secret_arn=env.get("PROVIDER_SECRET_ARN", ""),
+            artifacts_bucket=env.get("ARTIFACTS_BUCKET", ""),
             providers=parse_providers(env.get("PROVIDERS", "builtin")),
             nsfw_threshold=_float(env, "NSFW_THRESHOLD", 0.8),
             ai_generated_threshold=_float(env, "AI_GENERATED_THRESHOLD", 0.8),

@@ -1,0 +1,197 @@
+"""What a sandboxed vendor is made of: requests in, responses out, a route table, and the vendor's rules.
+
+A vendor is one module under ``local/sandbox/vendors/`` with one ``SandboxVendor`` subclass: its name,
+its credential fields, a route table (method, path pattern, handler) and three hooks the server calls:
+``authenticate`` (the vendor's documented auth), ``error`` (the vendor's documented error body) and the
+route handlers, which check the request against the documentation and answer with saved responses
+served unchanged from ``tests/fixtures/<vendor>/``.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import json
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import parse_qs
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FIXTURES_ROOT = REPO_ROOT / "tests" / "fixtures"
+
+# Magic numbers of the raster formats vendors take; a part that is none of them is not an image.
+_IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
+
+
+def looks_like_image(data: bytes) -> bool:
+    if data.startswith(_IMAGE_SIGNATURES):
+        return True
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return True
+    return data[4:8] == b"ftyp"  # HEIF / AVIF
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One file part of a multipart body."""
+
+    field: str
+    filename: str | None
+    content_type: str | None
+    data: bytes
+
+
+@dataclass
+class SandboxRequest:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]  # lower-cased names
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+    @cached_property
+    def _parts(self) -> tuple[dict[str, list[str]], dict[str, list[Upload]]]:
+        content_type = self.header("content-type") or ""
+        form: dict[str, list[str]] = {}
+        files: dict[str, list[Upload]] = {}
+        if content_type.startswith("application/x-www-form-urlencoded"):
+            return parse_qs(self.body.decode("utf-8", "replace"), keep_blank_values=True), files
+        if not content_type.startswith("multipart/form-data"):
+            return form, files
+        # The stdlib email parser reads multipart bodies (``cgi`` is gone in 3.13).
+        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+            b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + self.body
+        )
+        if not message.is_multipart():
+            return form, files
+        for part in message.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            if not name:
+                continue
+            payload = part.get_payload(decode=True) or b""
+            filename = part.get_filename()
+            if filename is not None or part.get_content_type() not in ("text/plain",):
+                files.setdefault(str(name), []).append(
+                    Upload(str(name), filename, part.get("content-type"), bytes(payload))
+                )
+            else:
+                form.setdefault(str(name), []).append(payload.decode("utf-8", "replace"))
+        return form, files
+
+    @property
+    def form(self) -> dict[str, list[str]]:
+        """Form fields (urlencoded or the non-file parts of a multipart body)."""
+        return self._parts[0]
+
+    @property
+    def files(self) -> dict[str, list[Upload]]:
+        """File parts of a multipart body, by field name."""
+        return self._parts[1]
+
+    def param(self, name: str) -> str | None:
+        """A parameter from the query string or the form, as vendors accept either."""
+        for source in (self.query, self.form):
+            if source.get(name):
+                return source[name][0]
+        return None
+
+
+@dataclass
+class SandboxResponse:
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def json(cls, status: int, payload: Any, headers: Mapping[str, str] | None = None) -> SandboxResponse:
+        return cls(status, json.dumps(payload).encode(), {"Content-Type": "application/json", **(headers or {})})
+
+    @classmethod
+    def file(cls, path: Path, status: int = 200) -> SandboxResponse:
+        """A saved response, byte for byte."""
+        return cls(status, path.read_bytes(), {"Content-Type": "application/json"})
+
+
+Handler = Callable[[SandboxRequest, "re.Match[str]"], SandboxResponse]
+
+
+@dataclass(frozen=True)
+class Route:
+    """``name`` is what ``set_response`` and the request log call this route."""
+
+    name: str
+    methods: frozenset[str]
+    pattern: re.Pattern[str]
+    handler: Handler
+
+    @classmethod
+    def of(cls, name: str, methods: str, pattern: str, handler: Handler) -> Route:
+        return cls(name, frozenset(methods.split()), re.compile(pattern), handler)
+
+
+class SandboxVendor(ABC):
+    """One vendor's behaviour. Subclasses set the class attributes and fill in the hooks."""
+
+    name: ClassVar[str]
+    credential_fields: ClassVar[tuple[str, ...]]
+    default_credentials: ClassVar[Mapping[str, str]]
+    # route name -> fixture file (in ``fixtures_dir``) served for a success
+    default_responses: ClassVar[Mapping[str, str]] = {}
+
+    def __init__(
+        self,
+        credentials: Mapping[str, str] | None = None,
+        *,
+        fixtures_dir: Path | None = None,
+        responses: Mapping[str, str] | None = None,
+    ) -> None:
+        self.credentials = dict(credentials or self.default_credentials)
+        missing = [f for f in self.credential_fields if not self.credentials.get(f)]
+        if missing:
+            raise ValueError(f"{self.name} sandbox needs credentials {', '.join(missing)}")
+        self.fixtures_dir = fixtures_dir or FIXTURES_ROOT / self.name
+        self.responses = {**self.default_responses, **(responses or {})}
+
+    # -- what a vendor module provides -----------------------------------------------------------------
+
+    @abstractmethod
+    def routes(self) -> list[Route]:
+        """The route table, matched in order against the request path."""
+
+    @abstractmethod
+    def authenticate(self, request: SandboxRequest) -> SandboxResponse | None:
+        """``None`` when the request carries the configured credentials, else the vendor's answer."""
+
+    @abstractmethod
+    def error(self, status: int, text: str) -> SandboxResponse:
+        """The vendor's documented error body for ``status``."""
+
+    def error_text(self, status: int) -> str:
+        """The reason put in an error body the sandbox makes up (faults); vendors quote their docs."""
+        return f"HTTP {status}"
+
+    # -- shared behaviour ------------------------------------------------------------------------------
+
+    def set_response(self, route: str, fixture: str) -> None:
+        """Serve another saved file for ``route`` (e.g. ``set_response("tags", "tags_1.json")``)."""
+        if not (self.fixtures_dir / fixture).is_file():
+            raise FileNotFoundError(self.fixtures_dir / fixture)
+        self.responses[route] = fixture
+
+    def saved(self, route: str) -> SandboxResponse:
+        return SandboxResponse.file(self.fixtures_dir / self.responses[route])
+
+    def route_for(self, request: SandboxRequest) -> tuple[Route, re.Match[str]] | None:
+        for route in self.routes():
+            match = route.pattern.fullmatch(request.path)
+            if match:
+                return route, match
+        return None
