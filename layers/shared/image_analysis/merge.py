@@ -137,9 +137,9 @@ def merged_sections(outputs: Sequence[ProviderOutput]) -> dict[str, Any]:
     sections: dict[str, Any] = {}
     labels = sorted((lab for o in outputs for lab in o.labels), key=lambda lab: lab.confidence, reverse=True)
     sections["labels"] = labels[:MAX_LABELS]
-    for name in ("objects", "faces", "text", "alt_texts", "colors"):
+    for name in ("objects", "faces", "celebrities", "text", "alt_texts", "colors"):
         items = [item for o in outputs for item in getattr(o, name)]
-        if name in ("objects", "faces", "alt_texts"):
+        if name in ("objects", "faces", "celebrities", "alt_texts"):
             items.sort(key=lambda item: item.confidence, reverse=True)
         sections[name] = items[:MAX_LIST]
     for name in ("classification", "quality", "provenance"):

@@ -202,6 +202,7 @@ class AnalysisResult(_Model):
     labels: list[Label] = []
     objects: list[Detection] = []
     faces: list[Detection] = []
+    celebrities: list[Detection] = Field(default=[], description="Recognized public figures: name, confidence, box.")
     text: list[TextItem] = []
     alt_texts: list[AltText] = []
     colors: list[Color] = []

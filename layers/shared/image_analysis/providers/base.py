@@ -60,6 +60,7 @@ class ProviderOutput(BaseModel):
     labels: list[Label] = []
     objects: list[Detection] = []
     faces: list[Detection] = []
+    celebrities: list[Detection] = []
     text: list[TextItem] = []
     alt_texts: list[AltText] = []
     colors: list[Color] = []
