@@ -105,6 +105,7 @@ class Pipeline:
         except TransientFailure as exc:
             failed = AnalysisResult(**base, status="failed", error=exc.error, analyzed_at=_now())
             self.store.put_failure(failed, ref.sequence)
+            self._count("ImagesFailed")
             return Outcome("retry", "failed", exc.error.message, result=failed)
         return self._commit(ref, result)
 

@@ -69,6 +69,8 @@ class Settings:
     raw_item_budget_bytes: int = 100_000
     http_timeout_seconds: float = 10.0
     max_attempts_per_call: int = 3
+    # First backoff step between vendor tries; doubles per try (capped), with full jitter.
+    retry_base_delay_seconds: float = 0.5
     # Everything else (vendor base URLs, local keys, vendor options) is read through ``env``.
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -91,6 +93,8 @@ class Settings:
             max_object_bytes=_int(env, "MAX_OBJECT_BYTES", 50 * 1024 * 1024),
             max_pixels=_int(env, "MAX_PIXELS", 100_000_000),
             http_timeout_seconds=float(env.get("HTTP_TIMEOUT_SECONDS", "10") or 10),
+            max_attempts_per_call=_int(env, "HTTP_MAX_ATTEMPTS", 3),
+            retry_base_delay_seconds=float(env.get("RETRY_BASE_DELAY_SECONDS", "0.5") or 0.5),
             env=env,
         )
 

@@ -333,7 +333,7 @@ class VendorClient:
             base_url,
             timeout_seconds=settings.http_timeout_seconds,
             max_attempts=settings.max_attempts_per_call,
-            policy=extra.get("retry_policy"),
+            policy=extra.get("retry_policy") or RetryPolicy(base_delay=settings.retry_base_delay_seconds),
             **timing,
         )
 
