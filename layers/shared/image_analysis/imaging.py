@@ -58,6 +58,7 @@ def _register_heif_if_needed(data: bytes) -> None:
 class DecodedImage:
     data: bytes
     format: str
+    # As displayed, i.e. after the EXIF orientation is applied.
     width: int
     height: int
     mode: str
@@ -179,6 +180,9 @@ def decode(data: bytes, max_pixels: int) -> DecodedImage:
         if "truncated" in text or "broken data stream" in text or isinstance(exc, EOFError):
             raise InputRejected("truncated", "the image is truncated or corrupt and cannot be decoded") from None
         raise InputRejected("truncated", f"the image cannot be decoded: {exc}") from None
+    if orientation in (5, 6, 7, 8):
+        # Rotated a quarter turn by its EXIF orientation: report the dimensions people see.
+        width, height = height, width
     return DecodedImage(
         data=data,
         format="heic" if fmt == "heif" else fmt,

@@ -191,8 +191,10 @@ class AnalysisResult(_Model):
     size_bytes: int | None = None
     content_type: str | None = None
     format: str | None = None
-    width: int | None = None
-    height: int | None = None
+    width: int | None = Field(default=None, description="As displayed: after the EXIF orientation.")
+    height: int | None = Field(default=None, description="As displayed: after the EXIF orientation.")
+    orientation: int | None = Field(default=None, ge=1, le=8, description="EXIF orientation tag, when present.")
+    frames: int | None = Field(default=None, ge=1, description="Frames in the file; analysis uses the first.")
     sha256: str | None = None
     phash: str | None = Field(default=None, description="64-bit difference hash as 16 hex digits, for near-duplicates.")
     status: Status

@@ -140,6 +140,8 @@ class Pipeline:
             format=image.format,
             width=image.width,
             height=image.height,
+            orientation=image.orientation if image.orientation in range(1, 9) else None,
+            frames=image.frames,
             sha256=image.sha256,
             status=status,
             error=failed_runs[0].error if status != "succeeded" and failed_runs else None,
