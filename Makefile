@@ -8,7 +8,7 @@ PY313_DIR = $(shell dirname "$$(bash scripts/find-python.sh)")
 SAM_ENV = PATH="$(PY313_DIR):$$PATH" SAM_CLI_TELEMETRY=0
 EVENT ?= events/s3-put.json
 
-.PHONY: help setup tools demo test invoke local-stack lint validate build smoke schema schema-check format clean
+.PHONY: help setup tools demo test invoke local-stack soak lint validate build smoke schema schema-check format clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -30,6 +30,9 @@ invoke: setup ## Run the handler once on EVENT (default events/s3-put.json) agai
 
 local-stack: setup ## Keep the emulator and stack running for `sam local invoke` (Docker users)
 	@$(PY) -m local.serve
+
+soak: setup ## A longer fault-injection run (3000 uploads, 30% vendor faults)
+	@$(PY) -m local.faultrun --uploads 3000
 
 validate: tools ## sam validate --lint (cfn-lint)
 	@$(SAM_ENV) $(SAM) validate --lint

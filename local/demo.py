@@ -171,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         handler = load_handler()
         keys = upload_samples(stack.bucket)
         print(f"Uploaded {len(keys)} objects; processing the queue as the SQS trigger would ...", file=out)
-        report = QueueDriver(handler, stack.queue_url, batch_size=5).drain()
+        driver = QueueDriver(handler, stack.queue_url, batch_size=5)
+        report = driver.drain()
         print(
             f"  {report.invocations} invocations, {report.messages} messages, "
             f"{report.failed_messages} handed back for retry",
@@ -180,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
         items = read_results(stack.table)
         alerts = read_alerts(stack.observer_queue_url)
         print_report(stack, items, alerts, out)
+        totals = driver.metric_totals()
+        counts = ", ".join(f"{name}={value:g}" for name, value in sorted(totals.items()) if "Latency" not in name)
+        print(f"\nEMF metrics the function emitted (CloudWatch namespace ImageAnalysis): {counts}", file=out)
         missing = set(keys) - {i["key"] for i in items}
     print("\nEmulator stopped.", file=out)
     if missing:

@@ -9,7 +9,10 @@ instead of after the template's 720 s, so a demo or a test does not wait.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
+import json
 import os
 import sys
 import time
@@ -44,6 +47,11 @@ class LambdaContext:
 
 def load_handler(function_dir: Path = ROOT / "functions/analyze", layer_dir: Path | None = None) -> Handler:
     """Import ``app.lambda_handler`` the way Lambda does: the function's folder plus the layer on the path."""
+    return load_function_module(function_dir, layer_dir).lambda_handler
+
+
+def load_function_module(function_dir: Path = ROOT / "functions/analyze", layer_dir: Path | None = None) -> Any:
+    """A fresh import of the function's ``app`` module: a new container, as far as the code can tell."""
     layer_dir = layer_dir or ROOT / "layers/shared"
     for folder in (str(layer_dir), str(function_dir)):
         if folder not in sys.path:
@@ -52,14 +60,29 @@ def load_handler(function_dir: Path = ROOT / "functions/analyze", layer_dir: Pat
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.lambda_handler
+    return module
 
 
 def configure_function_env(function_env: dict[str, str]) -> None:
     """The environment the template gives the function; a vendor key a user exported stays as it is."""
     os.environ.update(function_env)
-    # Powertools metrics print EMF lines to stdout; locally they would bury the report.
-    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+
+
+def invoke(handler: Handler, event: dict[str, Any], context: Any, metrics_sink: list[dict[str, Any]] | None = None):
+    """Call the handler as Lambda would; the EMF metric lines it prints are kept instead of shown.
+
+    (Powertools prints metrics with ``print``; the logger writes to the stream it was created with, so
+    log lines are not affected.)
+    """
+    buffer = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buffer):
+            return handler(event, context)
+    finally:
+        if metrics_sink is not None:
+            for line in buffer.getvalue().splitlines():
+                if line.startswith("{") and '"_aws"' in line:
+                    metrics_sink.append(json.loads(line))
 
 
 @dataclass
@@ -104,6 +127,7 @@ class QueueDriver:
         self.timeout_seconds = timeout_seconds
         self.retry_delay_seconds = retry_delay_seconds
         self._sqs = boto3.client("sqs")
+        self.metrics: list[dict[str, Any]] = []
         self._queue_arn = self._sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
             "QueueArn"
         ]
@@ -121,7 +145,8 @@ class QueueDriver:
             return 0, 0
         event = {"Records": [_lambda_record(m, self._queue_arn) for m in messages]}
         try:
-            result = self.handler(event, LambdaContext(timeout_seconds=self.timeout_seconds)) or {}
+            context = LambdaContext(timeout_seconds=self.timeout_seconds)
+            result = invoke(self.handler, event, context, self.metrics) or {}
             failed_ids = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
         except Exception:
             # A crashed invocation: Lambda retries the whole batch.
@@ -136,6 +161,16 @@ class QueueDriver:
             else:
                 self._sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
         return len(messages), len(failed_ids)
+
+    def metric_totals(self) -> dict[str, float]:
+        """Sum of every EMF metric the invocations emitted, by name."""
+        totals: dict[str, float] = {}
+        for document in self.metrics:
+            for definition in document["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
+                values = document[definition["Name"]]
+                values = values if isinstance(values, list) else [values]
+                totals[definition["Name"]] = totals.get(definition["Name"], 0.0) + sum(values)
+        return totals
 
     def drain(self, max_invocations: int = 10_000, idle_polls: int = 2) -> DrainReport:
         """Invoke until the queue stays empty for ``idle_polls`` receives."""

@@ -19,7 +19,7 @@ from urllib.parse import quote_plus, unquote_plus
 import boto3
 
 from local.demo import SAMPLE_KEYS, SAMPLES, stack_parameters
-from local.driver import LambdaContext, configure_function_env, load_handler
+from local.driver import LambdaContext, configure_function_env, invoke, load_handler
 from local.emulator import local_aws
 from local.stack import deploy, read_alerts
 
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         boto3.client("sqs").purge_queue(QueueUrl=stack.queue_url)
         handler = load_handler()
         try:
-            response = handler(event, LambdaContext())
+            response = invoke(handler, event, LambdaContext(), metrics_sink=[])
         except Exception as exc:  # a direct invocation raises on failure, as Lambda would report it
             response = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
         print("Handler response:")

@@ -54,7 +54,6 @@ def main(argv: list[str] | None = None) -> int:
         event_file.write_text(json.dumps(event))
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
         env.update(stack.function_env)
-        env["POWERTOOLS_METRICS_DISABLED"] = "true"
         completed = subprocess.run(
             [args.runtime_python, "-I", "-c", RUNNER, str(layer), str(function), str(event_file)],
             env=env,
@@ -65,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         if completed.returncode != 0:
             print(completed.stdout, completed.stderr, file=sys.stderr)
             return 1
-        response = json.loads(completed.stdout.strip().splitlines()[-1])
+        lines = completed.stdout.strip().splitlines()
+        response = json.loads(lines[-1])
+        emf = [json.loads(line) for line in lines[:-1] if line.startswith('{"_aws"')]
         table = boto3.resource("dynamodb").Table(stack.table)
         statuses = {}
         for key in keys:
@@ -73,7 +74,13 @@ def main(argv: list[str] | None = None) -> int:
             statuses[key] = item and item["status"]
     print(f"built handler response: {response}")
     print(f"results: {statuses}")
-    ok = response.get("batchItemFailures", []) == [] and all(s == "succeeded" for s in statuses.values())
+    metric_names = sorted({m["Name"] for doc in emf for m in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]})
+    print(f"EMF metrics emitted: {metric_names}")
+    ok = (
+        response.get("batchItemFailures", []) == []
+        and all(s == "succeeded" for s in statuses.values())
+        and "ImagesSucceeded" in metric_names
+    )
     print("smoke test passed" if ok else "smoke test FAILED")
     return 0 if ok else 1
 

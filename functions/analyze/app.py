@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 
 from image_analysis.handler import handle
 from image_analysis.runtime import Runtime, build_runtime
 
 logger = Logger(service="image-analysis")
+# The layer's modules log under "image_analysis"; give them the same JSON lines and correlation keys.
+logging.getLogger("image_analysis")
+copy_config_to_registered_loggers(source_logger=logger, include={"image_analysis"})
 metrics = Metrics(namespace="ImageAnalysis", service="image-analysis")
 _runtime: Runtime | None = None
 
