@@ -2,20 +2,24 @@
 
 For SQS it processes every message and returns ``batchItemFailures`` for exactly the messages to
 retry; for a direct invocation a failure raises, so Lambda's own retries and the on-failure
-destination apply. It stops starting new objects when the invocation is nearly out of time and hands
-those back instead of being killed mid-write.
+destination apply. Objects of one batch are processed concurrently (vendor calls are mostly waiting),
+bounded by a count and by the bytes they may hold at once. It stops starting new objects when the
+invocation is nearly out of time and hands those back instead of being killed mid-write.
 """
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
-from image_analysis.events import parse_event
+from image_analysis.events import ObjectRef, SourceRecord, parse_event
 from image_analysis.pipeline import Outcome
 from image_analysis.providers.base import Deadline
 from image_analysis.runtime import Runtime
 
-# Time kept in hand: enough to finish the writes and the alert of the object in progress.
+# Time kept in hand: enough to finish the writes and the alert of the objects in progress.
 START_MARGIN_SECONDS = 10.0
 
 
@@ -23,11 +27,37 @@ class RecordsFailed(Exception):
     """A direct invocation had objects to retry."""
 
 
+class ByteBudget:
+    """At most ``limit`` bytes of objects in memory at once; one object larger than that still runs alone."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._used = 0
+        self._condition = threading.Condition()
+
+    def acquire(self, size: int) -> int:
+        size = min(max(size, 1), self.limit)
+        with self._condition:
+            self._condition.wait_for(lambda: self._used + size <= self.limit)
+            self._used += size
+        return size
+
+    def release(self, size: int) -> None:
+        with self._condition:
+            self._used -= size
+            self._condition.notify_all()
+
+
+@dataclass
+class _Work:
+    record: SourceRecord
+    ref: ObjectRef
+
+
 def handle(event: Any, context: Any, runtime: Runtime, logger: Any) -> dict[str, Any]:
     parsed = parse_event(event)
     deadline = Deadline.from_lambda_context(context)
-    failures: list[str] = []
-    summary: list[dict[str, Any]] = []
+    work: list[_Work] = []
     for record in parsed.records:
         if record.error:
             # Not an S3 event at all: retrying cannot fix it, so it is acknowledged and logged.
@@ -37,27 +67,36 @@ def handle(event: Any, context: Any, runtime: Runtime, logger: Any) -> dict[str,
             continue
         for reason in record.ignored:
             logger.info("event ignored", extra={"message_id": record.message_id, "reason": reason})
-        retry = False
-        for ref in record.objects:
-            if deadline.remaining() < START_MARGIN_SECONDS:
-                logger.warning("too little time left; handing the record back", extra={"key": ref.key})
-                retry = True
-                break
-            with logger.append_context_keys(bucket=ref.bucket, object_key=ref.key, version_id=ref.version_id):
-                try:
-                    outcome = runtime.pipeline.process(ref, deadline, attempts=record.receive_count)
-                except Exception:
-                    logger.exception("processing failed; will retry")
-                    retry = True
-                    summary.append({"bucket": ref.bucket, "key": ref.key, "status": "error"})
-                    continue
-                _log_outcome(logger, outcome)
-                retry = retry or outcome.action == "retry"
-                summary.append(
-                    {"bucket": ref.bucket, "key": ref.key, "status": outcome.status, "flags": _flags(outcome)}
-                )
-        if retry:
-            failures.append(record.message_id or "direct")
+        work.extend(_Work(record, ref) for ref in record.objects)
+
+    settings = runtime.settings
+    budget = ByteBudget(settings.batch_memory_budget_bytes)
+
+    def run(item: _Work) -> tuple[_Work, Outcome | None]:
+        return item, _process_one(item, runtime, deadline, budget, logger)
+
+    workers = max(1, min(settings.record_concurrency, len(work)))
+    if workers == 1:
+        results = [run(item) for item in work]
+    else:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="record") as pool:
+            results = list(pool.map(run, work))
+
+    failures: list[str] = []
+    summary: list[dict[str, Any]] = []
+    for item, outcome in results:
+        if outcome is None or outcome.action == "retry":
+            message_id = item.record.message_id or "direct"
+            if message_id not in failures:
+                failures.append(message_id)
+        summary.append(
+            {
+                "bucket": item.ref.bucket,
+                "key": item.ref.key,
+                "status": outcome.status if outcome else "error",
+                "flags": _flags(outcome),
+            }
+        )
     if parsed.is_sqs:
         return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failures]}
     if failures:
@@ -65,12 +104,32 @@ def handle(event: Any, context: Any, runtime: Runtime, logger: Any) -> dict[str,
     return {"results": summary}
 
 
-def _flags(outcome: Outcome) -> list[str]:
-    return list(outcome.result.flags) if outcome.result is not None else []
+def _process_one(item: _Work, runtime: Runtime, deadline: Deadline, budget: ByteBudget, logger: Any) -> Outcome | None:
+    """One object; ``None`` when it must be retried for a reason the pipeline could not record."""
+    ref = item.ref
+    if deadline.remaining() < START_MARGIN_SECONDS:
+        logger.warning("too little time left; handing the record back", extra={"object_key": ref.key})
+        return None
+    logger.thread_safe_append_keys(bucket=ref.bucket, object_key=ref.key, version_id=ref.version_id)
+    held = budget.acquire(ref.size or 0)
+    try:
+        outcome = runtime.pipeline.process(ref, deadline, attempts=item.record.receive_count)
+        _log_outcome(logger, outcome)
+        return outcome
+    except Exception:
+        logger.exception("processing failed; will retry")
+        return None
+    finally:
+        budget.release(held)
+        logger.thread_safe_clear_keys()
+
+
+def _flags(outcome: Outcome | None) -> list[str]:
+    return list(outcome.result.flags) if outcome is not None and outcome.result is not None else []
 
 
 def _log_outcome(logger: Any, outcome: Outcome) -> None:
-    extra = {"status": outcome.status, "flags": _flags(outcome), "alerted": outcome.alerted}
+    extra: dict[str, Any] = {"status": outcome.status, "flags": _flags(outcome), "alerted": outcome.alerted}
     if outcome.result is not None and outcome.result.error is not None:
         extra["error"] = outcome.result.error.model_dump()
     if outcome.action == "retry":

@@ -71,6 +71,10 @@ class Settings:
     max_attempts_per_call: int = 3
     # First backoff step between vendor tries; doubles per try (capped), with full jitter.
     retry_base_delay_seconds: float = 0.5
+    # Objects of one batch processed at once, and the object bytes they may hold together. Decoding
+    # multiplies memory, so the default budget is a quarter of the function's memory.
+    record_concurrency: int = 10
+    batch_memory_budget_bytes: int = 256 * 1024 * 1024
     # Everything else (vendor base URLs, local keys, vendor options) is read through ``env``.
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -95,6 +99,10 @@ class Settings:
             http_timeout_seconds=float(env.get("HTTP_TIMEOUT_SECONDS", "10") or 10),
             max_attempts_per_call=_int(env, "HTTP_MAX_ATTEMPTS", 3),
             retry_base_delay_seconds=float(env.get("RETRY_BASE_DELAY_SECONDS", "0.5") or 0.5),
+            record_concurrency=max(1, _int(env, "RECORD_CONCURRENCY", 10)),
+            batch_memory_budget_bytes=_int(
+                env, "BATCH_MEMORY_BUDGET_BYTES", _int(env, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", 1024) * 1024 * 1024 // 4
+            ),
             env=env,
         )
 

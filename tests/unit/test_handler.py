@@ -1,0 +1,140 @@
+"""The handler's batch behaviour with a stand-in pipeline: concurrency bounds, time budget, failures."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+
+import pytest
+
+from image_analysis.handler import ByteBudget, RecordsFailed, handle
+from image_analysis.pipeline import Outcome
+from image_analysis.settings import Settings
+
+
+class Logger:
+    def __init__(self):
+        self.lines = []
+
+    def _log(self, message, *args, **kwargs):
+        self.lines.append((message, kwargs.get("extra", {})))
+
+    info = warning = error = exception = _log
+
+    def thread_safe_append_keys(self, **keys):
+        pass
+
+    def thread_safe_clear_keys(self):
+        pass
+
+
+class Pipeline:
+    """Records how many objects run at once and how many bytes they hold together."""
+
+    def __init__(self, seconds=0.05, fail_keys=(), crash_keys=()):
+        self.seconds = seconds
+        self.fail_keys = set(fail_keys)
+        self.crash_keys = set(crash_keys)
+        self.lock = threading.Lock()
+        self.running = 0
+        self.bytes = 0
+        self.max_running = 0
+        self.max_bytes = 0
+
+    def process(self, ref, deadline, attempts=1):
+        with self.lock:
+            self.running += 1
+            self.bytes += ref.size
+            self.max_running = max(self.max_running, self.running)
+            self.max_bytes = max(self.max_bytes, self.bytes)
+        time.sleep(self.seconds)
+        with self.lock:
+            self.running -= 1
+            self.bytes -= ref.size
+        if ref.key in self.crash_keys:
+            raise RuntimeError("DynamoDB throttled")
+        if ref.key in self.fail_keys:
+            return Outcome("retry", "failed", "vendor down")
+        return Outcome("done", "succeeded")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    pipeline: Pipeline
+
+
+class Context:
+    def __init__(self, seconds):
+        self.seconds = seconds
+
+    def get_remaining_time_in_millis(self):
+        return int(self.seconds * 1000)
+
+
+def sqs_batch(keys, size=1000):
+    def body(key):
+        record = {
+            "eventName": "ObjectCreated:Put",
+            "s3": {"bucket": {"name": "b"}, "object": {"key": key, "size": size, "eTag": "e", "sequencer": "01"}},
+        }
+        return json.dumps({"Records": [record]})
+
+    return {
+        "Records": [
+            {"messageId": f"m-{key}", "eventSource": "aws:sqs", "body": body(key), "attributes": {}} for key in keys
+        ]
+    }
+
+
+def settings(**overrides):
+    env = {"RESULTS_TABLE": "t", "ALERTS_TOPIC_ARN": "a", **overrides}
+    return Settings.from_env(env)
+
+
+def test_objects_of_a_batch_run_concurrently_up_to_the_configured_count():
+    pipeline = Pipeline()
+    runtime = Runtime(settings(RECORD_CONCURRENCY="4"), pipeline)
+    response = handle(sqs_batch([f"k{i}" for i in range(10)]), Context(60), runtime, Logger())
+    assert response == {"batchItemFailures": []}
+    assert pipeline.max_running == 4
+
+
+def test_the_byte_budget_keeps_large_objects_apart():
+    pipeline = Pipeline()
+    runtime = Runtime(settings(RECORD_CONCURRENCY="10", BATCH_MEMORY_BUDGET_BYTES="1000"), pipeline)
+    handle(sqs_batch([f"k{i}" for i in range(6)], size=600), Context(60), runtime, Logger())
+    assert pipeline.max_bytes <= 1000
+    assert pipeline.max_running == 1
+
+
+def test_exactly_the_failed_and_crashed_messages_are_handed_back():
+    pipeline = Pipeline(fail_keys={"k2"}, crash_keys={"k5"})
+    runtime = Runtime(settings(), pipeline)
+    response = handle(sqs_batch([f"k{i}" for i in range(8)]), Context(60), runtime, Logger())
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m-k2"}, {"itemIdentifier": "m-k5"}]}
+
+
+def test_with_too_little_time_left_nothing_starts_and_everything_is_handed_back():
+    pipeline = Pipeline()
+    runtime = Runtime(settings(), pipeline)
+    response = handle(sqs_batch(["a", "b"]), Context(5), runtime, Logger())
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m-a"}, {"itemIdentifier": "m-b"}]}
+    assert pipeline.max_running == 0
+
+
+def test_a_direct_invocation_raises_when_an_object_must_be_retried():
+    runtime = Runtime(settings(), Pipeline(fail_keys={"x"}))
+    direct = json.loads(sqs_batch(["x"])["Records"][0]["body"])
+    with pytest.raises(RecordsFailed, match="must be retried"):
+        handle(direct, Context(60), runtime, Logger())
+
+
+def test_byte_budget_lets_an_oversized_object_run_alone():
+    budget = ByteBudget(100)
+    held = budget.acquire(10_000)
+    assert held == 100
+    budget.release(held)
+    assert budget.acquire(50) == 50
