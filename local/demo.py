@@ -11,6 +11,7 @@ import argparse
 import io
 import os
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +94,11 @@ def _size(n: int | None) -> str:
 
 def _highlights(item: dict[str, Any]) -> str:
     if item.get("labels"):
-        return ", ".join(f"{lab['name']} {lab['confidence']:.0%}" for lab in item["labels"][:3])
+        # Labels are highest first; several providers may name the same thing.
+        best: dict[str, float] = {}
+        for label in item["labels"]:
+            best.setdefault(label["name"], label["confidence"])
+        return ", ".join(f"{name} {confidence:.0%}" for name, confidence in list(best.items())[:3])
     if item.get("colors"):
         return " ".join(c["hex"] for c in item["colors"][:3])
     return "-"
@@ -148,6 +153,24 @@ def print_report(stack: LocalStack, items: list[dict[str, Any]], alerts: list[di
     )
 
 
+def vendor_sandboxes(stack: ExitStack, providers: list[str], out: Any) -> None:
+    """SANDBOX=1: every vendor in PROVIDERS answers from the local sandbox (saved real answers, documented
+    rules), and the function is pointed at it through the vendor's own ``<VENDOR>_BASE_URL`` and keys."""
+    from local.sandbox import VendorSandbox
+    from local.sandbox.vendors import VENDORS
+
+    for provider in providers:
+        if provider not in VENDORS:
+            continue
+        sandbox = VendorSandbox(provider)
+        base_url = stack.enter_context(sandbox)
+        prefix = provider.upper() + "_"
+        os.environ[f"{prefix}BASE_URL"] = base_url
+        for name, value in sandbox.vendor.credentials.items():
+            os.environ[f"{prefix}{name.upper()}"] = value
+        print(f"  {provider} answers from the local sandbox on {base_url}", file=out)
+
+
 def stack_parameters() -> dict[str, str]:
     parameters = {"Architecture": "x86_64"}
     if os.environ.get("PROVIDERS"):
@@ -160,9 +183,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verbose", action="store_true", help="show the function's JSON log lines")
     args = parser.parse_args(argv)
     out = sys.stdout
+    providers = [p.strip() for p in os.environ.get("PROVIDERS", "builtin").split(",") if p.strip()]
+    sandbox = os.environ.get("SANDBOX", "").lower() in ("1", "true", "yes")
     print("Starting the embedded AWS emulator (moto server) ...", file=out)
-    with local_aws() as endpoint:
+    with local_aws() as endpoint, ExitStack() as vendors:
         print(f"  listening on {endpoint}", file=out)
+        if sandbox:
+            vendor_sandboxes(vendors, providers, out)
         stack = deploy(parameters=stack_parameters())
         print(f"Created stack {stack.name} from template.yaml: bucket {stack.bucket}", file=out)
         configure_function_env(stack.function_env)
