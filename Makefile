@@ -7,6 +7,8 @@ PY313_DIR = $(shell dirname "$$(bash scripts/find-python.sh)")
 # sam build resolves the runtime's python3.13 on PATH; telemetry off for local and CI runs.
 SAM_ENV = PATH="$(PY313_DIR):$$PATH" SAM_CLI_TELEMETRY=0
 EVENT ?= events/s3-put.json
+# `make demo PROVIDERS=imagga SANDBOX=1` reaches the demo as environment variables.
+export PROVIDERS SANDBOX
 
 .PHONY: help setup tools demo test invoke local-stack soak lint validate build smoke schema schema-check format clean
 
