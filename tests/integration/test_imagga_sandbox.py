@@ -141,12 +141,24 @@ def test_options_go_as_form_fields_and_boxes_use_the_sent_size(sandbox, http) ->
     assert output.moderation is None
 
 
-def test_a_png_that_is_small_enough_goes_as_it_is(sandbox, http) -> None:
-    cat = image("skimage-chelsea.png")  # 451x300: already 300 px on the short side
+def test_a_png_that_is_small_enough_and_carries_no_metadata_goes_as_it_is(sandbox, http) -> None:
+    buffer = io.BytesIO()
+    Image.open(IMAGES / "skimage-chelsea.png").convert("RGB").save(buffer, format="PNG")  # 451x300, no XMP
+    cat = decode(buffer.getvalue(), max_pixels=100_000_000)
     provider(sandbox, http, IMAGGA_ENDPOINTS="tags").analyze(request(cat))
     [upload] = sandbox.requests[0].files["image"]
     assert upload.filename == f"{OBJECT_ID}.png"
     assert upload.data == cat.data
+
+
+def test_personal_metadata_never_leaves_the_account(sandbox, http) -> None:
+    cat = image("skimage-chelsea.png")  # its XMP names the camera model and the capture date
+    assert b"PENTAX" in cat.data
+    provider(sandbox, http, IMAGGA_ENDPOINTS="tags").analyze(request(cat))
+    [upload] = sandbox.requests[0].files["image"]
+    assert upload.filename == f"{OBJECT_ID}.png"  # still a lossless PNG
+    assert b"PENTAX" not in upload.data and b"xmpmeta" not in upload.data
+    assert Image.open(io.BytesIO(upload.data)).size == (451, 300)
 
 
 def test_exif_rotated_image_is_sent_upright(sandbox, http) -> None:
@@ -156,7 +168,7 @@ def test_exif_rotated_image_is_sent_upright(sandbox, http) -> None:
     buffer = io.BytesIO()
     source.resize((400, 267)).save(buffer, format="JPEG", exif=exif)
     rotated = decode(buffer.getvalue(), max_pixels=100_000_000)
-    assert (rotated.width, rotated.height, rotated.orientation) == (400, 267, 6)
+    assert (rotated.width, rotated.height, rotated.orientation) == (267, 400, 6)  # as displayed
 
     provider(sandbox, http, IMAGGA_ENDPOINTS="tags").analyze(request(rotated))
     [upload] = sandbox.requests[0].files["image"]

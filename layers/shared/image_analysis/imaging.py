@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -66,6 +66,21 @@ class DecodedImage:
     orientation: int | None
     # RGB, EXIF-rotated, first frame, at most WORKING_SIDE on its long side.
     working: Image.Image = field(repr=False, compare=False)
+    # Whether copies for vendors drop EXIF (location, camera serials), XMP, comments and text chunks.
+    strip_metadata: bool = True
+
+    def for_vendor(self, keep_metadata: bool) -> DecodedImage:
+        """The same image under a vendor's metadata policy (AI detectors may want the metadata)."""
+        return replace(self, strip_metadata=not keep_metadata)
+
+    @cached_property
+    def has_personal_metadata(self) -> bool:
+        image = self.open()
+        if len(image.getexif()):
+            return True
+        info_keys = {k.lower() for k in image.info}
+        personal = {"exif", "xmp", "xml:com.adobe.xmp", "comment", "parameters", "prompt", "workflow", "photoshop"}
+        return bool(info_keys & personal) or bool(getattr(image, "text", None))
 
     @cached_property
     def sha256(self) -> str:
@@ -97,7 +112,8 @@ class DecodedImage:
         file would still be too big. Never rejected for a reason we can fix.
         """
         fits_side = max_side is None or max(self.width, self.height) <= max_side
-        if self.format in formats and len(self.data) <= max_bytes and fits_side and self.frames == 1:
+        clean = not self.strip_metadata or not self.has_personal_metadata
+        if self.format in formats and len(self.data) <= max_bytes and fits_side and self.frames == 1 and clean:
             return self.data, self.content_type
         side = max_side or max(self.width, self.height)
         while True:
@@ -116,11 +132,9 @@ class DecodedImage:
         if max(image.size) > side:
             image.thumbnail((side, side), Image.Resampling.LANCZOS)
         out = io.BytesIO()
-        if has_alpha and "png" in formats and "jpeg" not in formats | {"jpg"}:
-            image.convert("RGBA").save(out, format="PNG", optimize=True)
-            return out.getvalue(), "image/png"
-        if has_alpha and "png" in formats and self.format == "png":
-            image.convert("RGBA").save(out, format="PNG", optimize=True)
+        # A PNG stays a PNG (lossless) when the vendor takes PNG; so does anything with transparency.
+        if "png" in formats and (self.format == "png" or (has_alpha and "jpeg" not in formats)):
+            image.convert("RGBA" if has_alpha else "RGB").save(out, format="PNG", optimize=True)
             return out.getvalue(), "image/png"
         _to_rgb(image).save(out, format="JPEG", quality=88, optimize=True)
         return out.getvalue(), "image/jpeg"

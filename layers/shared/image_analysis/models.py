@@ -171,7 +171,17 @@ class ProviderRun(_Model):
     status: ProviderStatus
     latency_ms: int = Field(ge=0)
     error: ErrorInfo | None = None
-    cost_units: float | None = None
+    calls: int | None = Field(default=None, ge=0, description="Requests sent (tries included).")
+    bytes_sent: int | None = Field(default=None, ge=0, description="Request bytes that left the account.")
+    cost_units: float | None = Field(default=None, ge=0, description="Estimated price of the calls, US dollars.")
+    capabilities: list[str] = Field(default=[], description="With ROUTING: what it was asked for.")
+
+
+class Usage(_Model):
+    calls_made: int = 0
+    calls_saved: int = Field(default=0, description="Vendor analyses answered from the content cache.")
+    bytes_sent: int = 0
+    estimated_cost: float = Field(default=0.0, description="US dollars, at the configured prices.")
 
 
 class ResultLocation(_Model):
@@ -215,6 +225,10 @@ class AnalysisResult(_Model):
     quality: Quality | None = None
     provenance: Provenance | None = None
     flags: list[Flag] = []
+    answered_by: dict[str, str | None] = Field(
+        default={}, description="With ROUTING: the provider that answered each capability (null: none did)."
+    )
+    usage: Usage | None = None
     raw: dict[str, Any] = Field(
         default={},
         description="Vendor responses kept for re-normalization: {provider: base64 of zlib-compressed JSON}, capped.",

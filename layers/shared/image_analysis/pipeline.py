@@ -11,21 +11,19 @@ the item says ``failed`` with the error and attempt count, and the event source 
 from __future__ import annotations
 
 import hashlib
-import time
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from image_analysis.alerts import AlertPublisher, alert_id_for, build_alert
-from image_analysis.errors import AnalysisError, InputRejected, ObjectSkipped, ObjectUnreadable
+from image_analysis.errors import InputRejected, ObjectSkipped, ObjectUnreadable
 from image_analysis.events import ObjectRef
-from image_analysis.imaging import DecodedImage, decode
+from image_analysis.imaging import decode
 from image_analysis.merge import Thresholds, decide_flags, merged_sections, overall_status, pack_raw
-from image_analysis.models import AnalysisResult, ErrorInfo, ProviderRun
+from image_analysis.models import AnalysisResult, ErrorInfo
 from image_analysis.objects import ObjectReader
-from image_analysis.providers.base import AnalysisRequest, Deadline, Provider, ProviderOutput
+from image_analysis.orchestration import Orchestrator
+from image_analysis.providers.base import AnalysisRequest, Deadline
 from image_analysis.store import FINAL_STATUSES, ResultStore, from_item
 
 
@@ -62,7 +60,7 @@ class Pipeline:
         reader: ObjectReader,
         store: ResultStore,
         publisher: AlertPublisher,
-        providers: Sequence[Provider],
+        orchestrator: Orchestrator,
         thresholds: Thresholds,
         max_pixels: int,
         raw_budget_bytes: int = 100_000,
@@ -72,13 +70,12 @@ class Pipeline:
         self.reader = reader
         self.store = store
         self.publisher = publisher
-        self.providers = list(providers)
+        self.orchestrator = orchestrator
         self.thresholds = thresholds
         self.max_pixels = max_pixels
         self.raw_budget_bytes = raw_budget_bytes
         self.logger = logger
         self.metrics = metrics
-        self._executor = ThreadPoolExecutor(max_workers=max(1, len(self.providers)), thread_name_prefix="provider")
 
     # -- the one public step -------------------------------------------------------------------
     def process(self, ref: ObjectRef, deadline: Deadline, attempts: int = 1) -> Outcome:
@@ -125,14 +122,35 @@ class Pipeline:
             image = decode(data, self.max_pixels)
         except InputRejected as exc:
             return self._rejected(base, exc, len(data))
-        runs, outputs, retryable = self._run_providers(image, ref, deadline)
-        transient = [run for run, again in zip(runs, retryable, strict=True) if again]
-        if transient:
-            raise TransientFailure(transient[0].error)  # type: ignore[arg-type]
-        sections = merged_sections(outputs)
+        request = AnalysisRequest(
+            image=image,
+            object_id=opaque_id(ref),
+            deadline=deadline,
+            bucket=ref.bucket,
+            key=ref.key,
+            version_id=ref.version_id,
+        )
+        plan = self.orchestrator.run(request)
+        transient = plan.transient_error()
+        if transient is not None:
+            raise TransientFailure(transient)
+        runs = plan.runs
+        sections = merged_sections(plan.outputs())
         flags = decide_flags(sections["moderation"], sections["ai_generated"], sections["deepfake"], self.thresholds)
-        status = overall_status(runs)
-        failed_runs = [r for r in runs if r.error is not None]
+        error = None
+        if plan.answered_by:
+            status = "partial" if plan.missing else "succeeded"
+            if plan.missing:
+                failed = [r.error for r in runs if r.error is not None]
+                error = (
+                    failed[0]
+                    if failed
+                    else ErrorInfo(code="bad_response", message=f"no provider answered: {', '.join(plan.missing)}")
+                )
+        else:
+            status = overall_status(runs)
+            failed = [r.error for r in runs if r.error is not None]
+            error = failed[0] if status != "succeeded" and failed else None
         return AnalysisResult(
             **base,
             size_bytes=image.size_bytes,
@@ -144,10 +162,12 @@ class Pipeline:
             frames=image.frames,
             sha256=image.sha256,
             status=status,
-            error=failed_runs[0].error if status != "succeeded" and failed_runs else None,
+            error=error,
             providers=runs,
             flags=flags,
-            raw=pack_raw({name: o.raw for name, o in zip(self._names(), outputs, strict=True)}, self.raw_budget_bytes),
+            answered_by=plan.answered_by,
+            usage=plan.usage(),
+            raw=pack_raw({name: r.output.raw for name, r in plan.results.items()}, self.raw_budget_bytes),
             analyzed_at=_now(),
             **sections,
         )
@@ -156,44 +176,6 @@ class Pipeline:
     def _rejected(base: dict[str, Any], exc: InputRejected, size: int) -> AnalysisResult:
         """Bad input: recorded with its reason, acknowledged, never retried, never sent to a vendor."""
         return AnalysisResult(**base, size_bytes=size, status="rejected", error=exc.info(), analyzed_at=_now())
-
-    def _names(self) -> list[str]:
-        return [p.name for p in self.providers]
-
-    def _run_providers(
-        self, image: DecodedImage, ref: ObjectRef, deadline: Deadline
-    ) -> tuple[list[ProviderRun], list[ProviderOutput], list[bool]]:
-        request = AnalysisRequest(
-            image=image,
-            object_id=opaque_id(ref),
-            deadline=deadline,
-            bucket=ref.bucket,
-            key=ref.key,
-            version_id=ref.version_id,
-        )
-        futures = [self._executor.submit(self._run_one, provider, request) for provider in self.providers]
-        results = [future.result() for future in futures]
-        return [r[0] for r in results], [r[1] for r in results], [r[2] for r in results]
-
-    def _run_one(self, provider: Provider, request: AnalysisRequest) -> tuple[ProviderRun, ProviderOutput, bool]:
-        """Run one provider; the flag says whether its failure can succeed on a later delivery."""
-        started = time.perf_counter()
-        retryable = False
-        try:
-            output = provider.analyze(request)
-            error = None
-        except AnalysisError as exc:
-            # The error instance knows best: e.g. a vendor refusing our request is bad_response, not retryable.
-            output, error, retryable = ProviderOutput(), exc.info(), bool(exc.retryable)
-        except Exception as exc:  # a bug in one adapter must not take the others down
-            output = ProviderOutput()
-            error = ErrorInfo(code="bad_response", message=f"{provider.name}: unexpected {type(exc).__name__}: {exc}")
-            if self.logger:
-                self.logger.exception("provider crashed", extra={"provider": provider.name})
-        latency_ms = int((time.perf_counter() - started) * 1000)
-        status = "succeeded" if error is None else ("rejected" if error.code == "bad_image" else "failed")
-        self._provider_metric(provider.name, latency_ms, error)
-        return ProviderRun(name=provider.name, status=status, latency_ms=latency_ms, error=error), output, retryable
 
     def _commit(self, ref: ObjectRef, result: AnalysisResult) -> Outcome:
         if not self.store.put_result(result, ref.sequence):
@@ -226,17 +208,6 @@ class Pipeline:
         return self._publish(AnalysisResult.model_validate(stored), sequence)
 
     # -- metrics -------------------------------------------------------------------------------
-    def _count(self, name: str) -> None:
+    def _count(self, name: str, value: float = 1, unit: str = "Count") -> None:
         if self.metrics is not None:
-            from aws_lambda_powertools.metrics import MetricUnit
-
-            self.metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
-
-    def _provider_metric(self, provider: str, latency_ms: int, error: ErrorInfo | None) -> None:
-        if self.metrics is None:
-            return
-        from aws_lambda_powertools.metrics import MetricUnit
-
-        self.metrics.add_metric(name=f"ProviderLatency_{provider}", unit=MetricUnit.Milliseconds, value=latency_ms)
-        if error is not None:
-            self.metrics.add_metric(name=f"ProviderError_{provider}_{error.code}", unit=MetricUnit.Count, value=1)
+            self.metrics.add_metric(name=name, unit=unit, value=value)

@@ -6,14 +6,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from image_analysis.alerts import AlertPublisher
+from image_analysis.cache import ContentCache
 from image_analysis.credentials import Credentials
 from image_analysis.merge import Thresholds
 from image_analysis.objects import ObjectReader
+from image_analysis.orchestration import Orchestrator
 from image_analysis.pipeline import Pipeline
-from image_analysis.providers import provider_class
+from image_analysis.providers import REGISTRY, provider_class
 from image_analysis.providers.base import ProviderDeps
+from image_analysis.routing import parse_routing, providers_in
 from image_analysis.settings import Settings
 from image_analysis.store import ResultStore
+from image_analysis.usage import DailyUsage
 
 
 @dataclass
@@ -49,12 +53,32 @@ def build_runtime(
         http=http,
         s3=clients["s3"],
     )
-    providers = [provider_class(name).create(deps) for name in settings.providers]
+    routes = parse_routing(settings.routing, REGISTRY) if settings.routing else {}
+    # ROUTING wins over PROVIDERS: it names every provider it may call. builtin always runs.
+    names = ["builtin", *providers_in(routes)] if routes else list(settings.providers)
+    providers = {name: provider_class(name).create(deps) for name in dict.fromkeys(names)}
+    metric = None
+    if metrics is not None:
+
+        def metric(name: str, value: float, unit: str) -> None:
+            metrics.add_metric(name=name, unit=unit, value=value)
+
+    orchestrator = Orchestrator(
+        providers,
+        settings,
+        routes=routes,
+        cache=ContentCache(settings.cache_table, clients["dynamodb"], settings.cache_ttl_seconds)
+        if settings.cache_table
+        else None,
+        usage=DailyUsage(settings.usage_table, clients["dynamodb"]) if settings.usage_table else None,
+        logger=logger,
+        metric=metric,
+    )
     pipeline = Pipeline(
         reader=ObjectReader(clients["s3"], settings.max_object_bytes),
         store=ResultStore(settings.results_table, clients["dynamodb"]),
         publisher=AlertPublisher(settings.alerts_topic_arn, clients["sns"]),
-        providers=providers,
+        orchestrator=orchestrator,
         thresholds=Thresholds.from_settings(settings),
         max_pixels=settings.max_pixels,
         raw_budget_bytes=settings.raw_item_budget_bytes,

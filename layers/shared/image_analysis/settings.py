@@ -60,6 +60,13 @@ class Settings:
     # A bucket that never triggers analysis: prepared copies for URL-only vendors, oversized raw answers.
     artifacts_bucket: str = ""
     providers: tuple[str, ...] = DEFAULT_PROVIDERS
+    routing: str = ""
+    # Content cache and daily usage counters: tables of their own (empty: off).
+    cache_table: str = ""
+    cache_ttl_seconds: int = 30 * 86400
+    usage_table: str = ""
+    # Skip paid AI detection when a signed C2PA manifest already proves the image AI-made.
+    ai_skip_when_proven: bool = False
     nsfw_threshold: float = 0.8
     ai_generated_threshold: float = 0.8
     deepfake_threshold: float = 0.8
@@ -90,6 +97,11 @@ class Settings:
             provider_secret_arn=env.get("PROVIDER_SECRET_ARN", ""),
             artifacts_bucket=env.get("ARTIFACTS_BUCKET", ""),
             providers=parse_providers(env.get("PROVIDERS", "builtin")),
+            routing=env.get("ROUTING", "").strip(),
+            cache_table=env.get("CACHE_TABLE", ""),
+            cache_ttl_seconds=_int(env, "CACHE_TTL_SECONDS", 30 * 86400),
+            usage_table=env.get("USAGE_TABLE", ""),
+            ai_skip_when_proven=env.get("AI_SKIP_WHEN_PROVEN", "").lower() in ("1", "true", "yes"),
             nsfw_threshold=_float(env, "NSFW_THRESHOLD", 0.8),
             ai_generated_threshold=_float(env, "AI_GENERATED_THRESHOLD", 0.8),
             deepfake_threshold=_float(env, "DEEPFAKE_THRESHOLD", 0.8),
@@ -105,6 +117,14 @@ class Settings:
             ),
             env=env,
         )
+
+    def daily_cap(self, provider: str) -> int | None:
+        raw = self.vendor(provider.upper() + "_", "DAILY_CAP")
+        return int(raw) if raw else None
+
+    def price_per_call(self, provider: str, default: float) -> float:
+        raw = self.vendor(provider.upper() + "_", "PRICE_PER_CALL")
+        return float(raw) if raw else default
 
     def vendor(self, prefix: str, name: str, default: str = "") -> str:
         """A vendor setting such as ``IMAGGA_BASE_URL``: ``vendor("IMAGGA_", "BASE_URL", default)``."""

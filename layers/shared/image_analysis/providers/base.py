@@ -6,6 +6,7 @@ Normalization is a pure function of the vendor payload; request code lives in th
 
 from __future__ import annotations
 
+import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -75,12 +76,34 @@ class ProviderOutput(BaseModel):
     raw: dict[str, Any] = {}
 
 
-class Deadline:
-    """Seconds left in this invocation; no call may run past it."""
+class CallMeter:
+    """Vendor requests sent and request bytes, counted where the requests leave (the HTTP layer)."""
 
-    def __init__(self, remaining_seconds: float, clock: Any = time.monotonic) -> None:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.calls = 0
+        self.bytes_sent = 0
+
+    def record(self, body_bytes: int) -> None:
+        with self._lock:
+            self.calls += 1
+            self.bytes_sent += body_bytes
+
+
+class Deadline:
+    """Seconds left in this invocation; no call may run past it. Carries the meter of the provider
+    whose calls it bounds, so that whatever sends the request can count it."""
+
+    def __init__(self, remaining_seconds: float, clock: Any = time.monotonic, meter: CallMeter | None = None) -> None:
         self._clock = clock
         self._end = clock() + remaining_seconds
+        self.meter = meter
+
+    def metered(self) -> Deadline:
+        """The same deadline with a fresh meter (one per provider run)."""
+        child = Deadline(0.0, self._clock, CallMeter())
+        child._end = self._end
+        return child
 
     @classmethod
     def from_lambda_context(cls, context: Any, default: float = 900.0) -> Deadline:
@@ -100,6 +123,9 @@ class AnalysisRequest:
     bucket: str = ""
     key: str = ""
     version_id: str | None = None
+    # With ROUTING, the capabilities this provider is asked for (None: all it offers). An adapter may
+    # use it to skip endpoints nobody asked for.
+    capabilities: frozenset[str] | None = None
 
 
 @dataclass
@@ -119,6 +145,10 @@ class Provider(ABC):
     # Formats (Pillow names, lower case) and the largest upload the vendor accepts.
     accepted_formats: ClassVar[frozenset[str]] = frozenset({"jpeg", "png"})
     max_upload_bytes: ClassVar[int] = 10 * 1024 * 1024
+    # Bumped when the adapter's normalization changes, so cached answers from before are not reused.
+    normalizer_version: ClassVar[str] = "1"
+    # Estimated price of one request in US dollars (list price; ``<VENDOR>_PRICE_PER_CALL`` overrides).
+    price_per_call: ClassVar[float] = 0.0
 
     @classmethod
     @abstractmethod

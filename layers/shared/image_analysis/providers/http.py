@@ -374,7 +374,8 @@ class VendorClient:
             per_try = min(self.timeout_seconds, budget)
             try:
                 return self._try_once(
-                    method, path, per_try, attempt, started, params, data, files, json_body, headers, auth
+                    method, path, per_try, attempt, started, params, data, files, json_body, headers, auth,
+                    getattr(deadline, "meter", None),
                 )
             except _TryFailed as failure:
                 failure.detail = _scrub(failure.detail, secret_values)
@@ -418,6 +419,7 @@ class VendorClient:
         json_body: Any,
         headers: Mapping[str, str] | None,
         auth: httpx.Auth | None,
+        meter: Any = None,
     ) -> VendorResponse:
         try_started = self._clock()
         http = self._http()
@@ -432,6 +434,9 @@ class VendorClient:
                 headers=headers,
                 timeout=httpx.Timeout(per_try),
             )
+            if meter is not None:
+                # Every try is a request the vendor may bill; its body is what left the account.
+                meter.record(int(request.headers.get("Content-Length") or 0))
             response = http.send(request, auth=auth or httpx.USE_CLIENT_DEFAULT, stream=True)
         except (httpx.UnsupportedProtocol, httpx.InvalidURL, httpx.LocalProtocolError) as exc:
             setting = self.profile.base_url_setting or "the base URL"
