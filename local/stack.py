@@ -190,7 +190,8 @@ def _function_env_and_disable_trigger(function_name: str) -> dict[str, str]:
     config = lambda_client.get_function_configuration(FunctionName=function_name)
     for mapping in lambda_client.list_event_source_mappings(FunctionName=function_name)["EventSourceMappings"]:
         lambda_client.update_event_source_mapping(UUID=mapping["UUID"], Enabled=False)
-    env = dict((config.get("Environment") or {}).get("Variables", {}))
+    # Lambda keeps every variable as a string; the emulator may hand back a Number parameter as an int.
+    env = {k: str(v) for k, v in (config.get("Environment") or {}).get("Variables", {}).items()}
     # The template declares it empty (meaning AWS); locally the emulator's endpoint must win.
     if not env.get("AWS_ENDPOINT_URL"):
         env.pop("AWS_ENDPOINT_URL", None)
