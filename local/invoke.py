@@ -44,6 +44,8 @@ def _object_entries(event: Any) -> list[tuple[dict[str, Any], dict[str, Any], bo
                 payload["resources"] = []
             elif "s3" in payload and str(payload.get("eventName", "")).startswith("ObjectCreated"):
                 entries.append((payload["s3"]["bucket"], payload["s3"]["object"], True))
+            elif "s3" in payload:  # a delete or another event: only point it at the stack's bucket
+                payload["s3"]["bucket"]["name"] = "__STACK_BUCKET__"
 
     visit(event)
     return entries
@@ -83,6 +85,10 @@ def prepare_event(event: Any, bucket: str) -> list[str]:
         obj["key"] = quote_plus(key, safe="/") if encoded else key
         keys.append(key)
     _reserialize(event)
+    text = json.dumps(event).replace("__STACK_BUCKET__", bucket)
+    event.clear() if isinstance(event, dict) else None
+    if isinstance(event, dict):
+        event.update(json.loads(text))
     return keys
 
 

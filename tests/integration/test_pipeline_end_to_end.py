@@ -253,3 +253,61 @@ def test_ci_runs_against_the_official_dynamodb_local(stack):
         {"AttributeName": "pk", "KeyType": "HASH"},
         {"AttributeName": "sk", "KeyType": "RANGE"},
     ]
+
+
+def delete_event(bucket, key, sequencer):
+    event = s3_event(bucket, key, None, None, sequencer)
+    event["Records"][0]["eventName"] = "ObjectRemoved:Delete"
+    del event["Records"][0]["s3"]["object"]["size"], event["Records"][0]["s3"]["object"]["eTag"]
+    return event
+
+
+def test_a_deleted_object_takes_its_result_with_it(stack, s3, table, handler, prefix):
+    key = f"{prefix}to-delete.png"
+    body = (SAMPLES / "skimage-chelsea.png").read_bytes()
+    etag = s3.put_object(Bucket=stack.bucket, Key=key, Body=body)["ETag"].strip('"')
+    handler(sqs_event(s3_event(stack.bucket, key, etag, len(body), "0055AED6DCD90281E5")), LambdaContext())
+    assert item(table, stack.bucket, key)["status"] == "succeeded"
+    # A delete sequenced before the upload (arriving late) must not remove the newer result.
+    handler(sqs_event(delete_event(stack.bucket, key, "0055AED6DCD90281E0")), LambdaContext())
+    assert item(table, stack.bucket, key) is not None
+    s3.delete_object(Bucket=stack.bucket, Key=key)
+    assert handler(sqs_event(delete_event(stack.bucket, key, "0055AED6DCD90281F0")), LambdaContext()) == {
+        "batchItemFailures": []
+    }
+    assert item(table, stack.bucket, key) is None
+
+
+def test_tombstone_mode_keeps_the_fact_but_not_the_analysis(stack, s3, table, prefix, monkeypatch):
+    from local.driver import load_handler
+
+    monkeypatch.setenv("ON_DELETE", "tombstone")
+    handler = load_handler()
+    key = f"{prefix}tombstone.png"
+    body = ai_png()
+    etag = s3.put_object(Bucket=stack.bucket, Key=key, Body=body)["ETag"].strip('"')
+    handler(sqs_event(s3_event(stack.bucket, key, etag, len(body), "0055AED6DCD90281E5")), LambdaContext())
+    handler(sqs_event(delete_event(stack.bucket, key, "0055AED6DCD90281F0")), LambdaContext())
+    stored = item(table, stack.bucket, key)
+    assert stored["deleted_at"]
+    assert stored["sha256"] == hashlib.sha256(body).hexdigest() and stored["flags"] == ["ai_generated"]
+    for attribute in ("colors", "ai_generated", "provenance", "raw", "quality", "labels"):
+        assert attribute not in stored
+    # A late copy of the upload event does not bring the analysis back.
+    handler(sqs_event(s3_event(stack.bucket, key, etag, len(body), "0055AED6DCD90281E5")), LambdaContext())
+    assert "colors" not in item(table, stack.bucket, key)
+
+
+def test_quarantine_tags_flagged_objects_and_keeps_their_other_tags(stack, s3, prefix, monkeypatch):
+    from local.driver import load_handler
+
+    monkeypatch.setenv("QUARANTINE_TAGS", "true")
+    handler = load_handler()
+    flagged, clean = f"{prefix}flagged.png", f"{prefix}clean.png"
+    for key, body in ((flagged, ai_png()), (clean, (SAMPLES / "skimage-coffee.png").read_bytes())):
+        etag = s3.put_object(Bucket=stack.bucket, Key=key, Body=body, Tagging="team=uploads")["ETag"].strip('"')
+        handler(sqs_event(s3_event(stack.bucket, key, etag, len(body), "0055AED6DCD90281E5")), LambdaContext())
+    tags = {t["Key"]: t["Value"] for t in s3.get_object_tagging(Bucket=stack.bucket, Key=flagged)["TagSet"]}
+    assert tags == {"team": "uploads", "moderation": "flagged", "flags": "ai_generated"}
+    untouched = s3.get_object_tagging(Bucket=stack.bucket, Key=clean)["TagSet"]
+    assert untouched == [{"Key": "team", "Value": "uploads"}]

@@ -86,9 +86,15 @@ def test_test_event_and_deletes_are_ignored_with_a_reason():
     }
     first, second = parse_event(event).records
     assert first.objects == () and first.ignored == ("s3:TestEvent",)
-    assert second.objects == () and second.ignored[0].startswith("not a create event (ObjectRemoved:Delete)")
-    deleted = parse_event(load("powertools_s3EventBridgeNotificationObjectDeletedEvent.json"))
-    assert deleted.records[0].objects == ()
+    (removed,) = second.objects
+    assert removed.removed and removed.key == "b21b84d653bb07b05b1e6b33684dc11b" and removed.sequencer
+    # A delete marker keeps the object's versions, so their results stay.
+    marker = parse_event(load("powertools_s3EventBridgeNotificationObjectDeletedEvent.json"))
+    assert marker.records[0].objects == ()
+    assert marker.records[0].ignored[0].startswith("delete marker created")
+    restore = load("powertools_s3EventGlacier.json")
+    restore["Records"][0]["eventName"] = "ObjectRestore:Completed"
+    assert parse_event(restore).records[0].ignored[0].startswith("not a create or delete event")
 
 
 def test_every_record_of_a_multi_record_notification_is_kept():
@@ -125,7 +131,7 @@ def test_project_event_files_parse(name):
     parsed = parse_event(json.loads((EVENTS / name).read_text()))
     objects = [ref for record in parsed.records for ref in record.objects]
     if name == "s3-delete.json":
-        assert objects == []
+        assert [(ref.removed, ref.key) for ref in objects] == [(True, "uploads/rocket.jpg")]
     else:
         assert objects and all(ref.key.startswith("uploads/") for ref in objects)
     if name == "s3-put-special-key.json":

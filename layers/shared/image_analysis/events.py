@@ -3,8 +3,9 @@
 Accepted (see the contract): SQS messages whose bodies are S3 notifications or EventBridge S3 events
 (the deployed paths), direct S3 notifications (``sam local invoke``), and EventBridge "Object Created"
 events. Keys arrive form-URL-encoded in S3 notifications (``+`` is a space, ``%2B`` a plus) and plain in
-EventBridge events. Test events and non-create events are kept as ``ignored`` with the reason, so the
-handler can log and acknowledge them.
+EventBridge events. Permanent deletions come through as references with ``removed`` set (their results
+must not outlive them); test events, delete markers and other events are kept as ``ignored`` with the
+reason, so the handler can log and acknowledge them.
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ class ObjectRef:
     sequencer: str | None
     event_name: str
     event_time: str | None = None
+
+    @property
+    def removed(self) -> bool:
+        """A permanent deletion of this object version (not a delete marker, which keeps the data)."""
+        return self.event_name.startswith("ObjectRemoved:") and self.event_name != "ObjectRemoved:DeleteMarkerCreated"
 
     @property
     def pk(self) -> str:
@@ -75,8 +81,10 @@ def _from_s3_record(record: dict[str, Any]) -> ObjectRef | str:
     s3 = record.get("s3") or {}
     obj = s3.get("object") or {}
     bucket = (s3.get("bucket") or {}).get("name")
-    if not name.startswith("ObjectCreated:"):
-        return f"not a create event ({name or 'no eventName'})"
+    if name == "ObjectRemoved:DeleteMarkerCreated":
+        return "delete marker created: the object's versions and their results remain"
+    if not name.startswith(("ObjectCreated:", "ObjectRemoved:")):
+        return f"not a create or delete event ({name or 'no eventName'})"
     if not bucket or not obj.get("key"):
         return "S3 record without bucket or key"
     return ObjectRef(
@@ -94,8 +102,10 @@ def _from_s3_record(record: dict[str, Any]) -> ObjectRef | str:
 def _from_eventbridge(event: dict[str, Any]) -> ObjectRef | str:
     detail_type = event.get("detail-type", "")
     detail = event.get("detail") or {}
-    if detail_type != "Object Created":
-        return f"not a create event ({detail_type or 'no detail-type'})"
+    if detail_type == "Object Deleted" and detail.get("deletion-type") == "Delete Marker Created":
+        return "delete marker created: the object's versions and their results remain"
+    if detail_type not in ("Object Created", "Object Deleted"):
+        return f"not a create or delete event ({detail_type or 'no detail-type'})"
     obj = detail.get("object") or {}
     bucket = (detail.get("bucket") or {}).get("name")
     if not bucket or not obj.get("key"):
@@ -108,7 +118,11 @@ def _from_eventbridge(event: dict[str, Any]) -> ObjectRef | str:
         etag=_clean_etag(obj.get("etag")),
         size=obj.get("size"),
         sequencer=obj.get("sequencer") or None,
-        event_name=f"ObjectCreated:{detail.get('reason', 'EventBridge')}",
+        event_name=(
+            f"ObjectCreated:{detail.get('reason', 'EventBridge')}"
+            if detail_type == "Object Created"
+            else "ObjectRemoved:Delete"
+        ),
         event_time=event.get("time"),
     )
 

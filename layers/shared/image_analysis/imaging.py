@@ -54,6 +54,12 @@ def _register_heif_if_needed(data: bytes) -> None:
         pillow_heif.register_heif_opener()
 
 
+# GPS and Exif sub-IFDs, description, make, model, artist, copyright, dates, user comment, XP fields.
+_PERSONAL_EXIF_TAGS = frozenset(
+    {0x8825, 0x8769, 0x010E, 0x010F, 0x0110, 0x013B, 0x8298, 0x0132, 0x9286, 0x9C9B, 0x9C9C, 0x9C9D, 0x9C9E, 0x9C9F}
+)
+
+
 @dataclass(frozen=True)
 class DecodedImage:
     data: bytes
@@ -75,8 +81,11 @@ class DecodedImage:
 
     @cached_property
     def has_personal_metadata(self) -> bool:
+        """EXIF beyond the file's own structure (GPS, camera and capture details, descriptions), XMP,
+        comments or text chunks. TIFF structure tags (sizes, strips, compression) are not personal."""
         image = self.open()
-        if len(image.getexif()):
+        exif = image.getexif()
+        if any(tag in exif for tag in _PERSONAL_EXIF_TAGS):
             return True
         info_keys = {k.lower() for k in image.info}
         personal = {"exif", "xmp", "xml:com.adobe.xmp", "comment", "parameters", "prompt", "workflow", "photoshop"}

@@ -77,6 +77,19 @@ class ObjectReader:
             )
         return None
 
+    def tag_flagged(self, ref: ObjectRef, flags: list[str]) -> None:
+        """Quarantine tags on a flagged object, merged with the tags it has (PutObjectTagging replaces all).
+
+        Tagging raises no ObjectCreated event, so this never triggers the pipeline again.
+        """
+        target: dict[str, Any] = {"Bucket": ref.bucket, "Key": ref.key}
+        if ref.version_id:
+            target["VersionId"] = ref.version_id
+        existing = self._s3.get_object_tagging(**target).get("TagSet", [])
+        ours = {"moderation": "flagged", "flags": "+".join(flags)}
+        tags = [t for t in existing if t["Key"] not in ours] + [{"Key": k, "Value": v} for k, v in ours.items()]
+        self._s3.put_object_tagging(**target, Tagging={"TagSet": tags[-10:]})
+
     def read(self, ref: ObjectRef) -> bytes:
         try:
             response = self._s3.get_object(**_conditions(ref))

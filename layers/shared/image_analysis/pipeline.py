@@ -62,6 +62,8 @@ class Pipeline:
         publisher: AlertPublisher,
         orchestrator: Orchestrator,
         thresholds: Thresholds,
+        on_delete: str = "delete",
+        quarantine_tags: bool = False,
         max_pixels: int,
         raw_budget_bytes: int = 100_000,
         logger: Any = None,
@@ -71,14 +73,18 @@ class Pipeline:
         self.store = store
         self.publisher = publisher
         self.orchestrator = orchestrator
+        self.on_delete = on_delete
+        self.quarantine_tags = quarantine_tags
         self.thresholds = thresholds
         self.max_pixels = max_pixels
         self.raw_budget_bytes = raw_budget_bytes
         self.logger = logger
         self.metrics = metrics
 
-    # -- the one public step -------------------------------------------------------------------
+    # -- the public steps ------------------------------------------------------------------------
     def process(self, ref: ObjectRef, deadline: Deadline, attempts: int = 1) -> Outcome:
+        if ref.removed:
+            return self.forget(ref)
         existing = self.store.get(ref.pk, ref.sk)
         if existing and existing.get("status") in FINAL_STATUSES and existing.get("seq", "") >= ref.sequence:
             alerted = self._heal_alert(existing)
@@ -105,6 +111,23 @@ class Pipeline:
             self._count("ImagesFailed")
             return Outcome("retry", "failed", exc.error.message, result=failed)
         return self._commit(ref, result)
+
+    def forget(self, ref: ObjectRef) -> Outcome:
+        """The object version was deleted: its analysis must not outlive it."""
+        forgotten = self.store.forget(ref.pk, ref.sk, ref.sequence, self.on_delete)
+        if forgotten:
+            self._count("ResultsForgotten")
+        detail = f"result {'deleted' if self.on_delete == 'delete' else 'reduced to a tombstone'}"
+        return Outcome(
+            "done", "forgotten" if forgotten else "duplicate", detail if forgotten else "nothing newer to forget"
+        )
+
+    def forget(self, ref: ObjectRef) -> Outcome:
+        """The object version was deleted: its analysis must not outlive it."""
+        if not self.store.forget(ref.pk, ref.sk, ref.sequence, self.on_delete):
+            return Outcome("done", "duplicate", "no older result to forget")
+        self._count("ResultsForgotten")
+        return Outcome("done", "forgotten", "deleted" if self.on_delete == "delete" else "reduced to a tombstone")
 
     # -- steps ---------------------------------------------------------------------------------
     def _analyze(self, ref: ObjectRef, deadline: Deadline, base: dict[str, Any]) -> AnalysisResult:
@@ -186,6 +209,8 @@ class Pipeline:
         alerted = False
         if result.flags:
             alerted = self._publish(result, ref.sequence)
+            if self.quarantine_tags:
+                self._tag(ref, list(result.flags))
         return Outcome("done", result.status, alerted=alerted, result=result)
 
     def _publish(self, result: AnalysisResult, sequence: str) -> bool:
@@ -197,6 +222,14 @@ class Pipeline:
         for flag in result.flags:
             self._count(f"Flagged_{flag}")
         return True
+
+    def _tag(self, ref: ObjectRef, flags: list[str]) -> None:
+        try:
+            self.reader.tag_flagged(ref, flags)
+        except Exception:  # the result and alert stand; a missing tag is logged and counted, not retried
+            self._count("QuarantineTagFailed")
+            if self.logger is not None:
+                self.logger.exception("could not tag the flagged object")
 
     def _heal_alert(self, item: dict[str, Any]) -> bool:
         """A crash between writing and publishing left a flagged item without ``alert_id``: publish now."""

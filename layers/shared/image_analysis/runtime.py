@@ -76,9 +76,11 @@ def build_runtime(
     )
     pipeline = Pipeline(
         reader=ObjectReader(clients["s3"], settings.max_object_bytes),
-        store=ResultStore(settings.results_table, clients["dynamodb"]),
+        store=ResultStore(settings.results_table, clients["dynamodb"], settings.result_ttl_days),
         publisher=AlertPublisher(settings.alerts_topic_arn, clients["sns"]),
         orchestrator=orchestrator,
+        on_delete=settings.on_delete,
+        quarantine_tags=settings.quarantine_tags,
         thresholds=Thresholds.from_settings(settings),
         max_pixels=settings.max_pixels,
         raw_budget_bytes=settings.raw_item_budget_bytes,

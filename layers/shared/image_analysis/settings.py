@@ -32,6 +32,13 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
 
 
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    value = env.get(name, "").strip().lower() or default
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
 def parse_providers(raw: str) -> tuple[str, ...]:
     names = [name.strip().lower() for name in raw.split(",") if name.strip()]
     # builtin always runs: it supplies the image facts every result needs.
@@ -65,6 +72,11 @@ class Settings:
     cache_table: str = ""
     cache_ttl_seconds: int = 30 * 86400
     usage_table: str = ""
+    # What a permanent deletion of the object does to its result: delete the item, or keep a tombstone.
+    on_delete: str = "delete"
+    result_ttl_days: int = 0
+    # Tag flagged objects (moderation=flagged, flags=...) so a bucket policy can deny reading them.
+    quarantine_tags: bool = False
     # Skip paid AI detection when a signed C2PA manifest already proves the image AI-made.
     ai_skip_when_proven: bool = False
     nsfw_threshold: float = 0.8
@@ -101,6 +113,9 @@ class Settings:
             cache_table=env.get("CACHE_TABLE", ""),
             cache_ttl_seconds=_int(env, "CACHE_TTL_SECONDS", 30 * 86400),
             usage_table=env.get("USAGE_TABLE", ""),
+            on_delete=_choice(env, "ON_DELETE", ("delete", "tombstone"), "delete"),
+            result_ttl_days=_int(env, "RESULT_TTL_DAYS", 0),
+            quarantine_tags=env.get("QUARANTINE_TAGS", "").lower() in ("1", "true", "yes"),
             ai_skip_when_proven=env.get("AI_SKIP_WHEN_PROVEN", "").lower() in ("1", "true", "yes"),
             nsfw_threshold=_float(env, "NSFW_THRESHOLD", 0.8),
             ai_generated_threshold=_float(env, "AI_GENERATED_THRESHOLD", 0.8),

@@ -19,13 +19,15 @@ from image_analysis.models import AnalysisResult, ErrorInfo
 FINAL_STATUSES = ("succeeded", "partial", "rejected", "skipped")
 
 
-def to_item(result: AnalysisResult, sequence: str) -> dict[str, Any]:
+def to_item(result: AnalysisResult, sequence: str, expires_at: int | None = None) -> dict[str, Any]:
     """The DynamoDB item: JSON numbers become Decimal (floats are refused by boto3), Nones dropped."""
     document = result.model_dump(mode="json", exclude_none=True)
     item = json.loads(json.dumps(document), parse_float=Decimal)
     item["pk"] = f"{result.bucket}/{result.key}"
     item["sk"] = result.version_id or "null"
     item["seq"] = sequence
+    if expires_at is not None:
+        item["expires_at"] = expires_at
     return item
 
 
@@ -45,9 +47,11 @@ def from_item(item: dict[str, Any]) -> dict[str, Any]:
 
 
 class ResultStore:
-    def __init__(self, table_name: str, dynamodb_client: Any) -> None:
+    def __init__(self, table_name: str, dynamodb_client: Any, ttl_days: int = 0) -> None:
         self.table_name = table_name
         self._client = dynamodb_client
+        # Optional time-to-live of results (the table's TTL attribute ``expires_at``); 0 keeps them.
+        self.ttl_days = ttl_days
         import boto3.dynamodb.types as types
 
         self._serializer = types.TypeSerializer()
@@ -68,11 +72,16 @@ class ResultStore:
 
         Returns False when the write lost to such an item (a duplicate or an older event).
         """
-        return self._conditional_put(to_item(result, sequence))
+        return self._conditional_put(to_item(result, sequence, self._expiry()))
+
+    def _expiry(self) -> int | None:
+        import time
+
+        return int(time.time()) + self.ttl_days * 86400 if self.ttl_days > 0 else None
 
     def put_failure(self, result: AnalysisResult, sequence: str) -> bool:
         """Record a transient failure (status ``failed``, ``error``, ``attempts``) under the same guard."""
-        return self._conditional_put(to_item(result, sequence))
+        return self._conditional_put(to_item(result, sequence, self._expiry()))
 
     def _conditional_put(self, item: dict[str, Any]) -> bool:
         try:
@@ -83,6 +92,37 @@ class ResultStore:
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues=self._marshal({":seq": item["seq"], ":failed": "failed"}),
             )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def forget(self, pk: str, sk: str, sequence: str, mode: str) -> bool:
+        """The object version is gone: delete its item, or keep a tombstone without the analysis content."""
+        values = self._marshal({":seq": sequence})
+        try:
+            if mode == "tombstone":
+                from datetime import UTC, datetime
+
+                values.update(self._marshal({":now": datetime.now(UTC).isoformat(timespec="seconds")}))
+                self._client.update_item(
+                    TableName=self.table_name,
+                    Key=self._marshal({"pk": pk, "sk": sk}),
+                    # Every name through a placeholder: several (text, raw) are DynamoDB reserved words.
+                    UpdateExpression=f"REMOVE {', '.join(f'#{a}' for a in CONTENT_ATTRIBUTES)} "
+                    "SET deleted_at = :now, seq = :seq",
+                    ConditionExpression=_forget_condition(),
+                    ExpressionAttributeNames={f"#{a}": a for a in CONTENT_ATTRIBUTES},
+                    ExpressionAttributeValues=values,
+                )
+            else:
+                self._client.delete_item(
+                    TableName=self.table_name,
+                    Key=self._marshal({"pk": pk, "sk": sk}),
+                    ConditionExpression=_forget_condition(),
+                    ExpressionAttributeValues=values,
+                )
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return False
@@ -104,6 +144,17 @@ class ResultStore:
                 return False
             raise
         return True
+
+
+CONTENT_ATTRIBUTES = (
+    "labels", "objects", "faces", "celebrities", "text", "alt_texts", "colors", "classification",
+    "moderation", "ai_generated", "deepfake", "quality", "provenance", "raw", "phash",
+)  # fmt: skip
+
+
+def _forget_condition() -> str:
+    # Only a newer event may forget: a delete that S3 sequenced before a re-upload never removes its result.
+    return "attribute_exists(pk) AND seq < :seq"
 
 
 def error_of(item: dict[str, Any]) -> ErrorInfo | None:
