@@ -1,0 +1,587 @@
+"""AI or Not v2 (https://api.aiornot.com/v2/image/sync): AI-generated, deepfake, NSFW and quality reports.
+
+One POST per image: the file goes up as the multipart field ``image`` (the documented
+``--form 'image=@image.jpeg'``), named by the opaque object id, never the S3 key; ``external_id`` (the
+same opaque id) and the report selection go in the query string. Auth is
+``Authorization: Bearer <api_key>`` (OpenAPI ``securitySchemes.HTTPBearer``).
+
+Which reports run (seed: "By default, it runs ``ai_generated``, ``deepfake``, ``nsfw``, and ``quality``
+reports. You can select which reports to run by using the ``only`` and ``excluding`` parameters. Please
+note that ``ai_generated`` and ``deepfake`` reports both have their own costs."):
+
+- ``AIORNOT_ONLY`` (comma list of ai_generated, deepfake, nsfw, quality, reverse_search), default
+  ``ai_generated,deepfake,nsfw``: quality is left out by default because the offline ``builtin``
+  provider already fills the result's quality section, which the merge takes from the first provider.
+- ``AIORNOT_EXCLUDING`` instead: the vendor's four defaults minus these. Setting both is an error.
+- ``AIORNOT_BASE_URL`` (scheme://host[:port], default https://api.aiornot.com), ``AIORNOT_API_KEY``
+  (local use; otherwise the ``aiornot`` entry of the provider secret).
+
+Uploads: "Maximum file size: 50MB"; "Supported formats: jpg, jpeg, png, webp, heic, heif, tiff". The
+original bytes go as they are whenever they fit (re-encoding costs an AI detector its signal); other
+formats are converted to JPEG. (The same page's field description says "Max file size: 10MB"; the
+"Limitations" list and shared/fixtures/SOURCES.md say 50 MB, read here as 50,000,000 bytes.) An
+EXIF-rotated image is re-encoded upright only when deepfake regions can come back, so that their boxes
+refer to the pixels as displayed.
+
+Normalization is pure (``normalize``): payload -> private pydantic model -> house models. It reads the
+v2 shape and, because it is the same data one level up, the v1 ``/v1/reports/image`` shape
+(``report.{verdict, ai, human, generator}`` plus ``facets.{nsfw, quality}``).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit
+
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from image_analysis.errors import BadImageError, BadResponseError, ServerError
+from image_analysis.models import (
+    AIGenerated,
+    Box,
+    Deepfake,
+    DeepfakeRegion,
+    HouseCategory,
+    ModerationCategory,
+    Quality,
+    Verdict,
+)
+from image_analysis.providers.base import (
+    AnalysisRequest,
+    Capability,
+    Provider,
+    ProviderDeps,
+    ProviderOutput,
+)
+from image_analysis.providers.http import VendorClient, VendorProfile
+
+if TYPE_CHECKING:
+    from image_analysis.credentials import Credentials
+    from image_analysis.imaging import DecodedImage
+
+PROVIDER = "aiornot"
+PATH = "/v2/image/sync"
+# The key under which the vendor's answer is kept in ProviderOutput.raw.
+RAW_KEY = "image_sync"
+
+# OpenAPI ``only``/``excluding`` enum, and the capability each report fills (reverse_search has no house
+# section: it is kept in ``raw`` only).
+REPORTS: Mapping[str, Capability | None] = {
+    "ai_generated": "ai_generated",
+    "deepfake": "deepfake",
+    "nsfw": "moderation",
+    "quality": "quality",
+    "reverse_search": None,
+}
+# What the vendor runs when neither ``only`` nor ``excluding`` is sent.
+VENDOR_DEFAULT_REPORTS = ("ai_generated", "deepfake", "nsfw", "quality")
+DEFAULT_ONLY = ("ai_generated", "deepfake", "nsfw")
+
+MAX_UPLOAD_BYTES = 50_000_000
+# Pillow names (``imaging.decode`` reports HEIF files as "heic").
+ACCEPTED_FORMATS = frozenset({"jpeg", "png", "webp", "heic", "heif", "tiff"})
+_EXTENSIONS: Mapping[str, str] = {
+    "image/jpeg": ".jpg",
+    "image/png": ".png",
+    "image/webp": ".webp",
+    "image/heic": ".heic",
+    "image/heif": ".heif",
+    "image/tiff": ".tiff",
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Moderation mapping: the NSFW report is one boolean (``NSFWReportScheme.is_detected``: "True if NSFW
+# content found in the image. Please note that for us, the mere presence of a child is enough to trigger
+# this flag."). It carries no score, so the vendor's decision is taken at its word: confidence 1.0 for
+# the category it names. ``source_label`` says which answer it was.
+NSFW_CATEGORIES: Mapping[bool, HouseCategory] = {
+    True: "explicit",
+    False: "safe",
+}
+
+# ``processing_status`` values (``ReportStatus`` enum).
+PROCESSED, REJECTED, ERRORED = "processed", "rejected", "errored"
+
+# ---------------------------------------------------------------------------------------------------
+# HTTP profile
+
+
+def _body_status(body: Any) -> int | None:
+    """A FastAPI validation error (422) about our query string is our request's fault, not the image's.
+
+    ``HTTPValidationError.detail[].loc`` starts with where the bad value was: ``["query", "only", 0]``
+    means a report name the API does not know (a refused request, 400); ``["body", "image"]`` is about
+    the file and stays a 422 (bad image).
+    """
+    if not isinstance(body, dict) or not isinstance(body.get("detail"), list) or not body["detail"]:
+        return None
+    places = [entry.get("loc", [None])[0] if isinstance(entry, dict) else None for entry in body["detail"]]
+    return 400 if all(place == "query" for place in places) else None
+
+
+PROFILE = VendorProfile(
+    provider=PROVIDER,
+    hints={
+        "auth": "check the api_key in the provider secret's aiornot entry (AIORNOT_API_KEY locally)",
+        "quota_exhausted": "the AI or Not plan has no credits left (ai_generated and deepfake each cost "
+        "credits): top it up, narrow AIORNOT_ONLY, or route these capabilities to another provider",
+        "rate_limited": "AI or Not is rate limiting: lower the function's concurrency or raise the plan; "
+        "the record will be retried",
+        "bad_image": "AI or Not cannot analyze this image (it takes jpg, png, webp, heic, heif and tiff up to "
+        "50 MB); it is not retried",
+        "refused": "AI or Not refused the request: check AIORNOT_ONLY, AIORNOT_EXCLUDING and AIORNOT_BASE_URL; "
+        "it is not retried",
+    },
+    body_status=_body_status,
+    base_url_setting="AIORNOT_BASE_URL",
+)
+
+# ---------------------------------------------------------------------------------------------------
+# Private payload models: tolerant of added fields; every field the normalizer reads is typed.
+
+
+class _Loose(BaseModel):
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+
+
+class _Prediction(_Loose):
+    # The free tier leaves ``confidence`` out (the SDK fills in -1).
+    is_detected: bool | None = None
+    confidence: float | None = None
+
+
+class _AiGenerated(_Loose):
+    verdict: str
+    ai: _Prediction | None = None
+    human: _Prediction | None = None
+    # v2: bare numbers; v1: {confidence, is_detected}; ``{}`` for human images; absent on the free tier.
+    generator: dict[str, float | _Prediction | None] | None = None
+
+
+class _BBox(_Loose):
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+
+class _Roi(_Loose):
+    is_detected: bool = True
+    confidence: float | None = None
+    bbox: _BBox
+
+
+class _Deepfake(_Loose):
+    is_detected: bool
+    confidence: float | None = None
+    rois: list[_Roi] = []
+
+
+class _Detected(_Loose):
+    """NSFW and quality reports: one boolean each."""
+
+    is_detected: bool
+
+
+class _Meta(_Loose):
+    width: int | None = None
+    height: int | None = None
+    processing_status: dict[str, str] = {}
+
+
+class _Report(_Loose):
+    ai_generated: _AiGenerated | None = None
+    deepfake: _Deepfake | None = None
+    nsfw: _Detected | None = None
+    quality: _Detected | None = None
+    reverse_search: dict[str, Any] | None = None
+    meta: _Meta | None = None
+
+
+class _Facets(_Loose):
+    nsfw: _Detected | None = None
+    quality: _Detected | None = None
+
+
+class _V1Response(_Loose):
+    report: _AiGenerated
+    facets: _Facets | None = None
+
+
+class _V2Response(_Loose):
+    report: _Report
+
+
+@dataclass(frozen=True)
+class SentImage:
+    """The pixel size of the image as uploaded: deepfake boxes come back in these pixels."""
+
+    width: int
+    height: int
+
+
+# ---------------------------------------------------------------------------------------------------
+# Pure normalization
+
+
+def _guarded[**P, R](func: Callable[P, R]) -> Callable[P, R]:
+    """A house model refusing a value (out of range, NaN) is a bad response, not a crash."""
+
+    @functools.wraps(func)
+    def inner(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise BadResponseError(
+                PROVIDER, f"a value does not fit the result model ({first.get('type')}); the API may have changed"
+            ) from None
+
+    return inner
+
+
+def _parse[M: BaseModel](payload: Any, model: type[M]) -> M:
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "the body"
+        raise BadResponseError(
+            PROVIDER, f"unexpected answer at {where} ({first.get('type')}); the API may have changed"
+        ) from None
+
+
+def _unit(value: float | None, what: str) -> float | None:
+    """A 0..1 confidence; ``None`` when absent or the free tier's -1. Rounding noise is clamped."""
+    if value is None or value == -1:
+        return None
+    if not math.isfinite(value) or not -1e-6 <= value <= 1 + 1e-6:
+        raise BadResponseError(PROVIDER, f"{what} {value!r} is outside 0..1; the API may have changed")
+    return min(max(value, 0.0), 1.0)
+
+
+def normalize_ai_generated(section: _AiGenerated) -> AIGenerated:
+    """Verdict, the confidence that the image is AI-made, generator scores.
+
+    The confidence is ``ai.confidence``, else ``1 - human.confidence``, else ``None`` (free tier: never -1).
+    A verdict outside ai/human/unknown becomes ``unknown`` with the vendor's word kept in the evidence.
+    """
+    evidence: list[str] = []
+    verdict: Verdict
+    if section.verdict in ("ai", "human", "unknown"):
+        verdict = section.verdict  # type: ignore[assignment]
+    else:
+        verdict = "unknown"
+        evidence.append(f"AI or Not answered the verdict {section.verdict[:50]!r}, which is not ai, human or unknown")
+    confidence = _unit(section.ai.confidence, "ai.confidence") if section.ai else None
+    if confidence is None and section.human is not None:
+        human = _unit(section.human.confidence, "human.confidence")
+        confidence = None if human is None else round(1.0 - human, 6)
+    generators: dict[str, float] = {}
+    for name, entry in (section.generator or {}).items():
+        if entry is None:
+            continue
+        if isinstance(entry, _Prediction):
+            score = _unit(entry.confidence, f"generator.{name}.confidence")
+            if score is None and entry.is_detected:
+                evidence.append(f"generator {name} detected (no score given)")
+        else:
+            score = _unit(entry, f"generator.{name}")
+        if score is not None:
+            generators[name] = score
+    ordered = dict(sorted(generators.items(), key=lambda kv: (-kv[1], kv[0])))
+    return AIGenerated(verdict=verdict, confidence=confidence, generators=ordered, evidence=evidence, provider=PROVIDER)
+
+
+def _box(bbox: _BBox, sent: SentImage) -> Box:
+    """Pixel corners (x1, y1, x2, y2) as fractions of the sent image, clamped to it."""
+    if bbox.x2 < bbox.x1 or bbox.y2 < bbox.y1:
+        raise BadResponseError(PROVIDER, "deepfake: a region's bbox has x2 < x1 or y2 < y1; the API may have changed")
+
+    def frac(value: float, size: int) -> float:
+        return min(max(value / size, 0.0), 1.0)
+
+    left, top = frac(bbox.x1, sent.width), frac(bbox.y1, sent.height)
+    right, bottom = frac(bbox.x2, sent.width), frac(bbox.y2, sent.height)
+    return Box(x=round(left, 6), y=round(top, 6), width=round(right - left, 6), height=round(bottom - top, 6))
+
+
+def normalize_deepfake(section: _Deepfake, sent: SentImage | None) -> Deepfake:
+    """Detected, confidence and the regions found to be fake (``rois`` with ``is_detected``).
+
+    The house model needs a number: a missing confidence (-1 or absent) is the vendor's decision taken at
+    its word, 1.0 when detected and 0.0 when not. Regions not detected as fake are left out (raw keeps them).
+    """
+    confidence = _unit(section.confidence, "deepfake.confidence")
+    if confidence is None:
+        confidence = 1.0 if section.is_detected else 0.0
+    regions = []
+    for roi in section.rois:
+        if not roi.is_detected:
+            continue
+        if sent is None or sent.width <= 0 or sent.height <= 0:
+            raise BadResponseError(PROVIDER, "deepfake: regions came back but the image size is unknown")
+        roi_confidence = _unit(roi.confidence, "deepfake.rois.confidence")
+        regions.append(
+            DeepfakeRegion(box=_box(roi.bbox, sent), confidence=1.0 if roi_confidence is None else roi_confidence)
+        )
+    regions.sort(key=lambda r: -r.confidence)
+    return Deepfake(detected=section.is_detected, confidence=confidence, regions=regions, provider=PROVIDER)
+
+
+def normalize_nsfw(section: _Detected) -> list[ModerationCategory]:
+    """The NSFW boolean as one house category through ``NSFW_CATEGORIES``."""
+    detected = section.is_detected
+    return [
+        ModerationCategory(
+            name=NSFW_CATEGORIES[detected],
+            confidence=1.0,
+            provider=PROVIDER,
+            source_label=f"nsfw.is_detected={str(detected).lower()}",
+        )
+    ]
+
+
+def normalize_quality(section: _Detected) -> Quality:
+    """``is_detected`` "Indicates whether the image is of high quality": 1.0 high, 0.0 low (artifacts)."""
+    return Quality(score=1.0 if section.is_detected else 0.0, provider=PROVIDER)
+
+
+def _check_status(statuses: Mapping[str, str]) -> set[str]:
+    """The reports to leave out; raise when nothing usable came back.
+
+    ``errored`` anywhere: a ``ServerError`` (a later try can succeed; a configured capability would be
+    missing otherwise). ``rejected`` for every report: a ``BadImageError``. ``rejected`` for some: those
+    sections are left out and the processed ones kept (retrying cannot change a rejection).
+    """
+    unknown = sorted({s for s in statuses.values() if s not in (PROCESSED, REJECTED, ERRORED)})
+    if unknown:
+        raise BadResponseError(
+            PROVIDER, f"unknown processing_status {', '.join(repr(s[:30]) for s in unknown)}; the API may have changed"
+        )
+    errored = sorted(r for r, s in statuses.items() if s == ERRORED)
+    if errored:
+        raise ServerError(
+            PROVIDER,
+            f"the {', '.join(errored)} report errored at AI or Not (processing_status); the record will be retried",
+        )
+    rejected = {r for r, s in statuses.items() if s == REJECTED}
+    if rejected and len(rejected) == len(statuses):
+        raise BadImageError(
+            PROVIDER,
+            f"AI or Not rejected the image for the {', '.join(sorted(rejected))} report "
+            "(processing_status); it cannot analyze this image and it is not retried",
+        )
+    return rejected
+
+
+def _is_v1(payload: Any) -> bool:
+    report = payload.get("report") if isinstance(payload, dict) else None
+    return isinstance(report, dict) and "verdict" in report and "ai_generated" not in report and "meta" not in report
+
+
+@_guarded
+def normalize(payload: Any, *, sent: SentImage | None = None) -> ProviderOutput:
+    """One ``/v2/image/sync`` (or v1 ``/v1/reports/image``) answer as a ProviderOutput, raw kept.
+
+    A section missing (``only``/``excluding`` in use) is simply not set. Deepfake boxes are fractions
+    of ``sent``; without it (re-normalizing a stored answer) of ``report.meta.width/height``.
+    """
+    raw = {RAW_KEY: payload}
+    if _is_v1(payload):
+        v1 = _parse(payload, _V1Response)
+        facets = v1.facets or _Facets()
+        return ProviderOutput(
+            ai_generated=normalize_ai_generated(v1.report),
+            moderation=normalize_nsfw(facets.nsfw) if facets.nsfw else None,
+            quality=normalize_quality(facets.quality) if facets.quality else None,
+            raw=raw,
+        )
+    report = _parse(payload, _V2Response).report
+    statuses = report.meta.processing_status if report.meta else {}
+    skipped = _check_status(statuses)
+    for name, status in statuses.items():
+        if status == PROCESSED and name in REPORTS and getattr(report, name) is None:
+            raise BadResponseError(
+                PROVIDER, f"processing_status says {name} was processed but the report has no {name} section"
+            )
+
+    def usable[T](name: str, section: T | None) -> T | None:
+        return None if name in skipped else section
+
+    if sent is None and report.meta and report.meta.width and report.meta.height:
+        sent = SentImage(report.meta.width, report.meta.height)
+    ai_generated = usable("ai_generated", report.ai_generated)
+    deepfake = usable("deepfake", report.deepfake)
+    nsfw = usable("nsfw", report.nsfw)
+    quality = usable("quality", report.quality)
+    fields: dict[str, Any] = {"raw": raw}
+    if ai_generated is not None:
+        fields["ai_generated"] = normalize_ai_generated(ai_generated)
+    if deepfake is not None:
+        fields["deepfake"] = normalize_deepfake(deepfake, sent)
+    if nsfw is not None:
+        fields["moderation"] = normalize_nsfw(nsfw)
+    if quality is not None:
+        fields["quality"] = normalize_quality(quality)
+    return ProviderOutput(**fields)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Configuration
+
+
+def _base_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.username
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+    ):
+        raise ValueError(f"AIORNOT_BASE_URL must be scheme://host[:port] only (the adapter adds {PATH}), got {raw!r}")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _report_list(raw: str, setting: str) -> tuple[str, ...]:
+    names = [n.strip().lower() for n in raw.split(",") if n.strip()]
+    unknown = [n for n in names if n not in REPORTS]
+    if unknown:
+        raise ValueError(f"{setting} has unknown {', '.join(unknown)}; known: {', '.join(REPORTS)}")
+    return tuple(dict.fromkeys(names))
+
+
+def _selection(only_raw: str, excluding_raw: str) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    """(query parameter, its values, the reports that will run) from AIORNOT_ONLY / AIORNOT_EXCLUDING."""
+    if only_raw and excluding_raw:
+        raise ValueError("set AIORNOT_ONLY or AIORNOT_EXCLUDING, not both")
+    if excluding_raw:
+        excluding = _report_list(excluding_raw, "AIORNOT_EXCLUDING")
+        runs = tuple(r for r in VENDOR_DEFAULT_REPORTS if r not in excluding)
+        if not runs:
+            raise ValueError("AIORNOT_EXCLUDING leaves no report to run")
+        return "excluding", excluding, runs
+    only = _report_list(only_raw, "AIORNOT_ONLY") if only_raw else DEFAULT_ONLY
+    if not only:
+        raise ValueError("AIORNOT_ONLY names no report")
+    return "only", only, only
+
+
+def _opaque_name(object_id: str) -> str:
+    """The multipart file name stem: the opaque id as it is when it looks like one, else a hash of it."""
+    if re.fullmatch(r"[A-Za-z0-9_-]{1,128}", object_id):
+        return object_id
+    return hashlib.sha256(object_id.encode()).hexdigest()[:32]
+
+
+# ---------------------------------------------------------------------------------------------------
+# The provider
+
+
+class AiOrNotProvider(Provider):
+    name: ClassVar[str] = PROVIDER
+    env_prefix: ClassVar[str] = "AIORNOT_"
+    default_base_url: ClassVar[str] = "https://api.aiornot.com"
+    credential_fields: ClassVar[tuple[str, ...]] = ("api_key",)
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({"ai_generated", "deepfake", "moderation", "quality"})
+    accepted_formats: ClassVar[frozenset[str]] = ACCEPTED_FORMATS
+    max_upload_bytes: ClassVar[int] = MAX_UPLOAD_BYTES
+
+    def __init__(
+        self,
+        client: VendorClient,
+        credentials: Credentials,
+        *,
+        selector: str = "only",
+        selected: tuple[str, ...] = DEFAULT_ONLY,
+        reports: tuple[str, ...] = DEFAULT_ONLY,
+    ) -> None:
+        self.client = client
+        self.selector = selector
+        self.selected = selected
+        self.reports = reports
+        self.enabled: frozenset[Capability] = frozenset(c for r in reports if (c := REPORTS[r]) is not None)
+        self._credentials = credentials
+        self._key: str | None = None
+
+    @classmethod
+    def create(cls, deps: ProviderDeps) -> AiOrNotProvider:
+        settings = deps.settings
+        prefix = cls.env_prefix
+        base_url = _base_url(settings.vendor(prefix, "BASE_URL", cls.default_base_url))
+        selector, selected, reports = _selection(settings.vendor(prefix, "ONLY"), settings.vendor(prefix, "EXCLUDING"))
+        return cls(
+            VendorClient.from_deps(PROFILE, deps, base_url),
+            deps.credentials,
+            selector=selector,
+            selected=selected,
+            reports=reports,
+        )
+
+    def analyze(self, request: AnalysisRequest) -> ProviderOutput:
+        selector, selected, reports = self._selection_for(getattr(request, "capabilities", None))
+        if not reports:
+            return ProviderOutput()  # nothing this provider was asked for: no paid call
+        key = self._api_key()
+        payload, mime, sent = prepare(request.image, MAX_UPLOAD_BYTES, upright="deepfake" in reports)
+        object_id = _opaque_name(request.object_id)
+        response = self.client.send(
+            "POST",
+            PATH,
+            deadline=request.deadline,
+            params={selector: list(selected), "external_id": object_id},
+            files={"image": (object_id + _EXTENSIONS.get(mime, ".jpg"), payload, mime)},
+            headers={"Authorization": f"Bearer {key}"},
+            secrets=(key,),
+        )
+        return normalize(response.body, sent=sent)
+
+    def _selection_for(self, asked: frozenset[str] | None) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+        """The configured selection, narrowed to the capabilities routing asks of this provider (if any).
+
+        ai_generated and deepfake are billed per report, so a report nobody asked for is not run;
+        reverse_search (no house section) stays when configured.
+        """
+        if asked is None:
+            return self.selector, self.selected, self.reports
+        reports = tuple(r for r in self.reports if REPORTS[r] is None or REPORTS[r] in asked)
+        if reports == self.reports:
+            return self.selector, self.selected, self.reports
+        if all(REPORTS[r] is None for r in reports):
+            return "only", (), ()
+        return "only", reports, reports
+
+    def _api_key(self) -> str:
+        """Read lazily (the secret is a network call) and once per container."""
+        if self._key is None:
+            self._key = self._credentials.for_provider(PROVIDER, self.env_prefix, self.credential_fields)["api_key"]
+        return self._key
+
+
+def prepare(image: DecodedImage, max_bytes: int, *, upright: bool) -> tuple[bytes, str, SentImage]:
+    """The upload, its MIME type, and the pixel size the vendor will measure boxes in.
+
+    The original goes when AI or Not takes it. With ``upright`` an EXIF-rotated image is re-encoded with
+    the rotation applied (``encoded_for`` re-encodes only when asked for a smaller side), so that deepfake
+    boxes refer to the displayed pixels.
+    """
+    max_side: int | None = None
+    if upright and image.orientation not in (None, 1):
+        long = max(image.width, image.height)
+        max_side = long - 1 if long > 1 else 1
+    payload, mime = image.encoded_for(ACCEPTED_FORMATS, max_bytes, max_side)
+    if payload is image.data:
+        return payload, mime, SentImage(image.width, image.height)
+    with Image.open(io.BytesIO(payload)) as sent:  # re-encoded copies are JPEG or PNG
+        width, height = sent.size
+    return payload, mime, SentImage(width, height)

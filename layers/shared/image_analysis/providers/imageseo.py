@@ -1,0 +1,285 @@
+"""ImageSEO (https://api.imageseo.io): labels and alternative texts from one image report.
+
+One ``POST /v1/external/projects/images`` per image (docs, "Generate Image Report"): the file goes up as
+the multipart field ``imageFile`` ("Image FILE ( Corresponds to a file )"), named by the opaque object id,
+never the S3 key, with the form field ``lang``. The URL mode (``src``) is not used: it would need a public
+URL of the user's object. Auth is the header the docs name, ``Authentication``, whose value is the key
+itself (``{YOUR_API_KEY}``, no scheme). (ImageSEO's own PHP client, ImageSEO/seoimage-php, sends the key
+as ``Authorization`` instead; the seed document is followed here.)
+
+Settings (environment): ``IMAGESEO_BASE_URL`` (scheme://host[:port], default https://api.imageseo.io),
+``IMAGESEO_LANG`` (default en; the docs: "Example : 'fr'. You can find the list of languages supported on
+/public/langs"), ``IMAGESEO_API_KEY`` (local use; otherwise the ``imageseo`` entry of the provider secret).
+
+Scores: the documented example has ``labels[].score`` 99.427... and ``alts[].score`` 71.44 next to
+``alts[].scoring`` 0.7144, so ``score`` is a percentage (0-100) and is divided by 100; an alt without a
+score falls back to ``scoring`` (0..1). An entry with neither is left out, as ImageSEO's WordPress plugin
+does (it uses only entries whose rounded score lies between 1 and 101).
+
+Failures: the documented one is HTTP 404 ``{"success": false, "code": "no_report"}``: no report could be
+made for this image, a ``BadImageError`` (not retried). Any other ``success: false`` is a
+``BadResponseError`` naming the vendor's code. The docs name no accepted formats or size limit: JPEG and
+PNG up to 10 MB are sent (the formats every client example uses); anything else is converted to JPEG.
+
+Normalization is pure (``normalize``): payload -> private pydantic model -> house models.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+import re
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from image_analysis.errors import BadImageError, BadResponseError
+from image_analysis.models import AltText, Label
+from image_analysis.providers.base import (
+    AnalysisRequest,
+    Capability,
+    Provider,
+    ProviderDeps,
+    ProviderOutput,
+)
+from image_analysis.providers.http import VendorClient, VendorProfile
+
+if TYPE_CHECKING:
+    from image_analysis.credentials import Credentials
+
+PROVIDER = "imageseo"
+PATH = "/v1/external/projects/images"
+# The key under which the vendor's answer is kept in ProviderOutput.raw.
+RAW_KEY = "images"
+AUTH_HEADER = "Authentication"
+
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+ACCEPTED_FORMATS = frozenset({"jpeg", "png"})
+
+# ``code`` of a ``{"success": false, ...}`` body -> the HTTP status whose error kind it means; codes not
+# listed keep the kind of the HTTP status they came with (or bad_response on a 2xx).
+FAILURE_STATUS: Mapping[str, int] = {
+    "no_report": 422,  # docs: 404 {"success": false, "code": "no_report"}: the image gets no report
+}
+
+# ---------------------------------------------------------------------------------------------------
+# HTTP profile
+
+
+def _failure_code(body: Any) -> str | None:
+    """The ``code`` of a ``{"success": false, "code": ...}`` body, if that is what ``body`` is."""
+    if isinstance(body, dict) and body.get("success") is False:
+        code = body.get("code")
+        return code if isinstance(code, str) and code.strip() else "(no code)"
+    return None
+
+
+def _body_status(body: Any) -> int | None:
+    code = _failure_code(body)
+    return FAILURE_STATUS.get(code) if code else None
+
+
+def _error_text(body: Any) -> str | None:
+    code = _failure_code(body)
+    return f"success false, code {code}" if code else None
+
+
+PROFILE = VendorProfile(
+    provider=PROVIDER,
+    hints={
+        "auth": "check the api_key in the provider secret's imageseo entry (IMAGESEO_API_KEY locally); it is "
+        "sent as the Authentication header",
+        "quota_exhausted": "the ImageSEO plan's credits are used up: top it up or route labels and alt_texts "
+        "to another provider",
+        "bad_image": "ImageSEO made no report for this image; it is not retried",
+        "refused": "ImageSEO refused the request: check IMAGESEO_BASE_URL and IMAGESEO_LANG; it is not retried",
+    },
+    body_status=_body_status,
+    body_failed=lambda body: _failure_code(body) is not None,
+    error_text=_error_text,
+    base_url_setting="IMAGESEO_BASE_URL",
+)
+
+# ---------------------------------------------------------------------------------------------------
+# Private payload models: tolerant of added and deprecated fields (``alt``, ``a_vision``).
+
+
+class _Loose(BaseModel):
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+
+
+class _Entry(_Loose):
+    name: str
+    score: float | None = None
+    scoring: float | None = None
+
+
+class _Result(_Loose):
+    labels: list[_Entry]
+    alts: list[_Entry]
+
+
+class _Body(_Loose):
+    success: bool
+    code: str | None = None
+    result: _Result | None = None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Pure normalization
+
+
+def _guarded[**P, R](func: Callable[P, R]) -> Callable[P, R]:
+    """A house model refusing a value is a bad response, not a crash."""
+
+    @functools.wraps(func)
+    def inner(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise BadResponseError(
+                PROVIDER, f"a value does not fit the result model ({first.get('type')}); the API may have changed"
+            ) from None
+
+    return inner
+
+
+def _confidence(entry: _Entry, section: str) -> float | None:
+    """``score`` (0-100) as 0..1, else ``scoring`` (0..1), else None; values a rounding error out are clamped."""
+    if entry.score is not None:
+        value, scale = entry.score, 100.0
+    elif entry.scoring is not None:
+        value, scale = entry.scoring, 1.0
+    else:
+        return None
+    if not math.isfinite(value) or not -0.0001 * scale <= value <= 1.0001 * scale:
+        field = "score" if scale == 100.0 else "scoring"
+        raise BadResponseError(
+            PROVIDER, f"{section}: {field} {value!r} is outside 0-{scale:g}; the API may have changed"
+        )
+    return round(min(max(value / scale, 0.0), 1.0), 6)
+
+
+def _best(entries: list[_Entry], section: str) -> list[tuple[str, float]]:
+    """(name, confidence) highest first; a name repeated keeps its highest; no name or no score: left out."""
+    best: dict[str, float] = {}
+    for entry in entries:
+        name = " ".join(entry.name.split())
+        confidence = _confidence(entry, section)
+        if not name or confidence is None:
+            continue
+        best[name] = max(confidence, best.get(name, 0.0))
+    return sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+@_guarded
+def normalize(payload: Any) -> ProviderOutput:
+    """The image report as labels and alt texts (with the payload kept in ``raw``).
+
+    ``{"success": false, "code": "no_report"}`` raises ``BadImageError``; other failures and changed
+    payloads raise ``BadResponseError``.
+    """
+    try:
+        body = _Body.model_validate(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "the body"
+        raise BadResponseError(
+            PROVIDER, f"unexpected answer at {where} ({first.get('type')}); the API may have changed"
+        ) from None
+    if not body.success:
+        code = (body.code or "").strip()[:50] or "(no code)"
+        if FAILURE_STATUS.get(code) == 422:
+            raise BadImageError(PROVIDER, f'ImageSEO made no report for this image (code "{code}"); it is not retried')
+        raise BadResponseError(
+            PROVIDER, f'ImageSEO answered success false with code "{code}"; the record will be retried'
+        )
+    if body.result is None:
+        raise BadResponseError(PROVIDER, "the answer says success but has no result; the API may have changed")
+    labels = [Label(name=n, confidence=c, provider=PROVIDER) for n, c in _best(body.result.labels, "labels")]
+    alts = [AltText(text=n, confidence=c, provider=PROVIDER) for n, c in _best(body.result.alts, "alts")]
+    return ProviderOutput(labels=labels, alt_texts=alts, raw={RAW_KEY: payload})
+
+
+# ---------------------------------------------------------------------------------------------------
+# Configuration
+
+# Two or three letters, optionally a region or script ("en", "fr", "pt-br", "zh_hans"); the docs' list
+# (/public/langs) is not known here, so the vendor has the last word.
+_LANGUAGE = re.compile(r"^[a-z]{2,3}([-_][a-z0-9]{2,4})?$")
+
+
+def _base_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.username
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+    ):
+        raise ValueError(f"IMAGESEO_BASE_URL must be scheme://host[:port] only (the adapter adds {PATH}), got {raw!r}")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _opaque_name(object_id: str) -> str:
+    """The multipart file name stem: the opaque id as it is when it looks like one, else a hash of it."""
+    if re.fullmatch(r"[A-Za-z0-9_-]{1,128}", object_id):
+        return object_id
+    return hashlib.sha256(object_id.encode()).hexdigest()[:32]
+
+
+# ---------------------------------------------------------------------------------------------------
+# The provider
+
+
+class ImageSeoProvider(Provider):
+    name: ClassVar[str] = PROVIDER
+    env_prefix: ClassVar[str] = "IMAGESEO_"
+    default_base_url: ClassVar[str] = "https://api.imageseo.io"
+    credential_fields: ClassVar[tuple[str, ...]] = ("api_key",)
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({"labels", "alt_texts"})
+    accepted_formats: ClassVar[frozenset[str]] = ACCEPTED_FORMATS
+    max_upload_bytes: ClassVar[int] = MAX_UPLOAD_BYTES
+
+    def __init__(self, client: VendorClient, credentials: Credentials, *, language: str = "en") -> None:
+        self.client = client
+        self.language = language
+        self._credentials = credentials
+        self._key: str | None = None
+
+    @classmethod
+    def create(cls, deps: ProviderDeps) -> ImageSeoProvider:
+        settings = deps.settings
+        prefix = cls.env_prefix
+        base_url = _base_url(settings.vendor(prefix, "BASE_URL", cls.default_base_url))
+        language = settings.vendor(prefix, "LANG", "en").lower()
+        if not _LANGUAGE.match(language):
+            raise ValueError(f"IMAGESEO_LANG must be one language code such as en or fr, got {language!r}")
+        return cls(VendorClient.from_deps(PROFILE, deps, base_url), deps.credentials, language=language)
+
+    def analyze(self, request: AnalysisRequest) -> ProviderOutput:
+        key = self._api_key()
+        payload, mime = request.image.encoded_for(ACCEPTED_FORMATS, MAX_UPLOAD_BYTES)
+        extension = ".png" if mime == "image/png" else ".jpg"
+        response = self.client.send(
+            "POST",
+            PATH,
+            deadline=request.deadline,
+            data={"lang": self.language},
+            files={"imageFile": (_opaque_name(request.object_id) + extension, payload, mime)},
+            headers={AUTH_HEADER: key},
+            secrets=(key,),
+        )
+        return normalize(response.body)
+
+    def _api_key(self) -> str:
+        """Read lazily (the secret is a network call) and once per container."""
+        if self._key is None:
+            self._key = self._credentials.for_provider(PROVIDER, self.env_prefix, self.credential_fields)["api_key"]
+        return self._key
