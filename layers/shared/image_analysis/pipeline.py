@@ -114,16 +114,6 @@ class Pipeline:
 
     def forget(self, ref: ObjectRef) -> Outcome:
         """The object version was deleted: its analysis must not outlive it."""
-        forgotten = self.store.forget(ref.pk, ref.sk, ref.sequence, self.on_delete)
-        if forgotten:
-            self._count("ResultsForgotten")
-        detail = f"result {'deleted' if self.on_delete == 'delete' else 'reduced to a tombstone'}"
-        return Outcome(
-            "done", "forgotten" if forgotten else "duplicate", detail if forgotten else "nothing newer to forget"
-        )
-
-    def forget(self, ref: ObjectRef) -> Outcome:
-        """The object version was deleted: its analysis must not outlive it."""
         if not self.store.forget(ref.pk, ref.sk, ref.sequence, self.on_delete):
             return Outcome("done", "duplicate", "no older result to forget")
         self._count("ResultsForgotten")

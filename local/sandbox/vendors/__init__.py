@@ -10,6 +10,10 @@ if TYPE_CHECKING:
 
 VENDORS: dict[str, str] = {
     "imagga": "local.sandbox.vendors.imagga:ImaggaSandbox",
+    "imagerecognize": "local.sandbox.vendors.imagerecognize:ImageRecognizeSandbox",
+    "coreviz": "local.sandbox.vendors.coreviz:CoreVizSandbox",
+    "aiornot": "local.sandbox.vendors.aiornot:AiOrNotSandbox",
+    "imageseo": "local.sandbox.vendors.imageseo:ImageSeoSandbox",
 }
 
 

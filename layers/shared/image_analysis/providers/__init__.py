@@ -11,6 +11,8 @@ if TYPE_CHECKING:
 REGISTRY: dict[str, str] = {
     "builtin": "image_analysis.providers.builtin:BuiltinProvider",
     "imagga": "image_analysis.providers.imagga:ImaggaProvider",
+    "imagerecognize": "image_analysis.providers.imagerecognize:ImageRecognizeProvider",
+    "coreviz": "image_analysis.providers.coreviz:CoreVizProvider",
     "aiornot": "image_analysis.providers.aiornot:AiOrNotProvider",
     "imageseo": "image_analysis.providers.imageseo:ImageSeoProvider",
 }
