@@ -242,6 +242,9 @@ class Orchestrator:
             self._count("BytesSent", run.bytes_sent or 0, "Bytes")
         if error is not None:
             self._count(f"ProviderError_{name}_{error.code}", 1)
+            if error.code in ("quota_exhausted", "auth"):
+                # Fixed names an alarm can watch: these need a person (top up, fix the key).
+                self._count("ProviderQuotaExhausted" if error.code == "quota_exhausted" else "ProviderAuthFailed", 1)
         return ProviderResult(run, output, retryable)
 
     def _count(self, name: str, value: float, unit: str = "Count") -> None:
