@@ -34,6 +34,9 @@ from local.sandbox import FaultPlan, VendorSandbox
 from local.stack import deploy, read_alerts
 
 
+FINAL = ("succeeded", "partial", "skipped", "rejected")
+
+
 @dataclass
 class FaultRunReport:
     uploads: int
@@ -46,7 +49,10 @@ class FaultRunReport:
     outcomes: dict[str, int]
     dead_letter_messages: int
     failed_without_dead_letter: list[str]
-    dead_letter_without_failed_item: list[str]
+    # A duplicate's message may use up its deliveries while another copy of the event succeeded:
+    # harmless (a redrive is acknowledged as a duplicate) and counted apart.
+    dead_letter_superseded: int
+    dead_letter_without_item: list[str]
     missing_results: list[str]
     duplicate_results: int
     alerts: int
@@ -61,7 +67,7 @@ class FaultRunReport:
         return (
             not self.missing_results
             and not self.failed_without_dead_letter
-            and not self.dead_letter_without_failed_item
+            and not self.dead_letter_without_item
             and self.duplicate_results == 0
             and self.duplicate_alerts == 0
             and self.alerts == self.flagged_results
@@ -80,7 +86,8 @@ class FaultRunReport:
             *((f"outcome {status}", count) for status, count in sorted(self.outcomes.items())),
             ("messages in the dead-letter queue", self.dead_letter_messages),
             ("failed items without a dead-letter message", len(self.failed_without_dead_letter)),
-            ("dead-letter messages without a failed item", len(self.dead_letter_without_failed_item)),
+            ("dead-letter messages whose upload has a result anyway", self.dead_letter_superseded),
+            ("dead-letter messages without any item", len(self.dead_letter_without_item)),
             ("uploads without any result", len(self.missing_results)),
             ("duplicate results", self.duplicate_results),
             ("flagged results", self.flagged_results),
@@ -250,7 +257,8 @@ def _run(
         outcomes=dict(outcomes),
         dead_letter_messages=len(dead_letters),
         failed_without_dead_letter=sorted(failed_keys - dead_keys),
-        dead_letter_without_failed_item=sorted(k for k in dead_keys if by_key.get(k, {}).get("status") != "failed"),
+        dead_letter_superseded=sum(1 for k in dead_keys if by_key.get(k, {}).get("status") in FINAL),
+        dead_letter_without_item=sorted(k for k in dead_keys if k not in by_key),
         missing_results=sorted(set(keys) - set(by_key)),
         duplicate_results=sum(count - 1 for count in writes.values() if count > 1),
         alerts=len(alerts),

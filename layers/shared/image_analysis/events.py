@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -36,6 +36,10 @@ class ObjectRef:
     sequencer: str | None
     event_name: str
     event_time: str | None = None
+    # Set by ``image-analysis reprocess``: run again on purpose, once per request id.
+    reprocess_id: str | None = None
+    reprocess_reason: str | None = None
+    reprocess_requested_at: str | None = None
 
     @property
     def removed(self) -> bool:
@@ -127,6 +131,19 @@ def _from_eventbridge(event: dict[str, Any]) -> ObjectRef | str:
     )
 
 
+def _with_request(ref: ObjectRef | str, payload: dict[str, Any]) -> ObjectRef | str:
+    """Our own tools add ``imageAnalysis.reprocess`` beside the S3 records they send."""
+    request = (payload.get("imageAnalysis") or {}).get("reprocess") or {}
+    if isinstance(ref, str) or not request.get("id"):
+        return ref
+    return replace(
+        ref,
+        reprocess_id=str(request["id"]),
+        reprocess_reason=str(request.get("reason") or "reprocess requested"),
+        reprocess_requested_at=request.get("requested_at"),
+    )
+
+
 def _objects_in(payload: Any) -> Iterator[ObjectRef | str]:
     """Objects (or reasons to ignore) in an S3 notification or EventBridge event."""
     if isinstance(payload, list):  # a bare list of S3 records, as some tools print them
@@ -145,7 +162,11 @@ def _objects_in(payload: Any) -> Iterator[ObjectRef | str]:
         yield "no S3 records"
         return
     for record in records:
-        yield _from_s3_record(record) if isinstance(record, dict) else "S3 record is not an object"
+        yield (
+            _with_request(_from_s3_record(record), payload)
+            if isinstance(record, dict)
+            else "S3 record is not an object"
+        )
 
 
 def _source_record(message_id: str | None, receive_count: int, payload: Any) -> SourceRecord:

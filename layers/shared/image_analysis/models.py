@@ -184,6 +184,14 @@ class Usage(_Model):
     estimated_cost: float = Field(default=0.0, description="US dollars, at the configured prices.")
 
 
+class Reprocess(_Model):
+    """Why this result replaced an earlier one on purpose (``image-analysis reprocess``)."""
+
+    id: str
+    reason: str
+    requested_at: str | None = None
+
+
 class ResultLocation(_Model):
     table: str
     pk: str
@@ -229,6 +237,7 @@ class AnalysisResult(_Model):
         default={}, description="With ROUTING: the provider that answered each capability (null: none did)."
     )
     usage: Usage | None = None
+    reprocess: Reprocess | None = None
     raw: dict[str, Any] = Field(
         default={},
         description="Vendor responses kept for re-normalization: {provider: base64 of zlib-compressed JSON}, capped.",

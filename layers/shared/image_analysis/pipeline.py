@@ -20,7 +20,7 @@ from image_analysis.errors import InputRejected, ObjectSkipped, ObjectUnreadable
 from image_analysis.events import ObjectRef
 from image_analysis.imaging import decode
 from image_analysis.merge import Thresholds, decide_flags, merged_sections, overall_status, pack_raw
-from image_analysis.models import AnalysisResult, ErrorInfo
+from image_analysis.models import AnalysisResult, ErrorInfo, Reprocess
 from image_analysis.objects import ObjectReader
 from image_analysis.orchestration import Orchestrator
 from image_analysis.providers.base import AnalysisRequest, Deadline
@@ -86,8 +86,15 @@ class Pipeline:
         if ref.removed:
             return self.forget(ref)
         existing = self.store.get(ref.pk, ref.sk)
-        if existing and existing.get("status") in FINAL_STATUSES and existing.get("seq", "") >= ref.sequence:
-            alerted = self._heal_alert(existing)
+        final = existing is not None and existing.get("status") in FINAL_STATUSES
+        sequence = ref.sequence
+        if ref.reprocess_id:
+            # On purpose, bypassing "already analyzed", once per request; never over a newer event's result.
+            if final and (existing.get("reprocess") or {}).get("id") == ref.reprocess_id:  # type: ignore[union-attr]
+                return Outcome("done", "duplicate", "this reprocess request was already carried out")
+            sequence = max(sequence, (existing or {}).get("seq", sequence))
+        elif final and existing.get("seq", "") >= sequence:  # type: ignore[union-attr]
+            alerted = self._heal_alert(existing)  # type: ignore[arg-type]
             return Outcome("done", "duplicate", "a result for this or a newer event exists", alerted=alerted)
         base = {
             "bucket": ref.bucket,
@@ -96,6 +103,11 @@ class Pipeline:
             "etag": ref.etag,
             "sequencer": ref.sequencer,
             "attempts": attempts,
+            "reprocess": Reprocess(
+                id=ref.reprocess_id, reason=ref.reprocess_reason or "", requested_at=ref.reprocess_requested_at
+            )
+            if ref.reprocess_id
+            else None,
         }
         try:
             result = self._analyze(ref, deadline, base)
@@ -107,10 +119,10 @@ class Pipeline:
             self._count("ObjectUnreadable")
         except TransientFailure as exc:
             failed = AnalysisResult(**base, status="failed", error=exc.error, analyzed_at=_now())
-            self.store.put_failure(failed, ref.sequence)
+            self.store.put_failure(failed, sequence)
             self._count("ImagesFailed")
             return Outcome("retry", "failed", exc.error.message, result=failed)
-        return self._commit(ref, result)
+        return self._commit(ref, result, sequence)
 
     def forget(self, ref: ObjectRef) -> Outcome:
         """The object version was deleted: its analysis must not outlive it."""
@@ -190,22 +202,23 @@ class Pipeline:
         """Bad input: recorded with its reason, acknowledged, never retried, never sent to a vendor."""
         return AnalysisResult(**base, size_bytes=size, status="rejected", error=exc.info(), analyzed_at=_now())
 
-    def _commit(self, ref: ObjectRef, result: AnalysisResult) -> Outcome:
-        if not self.store.put_result(result, ref.sequence):
+    def _commit(self, ref: ObjectRef, result: AnalysisResult, sequence: str) -> Outcome:
+        if not self.store.put_result(result, sequence):
             existing = self.store.get(ref.pk, ref.sk) or {}
             alerted = self._heal_alert(existing)
             return Outcome("done", "duplicate", "a result for this or a newer event exists", alerted=alerted)
         self._count(f"Images{result.status.capitalize()}")
         alerted = False
         if result.flags:
-            alerted = self._publish(result, ref.sequence)
+            alerted = self._publish(result, sequence)
             if self.quarantine_tags:
                 self._tag(ref, list(result.flags))
         return Outcome("done", result.status, alerted=alerted, result=result)
 
     def _publish(self, result: AnalysisResult, sequence: str) -> bool:
         pk, sk = f"{result.bucket}/{result.key}", result.version_id or "null"
-        alert_id = alert_id_for(pk, sk, result.etag, sequence)
+        # A reprocessed result is a new decision: its alert gets an id of its own.
+        alert_id = alert_id_for(pk, sk, result.etag, sequence + (result.reprocess.id if result.reprocess else ""))
         alert = build_alert(result, alert_id, self.store.table_name)
         self.publisher.publish(alert, [r.name for r in result.providers if r.status in ("succeeded", "cached")])
         self.store.mark_alerted(pk, sk, alert_id, sequence)

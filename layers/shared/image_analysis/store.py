@@ -70,9 +70,10 @@ class ResultStore:
     def put_result(self, result: AnalysisResult, sequence: str) -> bool:
         """Write a result unless a result for the same or a newer event is already final.
 
-        Returns False when the write lost to such an item (a duplicate or an older event).
+        Returns False when the write lost to such an item (a duplicate or an older event). A reprocess
+        request may replace the result of the same event, once per request id.
         """
-        return self._conditional_put(to_item(result, sequence, self._expiry()))
+        return self._conditional_put(to_item(result, sequence, self._expiry()), result.reprocess)
 
     def _expiry(self) -> int | None:
         import time
@@ -83,14 +84,21 @@ class ResultStore:
         """Record a transient failure (status ``failed``, ``error``, ``attempts``) under the same guard."""
         return self._conditional_put(to_item(result, sequence, self._expiry()))
 
-    def _conditional_put(self, item: dict[str, Any]) -> bool:
+    def _conditional_put(self, item: dict[str, Any], reprocess: Any = None) -> bool:
+        condition = "attribute_not_exists(pk) OR seq < :seq OR (seq = :seq AND #status = :failed)"
+        names = {"#status": "status"}
+        values: dict[str, Any] = {":seq": item["seq"], ":failed": "failed"}
+        if reprocess is not None:
+            condition += " OR (seq = :seq AND (attribute_not_exists(#reprocess.#id) OR #reprocess.#id <> :rid))"
+            names.update({"#reprocess": "reprocess", "#id": "id"})
+            values[":rid"] = reprocess.id
         try:
             self._client.put_item(
                 TableName=self.table_name,
                 Item=self._marshal(item),
-                ConditionExpression=("attribute_not_exists(pk) OR seq < :seq OR (seq = :seq AND #status = :failed)"),
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=self._marshal({":seq": item["seq"], ":failed": "failed"}),
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=self._marshal(values),
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
