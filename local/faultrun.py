@@ -33,7 +33,6 @@ from local.emulator import local_aws
 from local.sandbox import FaultPlan, VendorSandbox
 from local.stack import deploy, read_alerts
 
-
 FINAL = ("succeeded", "partial", "skipped", "rejected")
 
 
