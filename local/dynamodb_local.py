@@ -96,6 +96,7 @@ def create_tables(translated_template: dict[str, Any], physical_names: dict[str,
 
     client = boto3.client("dynamodb")
     allowed = {"AttributeDefinitions", "KeySchema", "BillingMode", "GlobalSecondaryIndexes", "LocalSecondaryIndexes"}
+    # Intrinsic functions cannot appear in these table properties, so the template's values go as they are.
     for logical_id, resource in translated_template["Resources"].items():
         if resource["Type"] != "AWS::DynamoDB::Table" or logical_id not in physical_names:
             continue

@@ -168,7 +168,10 @@ def _run(
     plan = default_plan(fault_rate, seed)
     sandbox = VendorSandbox("imagga", faults=plan)
     with local_aws(), sandbox as vendor_url:
-        stack = deploy(parameters={"Providers": "builtin,imagga", "MaxReceiveCount": str(max_receive_count)})
+        stack = deploy(
+            stack_name="image-analysis-fault-run",
+            parameters={"Providers": "builtin,imagga", "MaxReceiveCount": str(max_receive_count)},
+        )
         configure_function_env(stack.function_env)
         os.environ.update(
             {

@@ -56,3 +56,14 @@ def test_a_huge_vendor_answer_never_pushes_the_item_near_400_kb():
     assert item["raw"]["vendor"] == {"omitted_bytes": pytest.approx(2_000_000, rel=0.3)}
     assert "small" in item["raw"] and isinstance(item["raw"]["small"], str)
     assert item_size(item) < ITEM_LIMIT / 2
+
+
+def test_a_flagged_item_round_trips_to_the_contract_without_store_attributes():
+    from image_analysis.models import AIGenerated
+    from image_analysis.store import result_of
+
+    flagged = result(flags=["ai_generated"], ai_generated=AIGenerated(verdict="ai", confidence=0.9, provider="builtin"))
+    item = to_item(flagged, "0" * 32, expires_at=123)
+    assert item["flag_ai_generated"] == "2026-11"  # the sparse index key: the month it was flagged
+    assert "flag_nsfw" not in item
+    assert result_of(item) == flagged

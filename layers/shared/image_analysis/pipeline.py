@@ -24,7 +24,7 @@ from image_analysis.models import AnalysisResult, ErrorInfo, Reprocess
 from image_analysis.objects import ObjectReader
 from image_analysis.orchestration import Orchestrator
 from image_analysis.providers.base import AnalysisRequest, Deadline
-from image_analysis.store import FINAL_STATUSES, ResultStore, from_item
+from image_analysis.store import FINAL_STATUSES, ResultStore, result_of
 
 
 @dataclass(frozen=True)
@@ -238,10 +238,9 @@ class Pipeline:
         """A crash between writing and publishing left a flagged item without ``alert_id``: publish now."""
         if not item or not item.get("flags") or item.get("alert_id") or item.get("status") not in FINAL_STATUSES:
             return False
-        stored = from_item(item)
-        sequence = stored.pop("seq")
-        stored.pop("pk"), stored.pop("sk")
-        return self._publish(AnalysisResult.model_validate(stored), sequence)
+        if item.get("deleted_at"):
+            return False  # a tombstone: the object is gone, nothing to alert about any more
+        return self._publish(result_of(item), item["seq"])
 
     # -- metrics -------------------------------------------------------------------------------
     def _count(self, name: str, value: float = 1, unit: str = "Count") -> None:

@@ -26,6 +26,9 @@ def to_item(result: AnalysisResult, sequence: str, expires_at: int | None = None
     item["pk"] = f"{result.bucket}/{result.key}"
     item["sk"] = result.version_id or "null"
     item["seq"] = sequence
+    for flag in result.flags:
+        # Sparse index keys: the month the flag was raised partitions the "flagged, newest first" indexes.
+        item[f"flag_{flag}"] = result.analyzed_at[:7]
     if expires_at is not None:
         item["expires_at"] = expires_at
     return item
@@ -44,6 +47,18 @@ def from_item(item: dict[str, Any]) -> dict[str, Any]:
         return value
 
     return plain(item)
+
+
+# Attributes the store adds for its own keys, guards and indexes; not part of the result document.
+STORE_ATTRIBUTES = frozenset(
+    {"pk", "sk", "seq", "expires_at", "deleted_at", "flag_nsfw", "flag_ai_generated", "flag_deepfake"}
+)
+
+
+def result_of(item: dict[str, Any]) -> AnalysisResult:
+    """The stored item as the contract's result (store-only attributes left out)."""
+    document = {k: v for k, v in from_item(item).items() if k not in STORE_ATTRIBUTES}
+    return AnalysisResult.model_validate(document)
 
 
 class ResultStore:
@@ -157,6 +172,7 @@ class ResultStore:
 CONTENT_ATTRIBUTES = (
     "labels", "objects", "faces", "celebrities", "text", "alt_texts", "colors", "classification",
     "moderation", "ai_generated", "deepfake", "quality", "provenance", "raw", "phash",
+    "flag_nsfw", "flag_ai_generated", "flag_deepfake",
 )  # fmt: skip
 
 
