@@ -1,0 +1,699 @@
+"""ImageRecognize API v2 (https://imagerecognize.com/api/v2/): objects, celebrities, faces, text and NSFW.
+
+One ``POST /api/v2/`` (with its trailing slash: without it the API answers 300 "Invalid request, no data
+received") per recognizer: the docs take exactly one ``type`` per request, so every selected type is a
+request of its own. The multipart form carries ``apikey``, ``type``, the image as ``file`` (named by the
+opaque object id, never the S3 key) and the options the docs require for that type:
+``max_labels``/``min_confidence`` for ``objects``, ``nsfw_min_confidence`` for ``nsfw``.
+
+Docs, "file": "The image must be in PNG, JPG or JPEG format." and 413: "Max size is 50Mb." Other formats,
+and anything larger, are converted first (``DecodedImage.encoded_for``).
+
+Settings (environment): ``IMAGERECOGNIZE_BASE_URL`` (scheme://host[:port], default
+https://imagerecognize.com), ``IMAGERECOGNIZE_TYPES`` (comma list of objects, celebrities, detect_faces,
+detect_text, nsfw; default ``objects,nsfw``), ``IMAGERECOGNIZE_MAX_LABELS`` (int > 0, default 20),
+``IMAGERECOGNIZE_MIN_CONFIDENCE`` and ``IMAGERECOGNIZE_NSFW_MIN_CONFIDENCE`` (int 0..100, defaults 55 and
+50), ``IMAGERECOGNIZE_MAX_CONCURRENCY`` (default 2: the selected types are sent concurrently, at most
+that many at a time, on the shared client).
+
+Every answer carries its status in the body (``{"status": 401, "status_message": "APIkey invalid",
+"data": null}``; success ``{"status": 200, "message": "Success", "data": {...}}``). The body status wins
+over the HTTP one and is mapped once, in ``STATUS_KINDS``.
+
+Normalization is pure (``normalize_*``): payload -> private pydantic model -> house models. Confidences
+are on the vendor's 0-100 scale (the example: 99.87); boxes are already fractions of the image (the
+example: ``{"x": 0.35, "y": 0.88, "width": 0.07, "height": 0.11}``).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+import re
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from image_analysis.errors import BadResponseError, ProviderError
+from image_analysis.models import Box, Detection, HouseCategory, Label, ModerationCategory, TextItem
+from image_analysis.providers.base import (
+    AnalysisRequest,
+    Capability,
+    Provider,
+    ProviderDeps,
+    ProviderOutput,
+)
+from image_analysis.providers.http import ErrorKind, VendorClient, VendorProfile
+
+if TYPE_CHECKING:
+    from image_analysis.credentials import Credentials
+    from image_analysis.imaging import DecodedImage
+
+PROVIDER = "imagerecognize"
+PATH = "/api/v2/"
+
+# Docs, "413": "Max size is 50Mb." Read as 50,000,000 bytes, the smaller of the two readings of "Mb".
+MAX_UPLOAD_BYTES = 50_000_000
+
+# ---------------------------------------------------------------------------------------------------
+# Types (the docs' "type" table; ``cache`` is GET-only and not an analysis)
+
+
+@dataclass(frozen=True)
+class _Type:
+    capabilities: frozenset[Capability]
+
+
+TYPES: Mapping[str, _Type] = {
+    "objects": _Type(frozenset({"labels", "objects"})),
+    "celebrities": _Type(frozenset({"celebrities"})),
+    "detect_faces": _Type(frozenset({"faces"})),
+    "detect_text": _Type(frozenset({"text"})),
+    "nsfw": _Type(frozenset({"moderation"})),
+}
+DEFAULT_TYPES = ("objects", "nsfw")
+
+# Required options (docs: "If 'type' is 'objects'" / "If 'type' is 'nsfw'"). The docs give no defaults;
+# these are Amazon Rekognition's DetectLabels (55) and DetectModerationLabels (50) defaults, whose
+# parameters (MaxLabels, MinConfidence) and label names these resemble. The house thresholds decide flags.
+DEFAULT_MAX_LABELS = 20
+DEFAULT_MIN_CONFIDENCE = 55
+DEFAULT_NSFW_MIN_CONFIDENCE = 50
+
+# ---------------------------------------------------------------------------------------------------
+# Status codes: the one table (docs, "2. Response"; the body status wins over the HTTP one)
+#
+#   300 "Invalid request, no data received"  "Did you call the correct URL? Note the slash at the end"
+#                                            -> bad_response, not retried: our URL is wrong
+#   400 "APIkey missing"                     -> auth: no key was sent (an empty secret entry)
+#   401 "APIkey invalid"                     -> auth
+#   402 "Quota limit reached"                -> quota_exhausted
+#   412 "Invalid file"                       -> bad_image ("an invalid coded file")
+#   413 "Image size too large"               -> bad_image ("Max size is 50Mb")
+#   415 "Invalid file format"                -> bad_image ("Only PNG, JPG and JPEG files are supported")
+#   420 "Invalid type"                       -> bad_response, not retried: the adapter sent a bad type
+#   430 <a message naming the parameter>     -> bad_response, not retried: "an invalid or missing
+#                                               parameter for the specified type"
+# Anything else falls to the shared table (429 rate_limited, 5xx server_error, other 4xx bad_response).
+STATUS_KINDS: Mapping[int, ErrorKind] = {
+    300: "bad_response",
+    400: "auth",
+    401: "auth",
+    402: "quota_exhausted",
+    412: "bad_image",
+    413: "bad_image",
+    415: "bad_image",
+    420: "bad_response",
+    430: "bad_response",
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Moderation mapping: NSFW recognizer label (lower case) -> house category.
+#
+# The docs show no nsfw answer. The API's shape (type names, max_labels/min_confidence, 0-100
+# confidences, label names such as "Car"/"Pedestrian", boxes as fractions) matches Amazon Rekognition, so
+# the table covers Rekognition's moderation taxonomy: the top-level categories of v6 and v7 and the
+# common second-level ones. Unverified against a real answer: anything else is kept as "other" with its
+# source label (``normalize_nsfw``), never dropped. Rude gestures and gambling have no house category.
+NSFW_CATEGORIES: Mapping[str, HouseCategory] = {
+    # explicit
+    "explicit nudity": "explicit",
+    "explicit": "explicit",
+    "nudity": "explicit",
+    "graphic male nudity": "explicit",
+    "graphic female nudity": "explicit",
+    "sexual activity": "explicit",
+    "illustrated explicit nudity": "explicit",
+    "adult toys": "explicit",
+    "exposed male genitalia": "explicit",
+    "exposed female genitalia": "explicit",
+    "exposed buttocks or anus": "explicit",
+    "exposed female nipple": "explicit",
+    "explicit sexual activity": "explicit",
+    "nsfw": "explicit",
+    # suggestive
+    "suggestive": "suggestive",
+    "non-explicit nudity of intimate parts and kissing": "suggestive",
+    "non-explicit nudity": "suggestive",
+    "swimwear or underwear": "suggestive",
+    "female swimwear or underwear": "suggestive",
+    "male swimwear or underwear": "suggestive",
+    "partial nudity": "suggestive",
+    "barechested male": "suggestive",
+    "revealing clothes": "suggestive",
+    "sexual situations": "suggestive",
+    "kissing on the lips": "suggestive",
+    # violence (graphic and disturbing content)
+    "violence": "violence",
+    "graphic violence": "violence",
+    "graphic violence or gore": "violence",
+    "physical violence": "violence",
+    "weapon violence": "violence",
+    "weapons": "violence",
+    "self injury": "violence",
+    "visually disturbing": "violence",
+    "death and emaciation": "violence",
+    "emaciated bodies": "violence",
+    "corpses": "violence",
+    "crashes": "violence",
+    "air crash": "violence",
+    "explosions and blasts": "violence",
+    # drugs, tobacco and alcohol
+    "drugs": "drugs",
+    "drugs & tobacco": "drugs",
+    "drug products": "drugs",
+    "drug use": "drugs",
+    "pills": "drugs",
+    "drug paraphernalia": "drugs",
+    "tobacco": "drugs",
+    "tobacco products": "drugs",
+    "smoking": "drugs",
+    "alcohol": "drugs",
+    "drinking": "drugs",
+    "alcoholic beverages": "drugs",
+    # hate
+    "hate symbols": "hate",
+    "nazi party": "hate",
+    "white supremacy": "hate",
+    "extremist": "hate",
+    # no house category of their own
+    "rude gestures": "other",
+    "middle finger": "other",
+    "gambling": "other",
+    # safe
+    "safe": "safe",
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Body hooks for the HTTP layer
+
+
+def _body_status(body: Any) -> int | None:
+    """The ``status`` a body carries (docs: "status - HTTP response status code"), as an int."""
+    if not isinstance(body, dict):
+        return None
+    status = body.get("status")
+    if isinstance(status, bool):
+        return None
+    if isinstance(status, int):
+        return status
+    if isinstance(status, str) and status.strip().isdigit():
+        return int(status.strip())
+    return None
+
+
+def _data_error(body: Any) -> str | None:
+    """``data.error`` when it reports a failure: docs, "either '0' if there was no error or it contains a
+    brief error description"."""
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, dict):
+        return None
+    error = data.get("error", 0)
+    if error in (0, "0", None, "", False):
+        return None
+    return str(error)
+
+
+def _body_failed(body: Any) -> bool:
+    """A 2xx answer without a data object, or whose ``data.error`` is not 0, reports a failure."""
+    if not isinstance(body, dict) or not isinstance(body.get("data"), dict):
+        return True
+    return _data_error(body) is not None
+
+
+def _error_text(body: Any) -> str | None:
+    """Errors put their reason in ``status_message``; a failed 2xx in ``data.error``. ``message`` (what
+    success uses, "Success") comes last, so that it never hides a reason."""
+    if not isinstance(body, dict):
+        return None
+    value = body.get("status_message")
+    if isinstance(value, str) and value.strip():
+        return value
+    if isinstance(value, dict | list) and value:
+        return str(value)[:300]
+    failure = _data_error(body)
+    if failure is not None:
+        return failure
+    message = body.get("message")
+    return message if isinstance(message, str) and message.strip() else None
+
+
+PROFILE = VendorProfile(
+    provider=PROVIDER,
+    hints={
+        "auth": "check api_key in the provider secret (IMAGERECOGNIZE_API_KEY locally): 400 means no key was "
+        "sent, 401 that it is invalid",
+        "quota_exhausted": "the account's quota (the plan's preselected quota) is used up: raise the plan or "
+        "route this capability to another provider",
+        "bad_image": "ImageRecognize refused the file (412 invalid file, 413 larger than 50 MB, 415 not PNG or "
+        "JPEG); it is not retried",
+        "refused": "the request does not match the API: 300 means no data arrived (IMAGERECOGNIZE_BASE_URL must "
+        "be scheme://host only; the adapter posts to /api/v2/ with its trailing slash), 420 an invalid type "
+        "(IMAGERECOGNIZE_TYPES), 430 an invalid or missing parameter (IMAGERECOGNIZE_MAX_LABELS, "
+        "IMAGERECOGNIZE_MIN_CONFIDENCE, IMAGERECOGNIZE_NSFW_MIN_CONFIDENCE); it is not retried",
+    },
+    status_kinds=STATUS_KINDS,
+    body_status=_body_status,
+    body_failed=_body_failed,
+    error_text=_error_text,
+    base_url_setting="IMAGERECOGNIZE_BASE_URL",
+)
+
+# ---------------------------------------------------------------------------------------------------
+# Private payload models: tolerant of added fields
+
+
+class _Loose(BaseModel):
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+
+
+class _Coordinates(_Loose):
+    x: float
+    y: float
+    width: float
+    height: float
+
+
+class _Item(_Loose):
+    name: str
+    confidence: float
+    coordinates: list[_Coordinates] | None = None
+
+    @field_validator("coordinates", mode="before")
+    @classmethod
+    def _one_box_is_a_list_of_one(cls, value: Any) -> Any:
+        return [value] if isinstance(value, dict) else value
+
+
+class _Data(_Loose):
+    error: int | str | None = 0
+    type: str
+    # Docs, "2.1 data": "objects - The results containing an array of identified objects". Required, so
+    # a renamed key fails loudly; ``null`` is read as "nothing found".
+    objects: list[_Item] | None
+    quota: int | float | None = None
+
+
+class _Envelope(_Loose):
+    status: int
+    data: _Data
+
+
+# ---------------------------------------------------------------------------------------------------
+# Pure normalization
+
+
+def _guarded[**P, R](kind: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """A house model refusing a value (NaN, out of range) is a bad response, not a crash."""
+
+    def wrap(func: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(func)
+        def inner(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return func(*args, **kwargs)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                raise BadResponseError(
+                    PROVIDER, f"{kind}: a value does not fit the result model ({first.get('type')})"
+                ) from None
+
+        return inner
+
+    return wrap
+
+
+def _items(payload: Any, kind: str) -> list[_Item]:
+    """The ``data.objects`` of a successful answer for ``kind``; anything else is a BadResponseError."""
+    status = _body_status(payload)
+    if status is None:
+        raise BadResponseError(PROVIDER, f"{kind}: the answer has no status; the API may have changed")
+    if status != 200:
+        raise BadResponseError(PROVIDER, f"{kind}: the answer has status {status}, not 200")
+    failure = _data_error(payload)
+    if failure is not None:
+        reason = " ".join(failure.split())[:200]
+        raise BadResponseError(PROVIDER, f'{kind}: the answer reports an error: "{reason}"')
+    try:
+        envelope = _Envelope.model_validate(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "body"
+        raise BadResponseError(
+            PROVIDER, f"{kind}: unexpected answer at {where} ({first.get('type')}); the API may have changed"
+        ) from None
+    if envelope.data.type != kind:
+        raise BadResponseError(
+            PROVIDER, f"{kind}: the answer is for type {envelope.data.type[:40]!r}, not the one asked for"
+        )
+    return envelope.data.objects or []
+
+
+def _unit(percent: float, kind: str) -> float:
+    """The 0-100 scale as 0..1, rounded; values a rounding error outside the range are clamped."""
+    if not math.isfinite(percent) or not -0.01 <= percent <= 100.01:
+        raise BadResponseError(PROVIDER, f"{kind}: confidence {percent!r} is outside 0-100")
+    return round(min(max(percent, 0.0), 100.0) / 100.0, 6)
+
+
+def _box(coords: _Coordinates, kind: str) -> Box:
+    """A box already in fractions of the image, clamped to it; pixel-like values are refused."""
+    x, y, w, h = coords.x, coords.y, coords.width, coords.height
+    if not (-0.5 <= x <= 1.0 and -0.5 <= y <= 1.0 and 0.0 <= w <= 1.5 and 0.0 <= h <= 1.5):
+        raise BadResponseError(PROVIDER, f"{kind}: coordinates are not fractions of the image")
+    left, top = max(x, 0.0), max(y, 0.0)
+    right, bottom = min(x + w, 1.0), min(y + h, 1.0)
+    if right < left or bottom < top:
+        raise BadResponseError(PROVIDER, f"{kind}: a box lies outside the image")
+    return Box(x=round(left, 6), y=round(top, 6), width=round(right - left, 6), height=round(bottom - top, 6))
+
+
+_WHOLE_IMAGE = Box(x=0.0, y=0.0, width=1.0, height=1.0)
+
+
+@_guarded("objects")
+def normalize_objects(payload: Any) -> tuple[list[Label], list[Detection]]:
+    """objects -> labels (a name once, at its highest confidence, highest first) and, for every box
+    given, an object detection with that name."""
+    best: dict[str, float] = {}
+    detections = []
+    for item in _items(payload, "objects"):
+        name = item.name.strip()
+        if not name:
+            continue
+        confidence = _unit(item.confidence, "objects")
+        best[name] = max(confidence, best.get(name, 0.0))
+        for coords in item.coordinates or []:
+            detections.append(
+                Detection(name=name, confidence=confidence, box=_box(coords, "objects"), provider=PROVIDER)
+            )
+    labels = [
+        Label(name=name, confidence=conf, provider=PROVIDER)
+        for name, conf in sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))
+    ]
+    return labels, sorted(detections, key=lambda d: -d.confidence)
+
+
+@_guarded("celebrities")
+def normalize_celebrities(payload: Any) -> list[Detection]:
+    """celebrities -> one detection per box; a recognized person without a box gets the whole image
+    (the identity is the finding; the place is unknown)."""
+    found = []
+    for item in _items(payload, "celebrities"):
+        name = item.name.strip()
+        if not name:
+            continue
+        confidence = _unit(item.confidence, "celebrities")
+        boxes = [_box(c, "celebrities") for c in item.coordinates or []] or [_WHOLE_IMAGE]
+        found.extend(Detection(name=name, confidence=confidence, box=box, provider=PROVIDER) for box in boxes)
+    return sorted(found, key=lambda d: -d.confidence)
+
+
+@_guarded("detect_faces")
+def normalize_faces(payload: Any) -> list[Detection]:
+    """detect_faces -> face boxes; a face without a box is a bad answer. Names are not kept: a face
+    detection says where a face is, not who (that is ``celebrities``)."""
+    faces = []
+    for item in _items(payload, "detect_faces"):
+        if not item.coordinates:
+            raise BadResponseError(PROVIDER, "detect_faces: a face has no coordinates")
+        confidence = _unit(item.confidence, "detect_faces")
+        faces.extend(
+            Detection(name=None, confidence=confidence, box=_box(c, "detect_faces"), provider=PROVIDER)
+            for c in item.coordinates
+        )
+    return sorted(faces, key=lambda d: -d.confidence)
+
+
+@_guarded("detect_text")
+def normalize_text(payload: Any) -> list[TextItem]:
+    """detect_text -> text items in the order given (reading order), the text in ``name``."""
+    texts = []
+    for item in _items(payload, "detect_text"):
+        text = item.name.strip()
+        if not text:
+            continue
+        confidence = _unit(item.confidence, "detect_text")
+        boxes: list[Box | None] = [_box(c, "detect_text") for c in item.coordinates or []] or [None]
+        texts.extend(TextItem(text=text, confidence=confidence, box=box, provider=PROVIDER) for box in boxes)
+    return texts
+
+
+@_guarded("nsfw")
+def normalize_nsfw(payload: Any) -> list[ModerationCategory]:
+    """nsfw -> house categories through ``NSFW_CATEGORIES``; an unknown label lands in "other"."""
+    categories = []
+    for item in _items(payload, "nsfw"):
+        source = item.name.strip()
+        if not source:
+            continue
+        categories.append(
+            ModerationCategory(
+                name=NSFW_CATEGORIES.get(source.lower(), "other"),
+                confidence=_unit(item.confidence, "nsfw"),
+                provider=PROVIDER,
+                source_label=source,
+            )
+        )
+    return sorted(categories, key=lambda c: -c.confidence)
+
+
+def normalize(kind: str, payload: Any) -> ProviderOutput:
+    """One type's payload as a ProviderOutput (with the payload kept in ``raw`` under the type)."""
+    raw = {kind: payload}
+    if kind == "objects":
+        labels, objects = normalize_objects(payload)
+        return ProviderOutput(labels=labels, objects=objects, raw=raw)
+    if kind == "celebrities":
+        return ProviderOutput(celebrities=normalize_celebrities(payload), raw=raw)
+    if kind == "detect_faces":
+        return ProviderOutput(faces=normalize_faces(payload), raw=raw)
+    if kind == "detect_text":
+        return ProviderOutput(text=normalize_text(payload), raw=raw)
+    if kind == "nsfw":
+        return ProviderOutput(moderation=normalize_nsfw(payload), raw=raw)
+    raise ValueError(f"unknown ImageRecognize type {kind!r}")
+
+
+def merge_outputs(outputs: list[ProviderOutput]) -> ProviderOutput:
+    """Type outputs fill disjoint sections; put them together."""
+    merged: dict[str, Any] = {"raw": {}}
+    for output in outputs:
+        for name in output.model_fields_set:
+            if name == "raw":
+                merged["raw"].update(output.raw)
+            else:
+                merged[name] = getattr(output, name)
+    return ProviderOutput(**merged)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Configuration
+
+
+def _base_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.username
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+    ):
+        raise ValueError(
+            f"IMAGERECOGNIZE_BASE_URL must be scheme://host[:port] only (the adapter adds /api/v2/), got {raw!r}"
+        )
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _types(raw: str) -> tuple[str, ...]:
+    names = [n.strip().lower() for n in raw.split(",") if n.strip()]
+    unknown = [n for n in names if n not in TYPES]
+    if unknown:
+        raise ValueError(f"IMAGERECOGNIZE_TYPES has unknown {', '.join(unknown)}; known: {', '.join(TYPES)}")
+    return tuple(dict.fromkeys(names)) or DEFAULT_TYPES
+
+
+def _int_setting(raw: str, name: str, low: int, high: int, default: int) -> int:
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low} and {high}, got {raw!r}")
+    return value
+
+
+def _opaque_name(object_id: str) -> str:
+    """The multipart file name: the opaque id as it is when it looks like one, else a hash of it."""
+    if re.fullmatch(r"[A-Za-z0-9_-]{1,128}", object_id):
+        return object_id
+    return hashlib.sha256(object_id.encode()).hexdigest()[:32]
+
+
+# ---------------------------------------------------------------------------------------------------
+# The provider
+
+
+class ImageRecognizeProvider(Provider):
+    name: ClassVar[str] = PROVIDER
+    env_prefix: ClassVar[str] = "IMAGERECOGNIZE_"
+    default_base_url: ClassVar[str] = "https://imagerecognize.com"
+    credential_fields: ClassVar[tuple[str, ...]] = ("api_key",)
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {"labels", "objects", "celebrities", "faces", "text", "moderation"}
+    )
+    accepted_formats: ClassVar[frozenset[str]] = frozenset({"jpeg", "png"})
+    max_upload_bytes: ClassVar[int] = MAX_UPLOAD_BYTES
+
+    def __init__(
+        self,
+        client: VendorClient,
+        credentials: Credentials,
+        *,
+        types: tuple[str, ...] = DEFAULT_TYPES,
+        max_labels: int = DEFAULT_MAX_LABELS,
+        min_confidence: int = DEFAULT_MIN_CONFIDENCE,
+        nsfw_min_confidence: int = DEFAULT_NSFW_MIN_CONFIDENCE,
+        max_concurrency: int = 2,
+    ) -> None:
+        self.client = client
+        self.types = types
+        self.max_labels = max_labels
+        self.min_confidence = min_confidence
+        self.nsfw_min_confidence = nsfw_min_confidence
+        self.max_concurrency = max(1, max_concurrency)
+        self.enabled: frozenset[Capability] = frozenset().union(*(TYPES[t].capabilities for t in types))
+        self._credentials = credentials
+        self._key: str | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def create(cls, deps: ProviderDeps) -> ImageRecognizeProvider:
+        settings = deps.settings
+        prefix = cls.env_prefix
+        base_url = _base_url(settings.vendor(prefix, "BASE_URL", cls.default_base_url))
+        return cls(
+            VendorClient.from_deps(PROFILE, deps, base_url),
+            deps.credentials,
+            types=_types(settings.vendor(prefix, "TYPES", ",".join(DEFAULT_TYPES))),
+            # Docs: "max_labels int > 0"; the upper bound is ours.
+            max_labels=_int_setting(
+                settings.vendor(prefix, "MAX_LABELS"), "IMAGERECOGNIZE_MAX_LABELS", 1, 1000, DEFAULT_MAX_LABELS
+            ),
+            # Docs: "min_confidence 0 <= int <= 100", "nsfw_min_confidence 0 <= int <= 100".
+            min_confidence=_int_setting(
+                settings.vendor(prefix, "MIN_CONFIDENCE"),
+                "IMAGERECOGNIZE_MIN_CONFIDENCE",
+                0,
+                100,
+                DEFAULT_MIN_CONFIDENCE,
+            ),
+            nsfw_min_confidence=_int_setting(
+                settings.vendor(prefix, "NSFW_MIN_CONFIDENCE"),
+                "IMAGERECOGNIZE_NSFW_MIN_CONFIDENCE",
+                0,
+                100,
+                DEFAULT_NSFW_MIN_CONFIDENCE,
+            ),
+            max_concurrency=_int_setting(
+                settings.vendor(prefix, "MAX_CONCURRENCY"), "IMAGERECOGNIZE_MAX_CONCURRENCY", 1, 16, 2
+            ),
+        )
+
+    # -- analyze ---------------------------------------------------------------------------------------
+
+    def analyze(self, request: AnalysisRequest) -> ProviderOutput:
+        types = self.types_for(getattr(request, "capabilities", None))
+        if not types:
+            return ProviderOutput()  # nothing this provider was asked for: no paid call
+        key = self._api_key()
+        payload, mime = _prepare(request.image)
+        file_name = _opaque_name(request.object_id) + (".png" if mime == "image/png" else ".jpg")
+
+        def call(kind: str) -> ProviderOutput:
+            response = self.client.send(
+                "POST",
+                PATH,
+                deadline=request.deadline,
+                data={"apikey": key, **self.form(kind)},
+                files={"file": (file_name, payload, mime)},
+                secrets=(key,),
+            )
+            return normalize(kind, response.body)
+
+        results = self._run(call, types)
+        errors = [r for r in results if isinstance(r, ProviderError)]
+        if errors:
+            # A lasting error (auth, quota, bad image) says more than a passing one; else the first.
+            lasting = [e for e in errors if not e.retryable]
+            raise (lasting or errors)[0]
+        return merge_outputs([r for r in results if isinstance(r, ProviderOutput)])
+
+    def types_for(self, asked: frozenset[str] | None) -> tuple[str, ...]:
+        """The configured types, narrowed to the capabilities routing asks of this provider (if any):
+        every type is a paid request of its own."""
+        if asked is None:
+            return self.types
+        return tuple(t for t in self.types if TYPES[t].capabilities & asked)
+
+    def form(self, kind: str) -> dict[str, str]:
+        """The form fields for one type besides the key: ``type`` and the options the docs require for it."""
+        form = {"type": kind}
+        if kind == "objects":
+            form["max_labels"] = str(self.max_labels)
+            form["min_confidence"] = str(self.min_confidence)
+        elif kind == "nsfw":
+            form["nsfw_min_confidence"] = str(self.nsfw_min_confidence)
+        return form
+
+    def _run(
+        self, call: Callable[[str], ProviderOutput], types: tuple[str, ...]
+    ) -> list[ProviderOutput | ProviderError]:
+        def guarded(kind: str) -> ProviderOutput | ProviderError:
+            try:
+                return call(kind)
+            except ProviderError as exc:
+                return exc
+
+        if len(types) == 1 or self.max_concurrency == 1:
+            results: list[ProviderOutput | ProviderError] = []
+            for kind in types:
+                results.append(guarded(kind))
+                if isinstance(results[-1], ProviderError) and not results[-1].retryable:
+                    break  # a bad key or an empty quota fails the next call too: do not pay for it
+            return results
+        return list(self._executor().map(guarded, types))
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix=PROVIDER)
+            return self._pool
+
+    def _api_key(self) -> str:
+        """Read lazily (the secret is a network call) and once per container."""
+        if self._key is None:
+            self._key = self._credentials.for_provider(PROVIDER, self.env_prefix, self.credential_fields)["api_key"]
+        return self._key
+
+
+def _prepare(image: DecodedImage) -> tuple[bytes, str]:
+    """The upload: the original when it is PNG/JPEG within 50 MB (and, under the house metadata policy,
+    carries no personal metadata), else a converted copy.
+
+    An image whose EXIF orientation rotates it is always re-encoded upright (an empty format set accepts
+    no original), so that the boxes, fractions of what the vendor sees, refer to the image as displayed.
+    """
+    rotated = image.orientation not in (None, 1)
+    formats = frozenset() if rotated else ImageRecognizeProvider.accepted_formats
+    return image.encoded_for(formats, ImageRecognizeProvider.max_upload_bytes)
