@@ -12,6 +12,7 @@ event source mapping would try to run the function in Docker. So, after creation
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -110,10 +111,8 @@ def deploy(
     """Create the stack in the emulator the SDK environment points at; return its names."""
     parameters = parameters or {}
     s3 = boto3.client("s3")
-    try:
+    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):  # a second stack in the same emulator
         s3.create_bucket(Bucket=ARTIFACTS_BUCKET)
-    except s3.exceptions.BucketAlreadyOwnedByYou:
-        pass  # a second stack in the same emulator
     s3.put_object(Bucket=ARTIFACTS_BUCKET, Key=f"{FUNCTION_LOGICAL_ID}.zip", Body=_zip_of(ROOT / "functions/analyze"))
     s3.put_object(Bucket=ARTIFACTS_BUCKET, Key="SharedLayer.zip", Body=_zip_of(ROOT / "layers/shared"))
 
