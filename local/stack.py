@@ -137,7 +137,7 @@ def deploy(
     # Disable the emulator's trigger before any message arrives (it would try to start Docker).
     function_env = _function_env_and_disable_trigger(outputs["AnalyzeFunctionName"])
     _wire_bucket_notification(outputs)
-    _ensure_secret(outputs)
+    _ensure_secret(outputs, stack_name)
     observer = _observe_alerts(outputs["AlertsTopicArn"], stack_name)
     function_env["PROVIDER_SECRET_ARN"] = outputs["ProviderSecretArn"]
     return LocalStack(stack_name, outputs, function_env, observer)
@@ -167,7 +167,7 @@ def _wire_bucket_notification(outputs: dict[str, str]) -> None:
     )
 
 
-def _ensure_secret(outputs: dict[str, str]) -> None:
+def _ensure_secret(outputs: dict[str, str], stack_name: str) -> None:
     secrets = boto3.client("secretsmanager")
     arn = outputs.get("ProviderSecretArn", "")
     try:
@@ -175,7 +175,7 @@ def _ensure_secret(outputs: dict[str, str]) -> None:
     except secrets.exceptions.ResourceNotFoundException:
         described = None
     if described is None:
-        created = secrets.create_secret(Name="image-analysis-provider-keys", SecretString="{}")
+        created = secrets.create_secret(Name=f"{stack_name}-provider-keys", SecretString="{}")
         outputs["ProviderSecretArn"] = created["ARN"]
 
 

@@ -183,11 +183,15 @@ def test_rejections_are_logged_with_the_key_and_code(stack, s3, prefix, monkeypa
     service_logger = logging.getLogger("image-analysis")
     capture = JsonLines(service_logger.handlers[0].formatter)
     service_logger.addHandler(capture)
+    # Powertools keeps one logging.Logger per service across imports; an earlier test may have raised its level.
+    level = service_logger.level
+    service_logger.setLevel(logging.INFO)
     try:
         key = f"{prefix}log me.jpg"
         process(stack, s3, handler, key, b"not an image")
     finally:
         service_logger.removeHandler(capture)
+        service_logger.setLevel(level)
     processed = [line for line in capture.lines if line.get("object_key") == key]
     assert processed and processed[-1]["message"] == "object processed"
     assert processed[-1]["error"]["code"] == "not_an_image"
