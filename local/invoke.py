@@ -21,7 +21,7 @@ import boto3
 from local.demo import SAMPLE_KEYS, SAMPLES, stack_parameters
 from local.driver import LambdaContext, configure_function_env, invoke, load_handler
 from local.emulator import local_aws
-from local.stack import deploy, read_alerts
+from local.stack import deploy, empty_queue, read_alerts
 
 
 def _object_entries(event: Any) -> list[tuple[dict[str, Any], dict[str, Any], bool]]:
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         configure_function_env(stack.function_env)
         keys = prepare_event(event, stack.bucket)
         # The stack's bucket notification would queue its own copy of each upload; this run is the event file's.
-        boto3.client("sqs").purge_queue(QueueUrl=stack.queue_url)
+        empty_queue(stack.queue_url)
         handler = load_handler()
         try:
             response = invoke(handler, event, LambdaContext(), metrics_sink=[])

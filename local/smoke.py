@@ -16,7 +16,7 @@ import boto3
 
 from local.emulator import local_aws
 from local.invoke import prepare_event
-from local.stack import deploy
+from local.stack import deploy, empty_queue
 
 RUNNER = """
 import json, sys
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     with local_aws():
         stack = deploy(parameters={"Architecture": os.environ.get("SMOKE_ARCHITECTURE", "x86_64")})
         keys = prepare_event(event, stack.bucket)
-        boto3.client("sqs").purge_queue(QueueUrl=stack.queue_url)
+        empty_queue(stack.queue_url)
         event_file = args.build_dir / "smoke-event.json"
         event_file.write_text(json.dumps(event))
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}

@@ -200,6 +200,21 @@ def _function_env_and_disable_trigger(function_name: str) -> dict[str, str]:
     return env
 
 
+def empty_queue(queue_url: str) -> int:
+    """Delete every message waiting (PurgeQueue would do, but may run only once a minute)."""
+    sqs = boto3.client("sqs")
+    deleted = 0
+    while True:
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+        if not messages:
+            return deleted
+        sqs.delete_message_batch(
+            QueueUrl=queue_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+        )
+        deleted += len(messages)
+
+
 def read_alerts(observer_queue_url: str, wait_seconds: int = 0) -> list[dict[str, Any]]:
     """Every alert the observer queue holds: the SNS envelope with Subject, Message and attributes."""
     sqs = boto3.client("sqs")

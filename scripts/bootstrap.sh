@@ -18,6 +18,8 @@ if [ ! -f .venv/.stamp ] || [ "$(cat .venv/.stamp)" != "$app_stamp" ]; then
   # Runtime dependencies as the layer ships them, plus boto3 (the Lambda runtime's) and the dev group.
   quiet_pip .venv/bin/python -m pip install --quiet --disable-pip-version-check \
     -r layers/shared/requirements.txt --group dev
+  # The project itself, editable: installs the `image-analysis` command.
+  quiet_pip .venv/bin/python -m pip install --quiet --disable-pip-version-check -e .
   # The layer's package and the local tooling import from the working tree, as an editable install would.
   site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
   printf '%s\n%s\n' "$PWD/layers/shared" "$PWD" > "$site/image-analysis-dev.pth"

@@ -11,6 +11,7 @@ import pytest
 from boto3.dynamodb.conditions import Key
 
 from local.driver import LambdaContext
+from local.stack import empty_queue
 from tests.integration.conftest import SAMPLES, ai_png
 
 pytestmark = pytest.mark.integration
@@ -95,7 +96,7 @@ def test_flagged_image_alerts_once_however_often_its_event_arrives(stack, s3, ta
     key = f"{prefix}render.png"
     body = ai_png()
     etag = s3.put_object(Bucket=stack.bucket, Key=key, Body=body)["ETag"].strip('"')
-    boto3.client("sqs").purge_queue(QueueUrl=stack.queue_url)
+    empty_queue(stack.queue_url)
     event = sqs_event(s3_event(stack.bucket, key, etag, len(body), "0055AED6DCD90281E5"))
     for _ in range(3):  # S3 duplicate, SQS redelivery, a replay
         assert handler(copy.deepcopy(event), LambdaContext()) == {"batchItemFailures": []}

@@ -1,0 +1,1 @@
+"""``image-analysis``: backfill, reprocess, reconcile and query the pipeline from a terminal."""

@@ -1,0 +1,57 @@
+"""Where the stack's resources are: from the CloudFormation stack's outputs, or given explicitly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+
+class CliError(Exception):
+    """A problem the user can fix; printed as one clear line, exit code 2."""
+
+
+@dataclass
+class StackResources:
+    results_table: str
+    queue_url: str
+    bucket: str | None = None
+
+    @classmethod
+    def resolve(cls, stack_name: str | None, table: str | None, queue_url: str | None) -> StackResources:
+        outputs: dict[str, str] = {}
+        if stack_name and not (table and queue_url):
+            try:
+                stack = boto3.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"][0]
+            except ClientError as exc:
+                raise CliError(
+                    f"stack {stack_name!r} not found ({exc.response['Error']['Message']}); "
+                    "pass --stack-name, or --table and --queue-url"
+                ) from None
+            except BotoCoreError as exc:
+                raise CliError(f"cannot reach AWS: {exc}") from None
+            outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+        table = table or outputs.get("ResultsTableName")
+        queue_url = queue_url or outputs.get("AnalyzeQueueUrl")
+        if not table or not queue_url:
+            raise CliError(
+                "the results table and the analysis queue are unknown: pass --stack-name or --table/--queue-url"
+            )
+        return cls(table, queue_url, outputs.get("UploadsBucketName"))
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """``s3://bucket/prefix`` -> (bucket, prefix)."""
+    if not url.startswith("s3://") or len(url) <= 5:
+        raise CliError(f"{url!r} is not an s3://bucket[/prefix] URL")
+    bucket, _, prefix = url[5:].partition("/")
+    if not bucket:
+        raise CliError(f"{url!r} names no bucket")
+    return bucket, prefix
+
+
+def client_error_message(exc: Any) -> str:
+    error = getattr(exc, "response", {}).get("Error", {})
+    return f"{error.get('Code', type(exc).__name__)}: {error.get('Message', exc)}"
