@@ -26,7 +26,9 @@ class BackfillState:
     def for_target(cls, bucket: str, prefix: str, path: Path | None) -> BackfillState:
         if path is None:
             digest = hashlib.sha256(f"{bucket}/{prefix}".encode()).hexdigest()[:12]
-            path = Path(".image-analysis") / f"backfill-{bucket}-{digest}.json"
+            path = (
+                Path(os.environ.get("IMAGE_ANALYSIS_STATE_DIR", ".image-analysis")) / f"backfill-{bucket}-{digest}.json"
+            )
         return cls(path)
 
     def reset(self) -> None:

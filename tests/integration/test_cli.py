@@ -51,6 +51,11 @@ def keys_of(bodies):
     return [unquote_plus(b["Records"][0]["s3"]["object"]["key"]) for b in bodies]
 
 
+@pytest.fixture(autouse=True)
+def state_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("IMAGE_ANALYSIS_STATE_DIR", str(tmp_path / "state"))
+
+
 @pytest.fixture
 def prefilled(stack):
     """A bucket that already holds images and sends no notifications: what a team attaches to."""
