@@ -38,6 +38,7 @@ soak: setup ## A longer fault-injection run (3000 uploads, 30% vendor faults)
 
 validate: tools ## sam validate --lint (cfn-lint)
 	@$(SAM_ENV) $(SAM) validate --lint
+	@$(SAM_ENV) $(SAM) validate --lint -t scale/backfill-distributed-map.yaml
 
 build: tools ## sam build (the deployable artifact, for the template's Architecture)
 	@$(SAM_ENV) $(SAM) build
