@@ -31,17 +31,14 @@ v2 shape and, because it is the same data one level up, the v1 ``/v1/reports/ima
 from __future__ import annotations
 
 import functools
-import hashlib
 import io
 import math
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urlsplit
 
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from image_analysis.errors import BadImageError, BadResponseError, ServerError
 from image_analysis.models import (
@@ -61,6 +58,9 @@ from image_analysis.providers.base import (
     ProviderDeps,
     ProviderOutput,
 )
+from image_analysis.providers.common import VendorPayload as _Loose
+from image_analysis.providers.common import base_url
+from image_analysis.providers.common import opaque_name as _opaque_name
 from image_analysis.providers.http import VendorClient, VendorProfile
 
 if TYPE_CHECKING:
@@ -146,10 +146,6 @@ PROFILE = VendorProfile(
 
 # ---------------------------------------------------------------------------------------------------
 # Private payload models: tolerant of added fields; every field the normalizer reads is typed.
-
-
-class _Loose(BaseModel):
-    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
 
 class _Prediction(_Loose):
@@ -439,20 +435,6 @@ def normalize(payload: Any, *, sent: SentImage | None = None) -> ProviderOutput:
 # Configuration
 
 
-def _base_url(raw: str) -> str:
-    parts = urlsplit(raw)
-    if (
-        parts.scheme not in ("http", "https")
-        or not parts.hostname
-        or parts.username
-        or parts.path not in ("", "/")
-        or parts.query
-        or parts.fragment
-    ):
-        raise ValueError(f"AIORNOT_BASE_URL must be scheme://host[:port] only (the adapter adds {PATH}), got {raw!r}")
-    return f"{parts.scheme}://{parts.netloc}"
-
-
 def _report_list(raw: str, setting: str) -> tuple[str, ...]:
     names = [n.strip().lower() for n in raw.split(",") if n.strip()]
     unknown = [n for n in names if n not in REPORTS]
@@ -475,13 +457,6 @@ def _selection(only_raw: str, excluding_raw: str) -> tuple[str, tuple[str, ...],
     if not only:
         raise ValueError("AIORNOT_ONLY names no report")
     return "only", only, only
-
-
-def _opaque_name(object_id: str) -> str:
-    """The multipart file name stem: the opaque id as it is when it looks like one, else a hash of it."""
-    if re.fullmatch(r"[A-Za-z0-9_-]{1,128}", object_id):
-        return object_id
-    return hashlib.sha256(object_id.encode()).hexdigest()[:32]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -585,3 +560,7 @@ def prepare(image: DecodedImage, max_bytes: int, *, upright: bool) -> tuple[byte
     with Image.open(io.BytesIO(payload)) as sent:  # re-encoded copies are JPEG or PNG
         width, height = sent.size
     return payload, mime, SentImage(width, height)
+
+
+def _base_url(raw: str) -> str:
+    return base_url(raw, "AIORNOT_BASE_URL", PATH)

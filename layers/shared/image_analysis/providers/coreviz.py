@@ -34,17 +34,15 @@ shared/fixtures/SOURCES.md "CoreViz"). A plain string has no score: it gets ``UN
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import math
-import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from image_analysis.errors import BadImageError, BadResponseError, ServerError
 from image_analysis.models import Classification, ClassScore, Label
@@ -55,6 +53,10 @@ from image_analysis.providers.base import (
     ProviderDeps,
     ProviderOutput,
 )
+from image_analysis.providers.common import VendorPayload as _Loose
+from image_analysis.providers.common import base_url
+from image_analysis.providers.common import int_setting as _int_setting
+from image_analysis.providers.common import opaque_name as _opaque_name
 from image_analysis.providers.http import ErrorKind, VendorClient, VendorProfile
 
 if TYPE_CHECKING:
@@ -136,10 +138,6 @@ PROFILE = VendorProfile(
 
 # ---------------------------------------------------------------------------------------------------
 # Private payload models
-
-
-class _Loose(BaseModel):
-    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
 
 class _ScoredTag(_Loose):
@@ -303,32 +301,6 @@ def url_secrets(url: str) -> tuple[str, ...]:
 # Configuration
 
 
-def _base_url(raw: str) -> str:
-    parts = urlsplit(raw)
-    if (
-        parts.scheme not in ("http", "https")
-        or not parts.hostname
-        or parts.username
-        or parts.path not in ("", "/")
-        or parts.query
-        or parts.fragment
-    ):
-        raise ValueError(f"COREVIZ_BASE_URL must be scheme://host[:port] only (the adapter adds {PATH}), got {raw!r}")
-    return f"{parts.scheme}://{parts.netloc}"
-
-
-def _int_setting(raw: str, name: str, low: int, high: int, default: int) -> int:
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be between {low} and {high}, got {raw!r}")
-    return value
-
-
 def _bool_setting(raw: str, name: str, default: bool) -> bool:
     if not raw:
         return default
@@ -342,13 +314,6 @@ def _bool_setting(raw: str, name: str, default: bool) -> bool:
 
 def _choices(raw: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(c.strip() for c in raw.split(",") if c.strip()))
-
-
-def _opaque_name(object_id: str) -> str:
-    """The prepared copy's name: the opaque id as it is when it looks like one, else a hash of it."""
-    if re.fullmatch(r"[A-Za-z0-9_-]{1,128}", object_id):
-        return object_id
-    return hashlib.sha256(object_id.encode()).hexdigest()[:32]
 
 
 def presign_client(region: str, session: Any = None) -> Any:
@@ -628,3 +593,7 @@ def _s3_error(exc: Exception, what: str) -> ServerError:
     if refused:
         error.retryable = False  # type: ignore[misc]
     return error
+
+
+def _base_url(raw: str) -> str:
+    return base_url(raw, "COREVIZ_BASE_URL", PATH)

@@ -374,7 +374,17 @@ class VendorClient:
             per_try = min(self.timeout_seconds, budget)
             try:
                 return self._try_once(
-                    method, path, per_try, attempt, started, params, data, files, json_body, headers, auth,
+                    method,
+                    path,
+                    per_try,
+                    attempt,
+                    started,
+                    params,
+                    data,
+                    files,
+                    json_body,
+                    headers,
+                    auth,
                     getattr(deadline, "meter", None),
                 )
             except _TryFailed as failure:

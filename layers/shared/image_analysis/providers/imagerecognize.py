@@ -28,17 +28,14 @@ example: ``{"x": 0.35, "y": 0.88, "width": 0.07, "height": 0.11}``).
 from __future__ import annotations
 
 import functools
-import hashlib
 import math
-import re
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import ValidationError, field_validator
 
 from image_analysis.errors import BadResponseError, ProviderError
 from image_analysis.models import Box, Detection, HouseCategory, Label, ModerationCategory, TextItem
@@ -49,6 +46,10 @@ from image_analysis.providers.base import (
     ProviderDeps,
     ProviderOutput,
 )
+from image_analysis.providers.common import VendorPayload as _Loose
+from image_analysis.providers.common import base_url
+from image_analysis.providers.common import int_setting as _int_setting
+from image_analysis.providers.common import opaque_name as _opaque_name
 from image_analysis.providers.http import ErrorKind, VendorClient, VendorProfile
 
 if TYPE_CHECKING:
@@ -267,10 +268,6 @@ PROFILE = VendorProfile(
 
 # ---------------------------------------------------------------------------------------------------
 # Private payload models: tolerant of added fields
-
-
-class _Loose(BaseModel):
-    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
 
 class _Coordinates(_Loose):
@@ -496,47 +493,12 @@ def merge_outputs(outputs: list[ProviderOutput]) -> ProviderOutput:
 # Configuration
 
 
-def _base_url(raw: str) -> str:
-    parts = urlsplit(raw)
-    if (
-        parts.scheme not in ("http", "https")
-        or not parts.hostname
-        or parts.username
-        or parts.path not in ("", "/")
-        or parts.query
-        or parts.fragment
-    ):
-        raise ValueError(
-            f"IMAGERECOGNIZE_BASE_URL must be scheme://host[:port] only (the adapter adds /api/v2/), got {raw!r}"
-        )
-    return f"{parts.scheme}://{parts.netloc}"
-
-
 def _types(raw: str) -> tuple[str, ...]:
     names = [n.strip().lower() for n in raw.split(",") if n.strip()]
     unknown = [n for n in names if n not in TYPES]
     if unknown:
         raise ValueError(f"IMAGERECOGNIZE_TYPES has unknown {', '.join(unknown)}; known: {', '.join(TYPES)}")
     return tuple(dict.fromkeys(names)) or DEFAULT_TYPES
-
-
-def _int_setting(raw: str, name: str, low: int, high: int, default: int) -> int:
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be between {low} and {high}, got {raw!r}")
-    return value
-
-
-def _opaque_name(object_id: str) -> str:
-    """The multipart file name: the opaque id as it is when it looks like one, else a hash of it."""
-    if re.fullmatch(r"[A-Za-z0-9_-]{1,128}", object_id):
-        return object_id
-    return hashlib.sha256(object_id.encode()).hexdigest()[:32]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -697,3 +659,7 @@ def _prepare(image: DecodedImage) -> tuple[bytes, str]:
     rotated = image.orientation not in (None, 1)
     formats = frozenset() if rotated else ImageRecognizeProvider.accepted_formats
     return image.encoded_for(formats, ImageRecognizeProvider.max_upload_bytes)
+
+
+def _base_url(raw: str) -> str:
+    return base_url(raw, "IMAGERECOGNIZE_BASE_URL", "/api/v2/")

@@ -27,14 +27,12 @@ Normalization is pure (``normalize``): payload -> private pydantic model -> hous
 from __future__ import annotations
 
 import functools
-import hashlib
 import math
 import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from image_analysis.errors import BadImageError, BadResponseError
 from image_analysis.models import AltText, Label
@@ -45,6 +43,9 @@ from image_analysis.providers.base import (
     ProviderDeps,
     ProviderOutput,
 )
+from image_analysis.providers.common import VendorPayload as _Loose
+from image_analysis.providers.common import base_url
+from image_analysis.providers.common import opaque_name as _opaque_name
 from image_analysis.providers.http import VendorClient, VendorProfile
 
 if TYPE_CHECKING:
@@ -105,10 +106,6 @@ PROFILE = VendorProfile(
 
 # ---------------------------------------------------------------------------------------------------
 # Private payload models: tolerant of added and deprecated fields (``alt``, ``a_vision``).
-
-
-class _Loose(BaseModel):
-    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
 
 class _Entry(_Loose):
@@ -213,27 +210,6 @@ def normalize(payload: Any) -> ProviderOutput:
 _LANGUAGE = re.compile(r"^[a-z]{2,3}([-_][a-z0-9]{2,4})?$")
 
 
-def _base_url(raw: str) -> str:
-    parts = urlsplit(raw)
-    if (
-        parts.scheme not in ("http", "https")
-        or not parts.hostname
-        or parts.username
-        or parts.path not in ("", "/")
-        or parts.query
-        or parts.fragment
-    ):
-        raise ValueError(f"IMAGESEO_BASE_URL must be scheme://host[:port] only (the adapter adds {PATH}), got {raw!r}")
-    return f"{parts.scheme}://{parts.netloc}"
-
-
-def _opaque_name(object_id: str) -> str:
-    """The multipart file name stem: the opaque id as it is when it looks like one, else a hash of it."""
-    if re.fullmatch(r"[A-Za-z0-9_-]{1,128}", object_id):
-        return object_id
-    return hashlib.sha256(object_id.encode()).hexdigest()[:32]
-
-
 # ---------------------------------------------------------------------------------------------------
 # The provider
 
@@ -283,3 +259,7 @@ class ImageSeoProvider(Provider):
         if self._key is None:
             self._key = self._credentials.for_provider(PROVIDER, self.env_prefix, self.credential_fields)["api_key"]
         return self._key
+
+
+def _base_url(raw: str) -> str:
+    return base_url(raw, "IMAGESEO_BASE_URL", PATH)

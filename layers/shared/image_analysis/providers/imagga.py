@@ -23,7 +23,6 @@ Normalization is pure (``normalize_*``): payload -> private pydantic model -> ho
 from __future__ import annotations
 
 import functools
-import hashlib
 import io
 import math
 import re
@@ -32,11 +31,10 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urlsplit
 
 import httpx
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from image_analysis.errors import BadResponseError, ProviderError
 from image_analysis.models import Box, Color, Detection, HouseCategory, Label, ModerationCategory, TextItem
@@ -47,6 +45,9 @@ from image_analysis.providers.base import (
     ProviderDeps,
     ProviderOutput,
 )
+from image_analysis.providers.common import VendorPayload as _Loose
+from image_analysis.providers.common import base_url
+from image_analysis.providers.common import opaque_name as _opaque_name
 from image_analysis.providers.http import VendorClient, VendorProfile
 
 if TYPE_CHECKING:
@@ -136,10 +137,6 @@ PROFILE = VendorProfile(
 
 # ---------------------------------------------------------------------------------------------------
 # Private payload models: tolerant of added fields and of v1-era strings for numbers.
-
-
-class _Loose(BaseModel):
-    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
 
 class _Tag(_Loose):
@@ -414,20 +411,6 @@ def merge_outputs(outputs: list[ProviderOutput]) -> ProviderOutput:
 _LANGUAGE = re.compile(r"^[a-z]{2}(_[a-z]{3,4})?$")
 
 
-def _base_url(raw: str) -> str:
-    parts = urlsplit(raw)
-    if (
-        parts.scheme not in ("http", "https")
-        or not parts.hostname
-        or parts.username
-        or parts.path not in ("", "/")
-        or parts.query
-        or parts.fragment
-    ):
-        raise ValueError(f"IMAGGA_BASE_URL must be scheme://host[:port] only (the adapter adds /v2/...), got {raw!r}")
-    return f"{parts.scheme}://{parts.netloc}"
-
-
 def _endpoints(raw: str) -> tuple[str, ...]:
     names = [n.strip().lower() for n in raw.split(",") if n.strip()]
     unknown = [n for n in names if n not in ENDPOINTS]
@@ -446,13 +429,6 @@ def _optional_number[N: (int, float)](raw: str, kind: type[N], name: str, low: f
     if not low <= value <= high:
         raise ValueError(f"{name} must be between {low:g} and {high:g}, got {raw!r}")
     return value
-
-
-def _opaque_name(object_id: str) -> str:
-    """The multipart file name: the opaque id as it is when it looks like one, else a hash of it."""
-    if re.fullmatch(r"[A-Za-z0-9_-]{1,128}", object_id):
-        return object_id
-    return hashlib.sha256(object_id.encode()).hexdigest()[:32]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -606,3 +582,7 @@ def _prepare(image: DecodedImage, short_side: int | None) -> tuple[bytes, str, S
     with Image.open(io.BytesIO(payload)) as sent:
         width, height = sent.size
     return payload, mime, SentImage(width, height)
+
+
+def _base_url(raw: str) -> str:
+    return base_url(raw, "IMAGGA_BASE_URL", "/v2/...")
