@@ -71,3 +71,13 @@ def test_routing_with_a_vendor_down_records_partial_with_the_missing_capability(
     assert stored["answered_by"] == {"labels": None, "ai_generated": None}
     assert stored["error"]["code"] == "auth"
     assert "imagga" in stored["error"]["message"]
+
+
+def test_routing_calls_only_the_imagga_endpoints_it_needs(stack, s3, table, imagga, monkeypatch, prefix):
+    monkeypatch.setenv("ROUTING", "moderation=imagga")
+    key = f"{prefix}moderation-only.jpg"
+    upload_and_process(stack, s3, load_handler(), key, (SAMPLES / "skimage-rocket.jpg").read_bytes())
+    assert [r.path for r in imagga.requests] == ["/v2/categories/nsfw_beta"]  # no /v2/tags call to pay for
+    stored = item(table, stack.bucket, key)
+    assert stored["answered_by"] == {"moderation": "imagga"}
+    assert stored["moderation"]["categories"] and not stored.get("labels")

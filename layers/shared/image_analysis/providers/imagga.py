@@ -493,9 +493,14 @@ class ImaggaProvider(Provider):
     # -- analyze ---------------------------------------------------------------------------------------
 
     def analyze(self, request: AnalysisRequest) -> ProviderOutput:
+        asked = request.capabilities
+        # With ROUTING only the endpoints for the capabilities asked of Imagga are called (and paid).
+        endpoints = [e for e in self.endpoints if asked is None or ENDPOINTS[e].capability in asked]
+        if not endpoints:
+            return ProviderOutput()
         key, secret = self._api_keys()
         uploads: dict[int | None, tuple[bytes, str, SentImage]] = {}
-        for endpoint in self.endpoints:
+        for endpoint in endpoints:
             side = UPLOAD_SHORT_SIDE[endpoint]
             if side not in uploads:
                 uploads[side] = _prepare(request.image, side)
@@ -515,7 +520,7 @@ class ImaggaProvider(Provider):
             )
             return normalize(endpoint, response.body, sent=sent, language=self.language)
 
-        results = self._run(call)
+        results = self._run(call, endpoints)
         errors = [r for r in results if isinstance(r, ProviderError)]
         if errors:
             # A lasting error (auth, quota, bad image) says more than a passing one; else the first.
@@ -523,21 +528,21 @@ class ImaggaProvider(Provider):
             raise (lasting or errors)[0]
         return merge_outputs([r for r in results if isinstance(r, ProviderOutput)])
 
-    def _run(self, call: Callable[[str], ProviderOutput]) -> list[ProviderOutput | ProviderError]:
+    def _run(self, call: Callable[[str], ProviderOutput], endpoints: list[str]) -> list[ProviderOutput | ProviderError]:
         def guarded(endpoint: str) -> ProviderOutput | ProviderError:
             try:
                 return call(endpoint)
             except ProviderError as exc:
                 return exc
 
-        if len(self.endpoints) == 1 or self.max_concurrency == 1:
+        if len(endpoints) == 1 or self.max_concurrency == 1:
             results: list[ProviderOutput | ProviderError] = []
-            for endpoint in self.endpoints:
+            for endpoint in endpoints:
                 results.append(guarded(endpoint))
                 if isinstance(results[-1], ProviderError) and not results[-1].retryable:
                     break  # a bad key or an empty quota fails the next call too: do not pay for it
             return results
-        return list(self._executor().map(guarded, self.endpoints))
+        return list(self._executor().map(guarded, endpoints))
 
     def _executor(self) -> ThreadPoolExecutor:
         with self._lock:
