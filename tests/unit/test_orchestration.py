@@ -200,3 +200,24 @@ def test_routing_names_are_validated():
         "labels": ("imagga", "imagerecognize"),
         "moderation": ("imagga",),
     }
+
+
+class Sleepy(Fake):
+    def analyze(self, request):
+        import time
+
+        time.sleep(0.3)
+        return super().analyze(request)
+
+
+def test_providers_for_one_image_run_concurrently():
+    """Three 300 ms providers take about the slowest one's time, not the sum (a wide margin: timing lives
+    in the benchmark)."""
+    import time
+
+    providers = [builtin(), Sleepy("a"), Sleepy("b"), Sleepy("c")]
+    started = time.perf_counter()
+    plan = orchestrator(providers).run(request())
+    elapsed = time.perf_counter() - started
+    assert all(r.status == "succeeded" for r in plan.runs)
+    assert elapsed < 0.75, f"{elapsed:.2f}s: the providers ran one after another"
