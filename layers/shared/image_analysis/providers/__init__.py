@@ -15,6 +15,7 @@ REGISTRY: dict[str, str] = {
     "coreviz": "image_analysis.providers.coreviz:CoreVizProvider",
     "aiornot": "image_analysis.providers.aiornot:AiOrNotProvider",
     "imageseo": "image_analysis.providers.imageseo:ImageSeoProvider",
+    "rekognition": "image_analysis.providers.rekognition:RekognitionProvider",
 }
 
 
