@@ -24,8 +24,9 @@ from local.emulator import local_aws
 from local.stack import deploy, empty_queue, read_alerts
 
 
-def _object_entries(event: Any) -> list[tuple[dict[str, Any], dict[str, Any], bool]]:
-    """(bucket dict, object dict, key is URL-encoded) for every object the event names, in place."""
+def _object_entries(event: Any, bucket: str) -> list[tuple[dict[str, Any], dict[str, Any], bool]]:
+    """(bucket dict, object dict, key is URL-encoded) for every created object the event names; every
+    other S3 record (a delete) is pointed at ``bucket`` in place."""
     entries = []
 
     def visit(payload: Any) -> None:
@@ -45,7 +46,7 @@ def _object_entries(event: Any) -> list[tuple[dict[str, Any], dict[str, Any], bo
             elif "s3" in payload and str(payload.get("eventName", "")).startswith("ObjectCreated"):
                 entries.append((payload["s3"]["bucket"], payload["s3"]["object"], True))
             elif "s3" in payload:  # a delete or another event: only point it at the stack's bucket
-                payload["s3"]["bucket"]["name"] = "__STACK_BUCKET__"
+                payload["s3"]["bucket"]["name"] = bucket
 
     visit(event)
     return entries
@@ -66,7 +67,7 @@ def prepare_event(event: Any, bucket: str) -> list[str]:
     """Point the event at ``bucket`` and make sure each object exists; returns the decoded keys."""
     s3 = boto3.client("s3")
     keys = []
-    for bucket_entry, obj, encoded in _object_entries(event):
+    for bucket_entry, obj, encoded in _object_entries(event, bucket):
         key = unquote_plus(obj["key"]) if encoded else obj["key"]
         bucket_entry["name"] = bucket
         if "arn" in bucket_entry:
@@ -85,10 +86,6 @@ def prepare_event(event: Any, bucket: str) -> list[str]:
         obj["key"] = quote_plus(key, safe="/") if encoded else key
         keys.append(key)
     _reserialize(event)
-    text = json.dumps(event).replace("__STACK_BUCKET__", bucket)
-    event.clear() if isinstance(event, dict) else None
-    if isinstance(event, dict):
-        event.update(json.loads(text))
     return keys
 
 
