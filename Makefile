@@ -7,10 +7,12 @@ PY313_DIR = $(shell dirname "$$(bash scripts/find-python.sh)")
 # sam build resolves the runtime's python3.13 on PATH; telemetry off for local and CI runs.
 SAM_ENV = PATH="$(PY313_DIR):$$PATH" SAM_CLI_TELEMETRY=0
 EVENT ?= events/s3-put.json
+# The CPU `make build` targets; pass the same Architecture to sam deploy (arm64 is the template's default).
+ARCHITECTURE ?= arm64
 # `make demo PROVIDERS=imagga SANDBOX=1` reaches the demo as environment variables.
 export PROVIDERS SANDBOX
 
-.PHONY: help setup tools demo test invoke local-stack soak lint validate build smoke schema schema-check format clean
+.PHONY: help setup tools demo test invoke local-stack soak bench lint validate build smoke schema schema-check format clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -36,12 +38,16 @@ local-stack: setup ## Keep the emulator and stack running for `sam local invoke`
 soak: setup ## A longer fault-injection run (3000 uploads, 30% vendor faults)
 	@$(PY) -m local.faultrun --uploads 3000
 
+bench: build ## Benchmarks against baselines measured in the same run; writes docs/performance.md
+	@$(SAM_ENV) bash scripts/host-build.sh >/dev/null
+	@$(PY) -m local.bench $(BENCH_ARGS)
+
 validate: tools ## sam validate --lint (cfn-lint)
 	@$(SAM_ENV) $(SAM) validate --lint
 	@$(SAM_ENV) $(SAM) validate --lint -t scale/backfill-distributed-map.yaml
 
-build: tools ## sam build (the deployable artifact, for the template's Architecture)
-	@$(SAM_ENV) $(SAM) build
+build: tools ## sam build (the deployable artifact; ARCHITECTURE=x86_64 for that CPU)
+	@$(SAM_ENV) LAYER_ARCHITECTURE=$(ARCHITECTURE) $(SAM) build --parameter-overrides Architecture=$(ARCHITECTURE)
 
 smoke: tools setup ## Build for this machine's CPU and run the built handler on an event against the emulator
 	@$(SAM_ENV) bash scripts/smoke.sh
