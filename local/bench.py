@@ -1,0 +1,496 @@
+"""``make bench``: the pipeline's own cost, each figure against a baseline measured in the same run.
+
+Everything measured runs in a fresh interpreter (``local/bench_child.py``) that has only boto3, as the
+Lambda runtime does, and the **built** layer and function on its path; this process hosts what stands
+in for AWS (moto in server mode, DynamoDB Local) and the vendors (the local sandbox, with a latency),
+and stays idle while a child is timed. Medians over ``--repeats`` runs; absolute numbers beside the
+ratios. Writes ``docs/performance.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from local.driver import ROOT, _lambda_record
+from local.emulator import local_aws
+from local.sandbox import FaultPlan, VendorSandbox
+from local.stack import LocalStack, deploy, empty_queue
+
+CHILD = ROOT / "local" / "bench_child.py"
+LAMBDA_LAYER_LIMIT_BYTES = 250 * 1024 * 1024
+MEMORY_MB = 1024  # the template's MemorySize
+
+# Prices, us-east-1, as AWS lists them on its pricing pages (last read 2025-06; the machine this runs on
+# has no internet, so they are not re-read at run time). Vendor fees are excluded.
+PRICES = {
+    "lambda_arm64_gb_second": 0.0000133334,
+    "lambda_request": 0.20 / 1e6,
+    "sqs_request": 0.40 / 1e6,
+    "dynamodb_write_unit": 0.625 / 1e6,
+    "dynamodb_read_unit": 0.125 / 1e6,
+    "sns_publish": 0.50 / 1e6,
+    "s3_get_or_head": 0.0004 / 1000,
+}
+PRICES_AS_OF = "2025-06 (us-east-1 list prices)"
+
+
+@dataclass
+class Figure:
+    id: str
+    what: str
+    value: float
+    baseline: float
+    unit: str
+    budget: float
+    detail: str = ""
+
+    # "ratio": value / baseline must be <= budget.
+    @property
+    def ratio(self) -> float:
+        return self.value / self.baseline if self.baseline else math.inf
+
+    @property
+    def within(self) -> bool:
+        return self.ratio <= self.budget
+
+
+# -- images -------------------------------------------------------------------------------------------
+
+
+def photo(width: int, height: int, seed: int = 1) -> bytes:
+    """A photo-like JPEG of the given size: a real photograph scaled up with sensor-like noise, and the
+    EXIF a phone writes (camera, GPS), so that its file size and metadata resemble a real upload."""
+    from PIL import Image, ImageFilter
+
+    base = Image.open(ROOT / "samples" / "skimage-rocket.jpg").convert("RGB")
+    image = base.resize((width, height), Image.Resampling.BICUBIC).filter(ImageFilter.DETAIL)
+    noise = Image.effect_noise((width, height), 18 + seed).convert("RGB")
+    image = Image.blend(image, noise, 0.06)
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "PhoneMaker", "Phone 12"
+    exif[0x8825] = {1: "N", 2: (48.0, 51.0, 29.0), 3: "E", 4: (2.0, 17.0, 40.0)}
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=90, exif=exif)
+    return out.getvalue()
+
+
+# -- events -------------------------------------------------------------------------------------------
+
+
+def upload_events(stack: LocalStack, data: bytes, count: int) -> list[dict[str, Any]]:
+    """Upload ``count`` objects with distinct bytes (so the content cache never answers) and return the
+    SQS records of the notifications S3 sent for them, one per object."""
+    s3, sqs = boto3.client("s3"), boto3.client("sqs")
+    queue_arn = sqs.get_queue_attributes(QueueUrl=stack.queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    keys = set()
+    for _ in range(count):
+        key = f"bench/{uuid.uuid4().hex}.jpg"
+        # Bytes after the JPEG's end marker: every decoder ignores them, the SHA-256 differs.
+        s3.put_object(Bucket=stack.bucket, Key=key, Body=data + uuid.uuid4().bytes)
+        keys.add(key)
+    records = []
+    while len(records) < count:
+        messages = sqs.receive_message(QueueUrl=stack.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        for message in messages.get("Messages", []):
+            sqs.delete_message(QueueUrl=stack.queue_url, ReceiptHandle=message["ReceiptHandle"])
+            body = json.loads(message["Body"])
+            if any(r["s3"]["object"]["key"] in keys for r in body.get("Records", [])):
+                records.append(_lambda_record(message, queue_arn))
+    return records
+
+
+def single_events(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"Records": [record]} for record in records]
+
+
+# -- children -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Build:
+    layer: Path
+    function: Path
+    runtime_python: str
+
+
+def run_child(build: Build, mode: str, arg: str, env: dict[str, str]) -> tuple[dict[str, Any], float]:
+    """(the child's report, its wall time from spawn to exit)."""
+    began = time.perf_counter()
+    completed = subprocess.run(
+        [build.runtime_python, "-I", "-B", str(CHILD), mode, str(build.layer), str(build.function), arg],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    wall = time.perf_counter() - began
+    if completed.returncode != 0:
+        raise SystemExit(f"bench child {mode} failed:\n{completed.stderr[-3000:]}")
+    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    for response in report.get("responses", []):
+        if response.get("batchItemFailures"):
+            raise SystemExit(f"bench child {mode}: the handler handed records back: {response}")
+    return report, wall
+
+
+def events_file(tmp: Path, events: list[dict[str, Any]]) -> str:
+    path = tmp / f"events-{uuid.uuid4().hex[:8]}.json"
+    path.write_text(json.dumps(events))
+    return str(path)
+
+
+# -- the figures --------------------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, stack: LocalStack, build: Build, tmp: Path, repeats: int, latency: float) -> None:
+        self.stack = stack
+        self.build = build
+        self.tmp = tmp
+        self.repeats = repeats
+        self.latency = latency
+        self.photo = (ROOT / "samples" / "skimage-rocket.jpg").read_bytes()
+        self.notes: dict[str, Any] = {}
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+        env.update(self.stack.function_env)
+        env.update(extra)
+        return env
+
+    @contextmanager
+    def vendors(self, names: list[str], latency: float) -> Iterator[dict[str, str]]:
+        """Sandboxes for ``names`` with ``latency``; yields the environment that points the function at them."""
+        env: dict[str, str] = {}
+        with ExitStack() as stack:
+            for name in names:
+                sandbox = VendorSandbox(name, faults=FaultPlan(latency=latency))
+                prefix = name.upper() + "_"
+                env[f"{prefix}BASE_URL"] = stack.enter_context(sandbox)
+                for field, value in sandbox.vendor.credentials.items():
+                    env[f"{prefix}{field.upper()}"] = value
+            yield env
+
+    def cold_start(self) -> Figure:
+        walls: dict[str, list[float]] = {"handler": [], "by-hand": []}
+        with self.vendors(["imagga"], 0.0) as vendor_env:
+            env = self.env(PROVIDERS="builtin,imagga", **vendor_env)
+            for _ in range(self.repeats):
+                for mode in walls:  # interleaved, so that drift hits both sides alike
+                    events = single_events(upload_events(self.stack, self.photo, 1))
+                    _report, wall = run_child(self.build, mode, events_file(self.tmp, events), env)
+                    walls[mode].append(wall)
+        handler, by_hand = statistics.median(walls["handler"]), statistics.median(walls["by-hand"])
+        return Figure(
+            "B1",
+            "cold start: fresh process, import the built handler, process one record (builtin + Imagga)",
+            handler,
+            by_hand,
+            "s",
+            1.5,
+            "baseline: fresh process importing boto3 and httpx, making the same AWS and HTTP calls by hand",
+        )
+
+    def warm_record(self) -> Figure:
+        with self.vendors(["imagga"], 0.0) as vendor_env:
+            env = self.env(PROVIDERS="builtin,imagga", **vendor_env)
+            runs = {}
+            for mode in ("handler", "by-hand"):
+                events = single_events(upload_events(self.stack, self.photo, self.repeats * 3 + 1))
+                report, _ = run_child(self.build, mode, events_file(self.tmp, events), env)
+                runs[mode] = report["durations_s"][1:]  # the first is the cold one
+        handler, by_hand = statistics.median(runs["handler"]), statistics.median(runs["by-hand"])
+        self.notes["warm_record_s"] = handler
+        return Figure(
+            "B2",
+            "warm per-record time, builtin + Imagga with zero latency",
+            handler,
+            by_hand,
+            "s",
+            1.25,
+            "baseline: the same reads, conditional writes and vendor calls written by hand in a straight line",
+        )
+
+    def _warm_median(self, env: dict[str, str], events: list[dict[str, Any]]) -> float:
+        report, _ = run_child(self.build, "handler", events_file(self.tmp, events), env)
+        return statistics.median(report["durations_s"][1:])
+
+    def fan_out(self) -> Figure:
+        names = ["imagga", "aiornot", "imageseo"]
+        with self.vendors(names, self.latency) as vendor_env:
+            common = {"IMAGGA_ENDPOINTS": "tags", **vendor_env}  # one call of `latency` per provider
+            one = self._warm_median(
+                self.env(PROVIDERS="builtin,imagga", **common),
+                single_events(upload_events(self.stack, self.photo, self.repeats + 1)),
+            )
+            three = self._warm_median(
+                self.env(PROVIDERS="builtin," + ",".join(names), **common),
+                single_events(upload_events(self.stack, self.photo, self.repeats + 1)),
+            )
+        self.notes["one_vendor_record_s"] = one
+        return Figure(
+            "B3",
+            f"three providers at {self.latency * 1000:.0f} ms each for one image",
+            three,
+            one,
+            "s",
+            1.2,
+            f"baseline: one provider at {self.latency * 1000:.0f} ms",
+        )
+
+    def batch(self) -> Figure:
+        with self.vendors(["imagga"], self.latency) as vendor_env:
+            env = self.env(PROVIDERS="builtin,imagga", IMAGGA_ENDPOINTS="tags", **vendor_env)
+            one = self._warm_median(env, single_events(upload_events(self.stack, self.photo, self.repeats + 1)))
+            records = upload_events(self.stack, self.photo, self.repeats * 10 + 1)
+            batches = [{"Records": [records[0]]}] + [
+                {"Records": records[1 + i * 10 : 11 + i * 10]} for i in range(self.repeats)
+            ]
+            ten = self._warm_median(env, batches)
+        return Figure(
+            "B4",
+            f"an SQS batch of 10 records, provider at {self.latency * 1000:.0f} ms",
+            ten,
+            one,
+            "s",
+            1.5,
+            "baseline: a batch of one record",
+        )
+
+    def large_image(self) -> tuple[Figure, Figure]:
+        path = self.tmp / "48mp.jpg"
+        path.write_bytes(photo(8000, 6000))
+        results: dict[str, list[dict[str, Any]]] = {"prepare": [], "naive": []}
+        for _ in range(self.repeats):
+            for mode in results:
+                report, _ = run_child(self.build, mode, f"{path}:1024", self.env())
+                results[mode].append(report)
+
+        def median(mode: str, field: str) -> float:
+            return statistics.median(r[field] for r in results[mode])
+
+        size = f"{path.stat().st_size / 1e6:.1f} MB file"
+        return (
+            Figure(
+                "B5 time",
+                f"a 48-megapixel JPEG ({size}) prepared for a vendor that needs 1024 px",
+                median("prepare", "seconds"),
+                median("naive", "seconds"),
+                "s",
+                0.35,
+                "baseline: full decode, then resize and encode, same file",
+            ),
+            Figure(
+                "B5 memory",
+                "the same, peak memory above the process's before the work",
+                median("prepare", "peak_kib") / 1024,
+                median("naive", "peak_kib") / 1024,
+                "MiB",
+                0.35,
+                "baseline: the naive path's peak",
+            ),
+        )
+
+    def bytes_sent(self) -> Figure:
+        data = photo(4000, 3000, seed=2)
+        with self.vendors(["imagga"], 0.0) as vendor_env:
+            env = self.env(PROVIDERS="builtin,imagga", **vendor_env)
+            records = upload_events(self.stack, data, 1)
+            run_child(self.build, "handler", events_file(self.tmp, single_events(records)), env)
+        body = json.loads(records[0]["body"])["Records"][0]["s3"]
+        item = self.item(body["object"]["key"])
+        imagga = next(p for p in item["providers"] if p["name"] == "imagga")
+        self.notes["result_item_bytes"] = len(json.dumps(item, default=str))
+        return Figure(
+            "B6",
+            f"bytes sent to Imagga for a 12-megapixel photo ({imagga['calls']} calls: tags, nsfw)",
+            float(imagga["bytes_sent"]),
+            float(len(data)),
+            "B",
+            0.05,
+            f"baseline: the original file ({len(data) / 1e6:.1f} MB)",
+        )
+
+    def item(self, encoded_key: str) -> dict[str, Any]:
+        from urllib.parse import unquote_plus
+
+        from image_analysis.store import from_item
+
+        table = boto3.resource("dynamodb").Table(self.stack.table)
+        key = f"{self.stack.bucket}/{unquote_plus(encoded_key)}"
+        return from_item(table.get_item(Key={"pk": key, "sk": "null"}, ConsistentRead=True)["Item"])
+
+
+def layer_size(layer_dir: Path) -> int:
+    return sum(p.stat().st_size for p in layer_dir.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def layer_figure(layer_dir: Path) -> Figure:
+    return Figure(
+        "B7",
+        f"built layer size, unzipped ({layer_dir.relative_to(ROOT) if layer_dir.is_relative_to(ROOT) else layer_dir})",
+        layer_size(layer_dir) / 1e6,
+        LAMBDA_LAYER_LIMIT_BYTES / 1e6,
+        "MB",
+        0.40,
+        "baseline: Lambda's 250 MB limit for function and layers, unzipped",
+    )
+
+
+# -- costs --------------------------------------------------------------------------------------------
+
+
+def aws_cost_per_million(warm_seconds: float, result_item_bytes: int, batch_size: int = 5) -> dict[str, float]:
+    """Per million images, builtin + one vendor, none flagged (a flagged image adds one SNS publish)."""
+    million = 1e6
+    gb_seconds = warm_seconds * MEMORY_MB / 1024
+    result_wru = math.ceil(result_item_bytes / 1024)
+    return {
+        "Lambda compute": million * gb_seconds * PRICES["lambda_arm64_gb_second"],
+        "Lambda requests": million / batch_size * PRICES["lambda_request"],
+        # S3 sends one message; the trigger receives and deletes in batches.
+        "SQS": million * (1 + 2 / batch_size) * PRICES["sqs_request"],
+        # Result read (strongly consistent, 1 unit) and write; cache read (0.5) and write (1 unit).
+        "DynamoDB": million * (1.5 * PRICES["dynamodb_read_unit"] + (result_wru + 1) * PRICES["dynamodb_write_unit"]),
+        "S3 HEAD + GET": million * 2 * PRICES["s3_get_or_head"],
+        "SNS (per 1% flagged)": million * 0.01 * PRICES["sns_publish"],
+    }
+
+
+# -- report -------------------------------------------------------------------------------------------
+
+
+def _fmt(value: float, unit: str) -> str:
+    if unit == "s":
+        return f"{value * 1000:.0f} ms"
+    if unit == "B":
+        return f"{value / 1e3:.1f} kB"
+    return f"{value:.1f} {unit}"
+
+
+def table(figures: list[Figure]) -> str:
+    lines = [
+        "| id | what | measured | baseline | ratio | budget | |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for f in figures:
+        ok = "within" if f.within else "**over**"
+        lines.append(
+            f"| {f.id} | {f.what} | {_fmt(f.value, f.unit)} | {_fmt(f.baseline, f.unit)} ({f.detail}) | "
+            f"{f.ratio:.3f} | ≤ {f.budget} | {ok} |"
+        )
+    return "\n".join(lines)
+
+
+def document(figures: list[Figure], notes: dict[str, Any], command: str, repeats: int) -> str:
+    warm = notes["one_vendor_record_s"]
+    costs = aws_cost_per_million(warm, notes["result_item_bytes"])
+    gb_seconds = warm * MEMORY_MB / 1024
+    cost_lines = "\n".join(f"| {name} | ${value:,.2f} |" for name, value in costs.items())
+    prices = "\n".join(f"| {name} | ${value:.10g} |" for name, value in PRICES.items())
+    return f"""# Performance: the benchmark's last run
+
+Command: `{command}` (medians over {repeats} runs; each figure's baseline measured in the same run).
+Machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}; moto server
+(S3, SQS, SNS) and DynamoDB Local in the benchmark's process, vendors served by the local sandbox; every
+measured side runs in a fresh interpreter with boto3 and the built layer only. Run on
+{datetime.now(UTC).strftime("%Y-%m-%d")}.
+
+{table(figures)}
+
+Absolute times are the emulator's more than AWS's (a moto call costs a few milliseconds on loopback);
+the ratios are what the budgets constrain, since both sides make the same calls to the same emulator.
+
+## Lambda and AWS costs (vendor fees excluded)
+
+Warm time per image with builtin and one vendor answering in {notes["latency_ms"]:.0f} ms:
+{warm * 1000:.0f} ms, i.e. **{gb_seconds:.3f} GB-seconds per image** at the template's {MEMORY_MB} MB
+(with the vendor at zero latency: {notes["warm_record_s"] * 1000:.0f} ms,
+{notes["warm_record_s"] * MEMORY_MB / 1024:.3f} GB-s).
+Result item as stored: about {notes["result_item_bytes"] / 1024:.1f} KB.
+
+Per million images (batches of 5, none flagged unless said):
+
+| item | per million images |
+|---|---|
+{cost_lines}
+| **total** | **${sum(costs.values()):,.2f}** |
+
+Prices used ({PRICES_AS_OF}; not re-read when the benchmark runs):
+
+| price | USD |
+|---|---|
+{prices}
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--build-dir", type=Path, default=ROOT / ".aws-sam/smoke", help="built for this CPU")
+    parser.add_argument("--deploy-build-dir", type=Path, default=ROOT / ".aws-sam/build", help="for B7")
+    parser.add_argument("--runtime-python", default=str(ROOT / ".tools/runtime/bin/python"))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--latency", type=float, default=0.3, help="vendor latency for B3 and B4, seconds")
+    parser.add_argument("--write", type=Path, default=ROOT / "docs/performance.md")
+    args = parser.parse_args(argv)
+    build = Build(
+        (args.build_dir / "SharedLayer" / "python").resolve(),
+        (args.build_dir / "AnalyzeFunction").resolve(),
+        args.runtime_python,
+    )
+    arch = "arm64" if platform.machine() in ("aarch64", "arm64") else "x86_64"
+    figures: list[Figure] = []
+    with local_aws(), _tmpdir() as tmp:
+        stack = deploy(stack_name="image-analysis-bench", parameters={"Architecture": arch})
+        empty_queue(stack.queue_url)
+        bench = Bench(stack, build, tmp, args.repeats, args.latency)
+        for step in (bench.cold_start, bench.warm_record, bench.fan_out, bench.batch):
+            print(f"  {step.__name__} ...", file=sys.stderr, flush=True)
+            figures.append(step())
+        print("  large_image ...", file=sys.stderr, flush=True)
+        figures.extend(bench.large_image())
+        print("  bytes_sent ...", file=sys.stderr, flush=True)
+        figures.append(bench.bytes_sent())
+    figures.append(layer_figure((args.deploy_build_dir / "SharedLayer").resolve()))
+    bench.notes["latency_ms"] = args.latency * 1000
+    print(table(figures))
+    command = "make bench" + (f" BENCH_ARGS='--repeats {args.repeats}'" if args.repeats != 5 else "")
+    args.write.write_text(document(figures, bench.notes, command, args.repeats))
+    print(f"\nwritten to {args.write}")
+    over = [f.id for f in figures if not f.within]
+    if over:
+        print(f"over budget: {', '.join(over)}", file=sys.stderr)
+    return 1 if over else 0
+
+
+@contextmanager
+def _tmpdir() -> Iterator[Path]:
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="bench-") as name:
+        yield Path(name)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""What ``local.bench`` measures, run in a fresh interpreter that has only boto3 (as the Lambda runtime
+does) plus the built layer and function on its path. It imports nothing from this repository but what
+the build put there, so the pipeline side is the deployable artifact.
+
+    python -I -B bench_child.py MODE LAYER_DIR FUNCTION_DIR EVENTS_JSON
+
+Modes (each prints one JSON line with its own timings):
+- ``handler``: import the built handler, then invoke it once per event; the first invocation is the
+  cold one.
+- ``by-hand``: the baseline: import boto3 and httpx and make, in a straight line, the calls the
+  pipeline makes for one record with builtin and Imagga (read the result item, HEAD, GET with
+  IfMatch, read the cache, the two Imagga calls, write the cache, the conditional result write).
+- ``prepare`` / ``naive``: make a 1024 px JPEG of a large file the pipeline's way (``decode`` then
+  ``encoded_for``) or the naive way (full decode, resize, encode), reporting time and peak memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+
+STARTED = time.perf_counter()
+
+
+def _peak_rss_kib() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+class _Context:
+    function_name = "AnalyzeFunction"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:AnalyzeFunction"
+    log_group_name = "/aws/lambda/AnalyzeFunction"
+    log_stream_name = "bench"
+
+    def __init__(self, n: int) -> None:
+        self.aws_request_id = f"bench-{n}"
+        self._deadline = time.monotonic() + 120
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int((self._deadline - time.monotonic()) * 1000)
+
+
+def run_handler(events: list[dict]) -> dict:
+    import io
+    from contextlib import redirect_stdout
+
+    import app  # the built function; the layer is on sys.path
+
+    imported = time.perf_counter()
+    durations, responses = [], []
+    for n, event in enumerate(events):
+        began = time.perf_counter()
+        with redirect_stdout(io.StringIO()):  # EMF metric lines
+            responses.append(app.lambda_handler(event, _Context(n)))
+        durations.append(time.perf_counter() - began)
+    return {"import_s": imported - STARTED, "durations_s": durations, "responses": responses}
+
+
+def _first_object(event: dict) -> dict:
+    from urllib.parse import unquote_plus
+
+    record = json.loads(event["Records"][0]["body"])["Records"][0]["s3"]
+    return {
+        "bucket": record["bucket"]["name"],
+        "key": unquote_plus(record["object"]["key"]),
+        "etag": record["object"]["eTag"],
+        "sequencer": record["object"]["sequencer"],
+    }
+
+
+def run_by_hand(events: list[dict]) -> dict:
+    import hashlib
+
+    import boto3
+    import httpx
+    from botocore.config import Config
+
+    config = Config(connect_timeout=5, read_timeout=20, retries={"mode": "standard", "max_attempts": 4})
+    s3 = boto3.client("s3", config=config)
+    dynamodb = boto3.client("dynamodb", config=config)
+    http = httpx.Client(timeout=httpx.Timeout(10.0))
+    env = os.environ
+    auth = (env["IMAGGA_API_KEY"], env["IMAGGA_API_SECRET"])
+    imported = time.perf_counter()
+    durations = []
+    for event in events:
+        began = time.perf_counter()
+        ref = _first_object(event)
+        pk = {"S": f"{ref['bucket']}/{ref['key']}"}
+        dynamodb.get_item(TableName=env["RESULTS_TABLE"], Key={"pk": pk, "sk": {"S": "null"}}, ConsistentRead=True)
+        s3.head_object(Bucket=ref["bucket"], Key=ref["key"], IfMatch=ref["etag"])
+        data = s3.get_object(Bucket=ref["bucket"], Key=ref["key"], IfMatch=ref["etag"])["Body"].read()
+        cache_key = {"pk": {"S": hashlib.sha256(data).hexdigest() + "#imagga"}}
+        dynamodb.get_item(TableName=env["CACHE_TABLE"], Key=cache_key)
+        answers = {}
+        for name, path in (("tags", "/v2/tags"), ("nsfw", "/v2/categories/nsfw_beta")):
+            response = http.post(env["IMAGGA_BASE_URL"] + path, auth=auth, files={"image": ("x.jpg", data)})
+            answers[name] = response.raise_for_status().json()
+        blob = json.dumps(answers).encode()
+        dynamodb.put_item(TableName=env["CACHE_TABLE"], Item={**cache_key, "output": {"B": blob}})
+        dynamodb.put_item(
+            TableName=env["RESULTS_TABLE"],
+            Item={"pk": pk, "sk": {"S": "null"}, "status": {"S": "succeeded"}, "raw": {"B": blob}},
+            ConditionExpression="attribute_not_exists(pk) OR seq < :seq",
+            ExpressionAttributeValues={":seq": {"S": ref["sequencer"].rjust(32, "0")}},
+        )
+        durations.append(time.perf_counter() - began)
+    return {"import_s": imported - STARTED, "durations_s": durations}
+
+
+def run_prepare(path: str, side: int) -> dict:
+    from image_analysis.imaging import decode
+
+    with open(path, "rb") as handle:
+        data = handle.read()
+    before = _peak_rss_kib()
+    began = time.perf_counter()
+    image = decode(data, max_pixels=100_000_000)
+    payload, _mime = image.encoded_for(frozenset({"jpeg"}), 20_000_000, max_side=side)
+    return {"seconds": time.perf_counter() - began, "peak_kib": _peak_rss_kib() - before, "bytes": len(payload)}
+
+
+def run_naive(path: str, side: int) -> dict:
+    import io
+
+    from PIL import Image
+
+    with open(path, "rb") as handle:
+        data = handle.read()
+    Image.MAX_IMAGE_PIXELS = None
+    before = _peak_rss_kib()
+    began = time.perf_counter()
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    image.thumbnail((side, side), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    image.convert("RGB").save(out, format="JPEG", quality=88)
+    return {"seconds": time.perf_counter() - began, "peak_kib": _peak_rss_kib() - before, "bytes": out.tell()}
+
+
+def main() -> None:
+    mode, layer, function, arg = sys.argv[1:5]
+    sys.path[:0] = [layer, function]
+    if mode in ("prepare", "naive"):
+        path, side = arg.split(":")
+        report = (run_prepare if mode == "prepare" else run_naive)(path, int(side))
+    else:
+        with open(arg) as handle:
+            events = json.load(handle)
+        report = (run_handler if mode == "handler" else run_by_hand)(events)
+    report["total_s"] = time.perf_counter() - STARTED
+    print(json.dumps(report, default=str))
+
+
+if __name__ == "__main__":
+    main()
