@@ -8,7 +8,7 @@ case "$(uname -m)" in
   aarch64|arm64) arch=arm64 ;;
   *) arch=x86_64 ;;
 esac
-LAYER_ARCHITECTURE=$arch .tools/sam/bin/sam build --build-dir .aws-sam/smoke \
+LAYER_ARCHITECTURE=$arch .tools/sam/bin/sam build --no-cached --build-dir .aws-sam/smoke \
   --parameter-overrides "Architecture=$arch" >/dev/null
 py=$(bash scripts/find-python.sh)
 if [ ! -x .tools/runtime/bin/python ]; then
