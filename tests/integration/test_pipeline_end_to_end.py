@@ -120,8 +120,13 @@ def test_a_crash_between_write_and_publish_is_healed_by_the_next_delivery(stack,
     event = sqs_event(s3_event(stack.bucket, key, etag, len(body), "0055AED6DCD90281E5"))
     handler(copy.deepcopy(event), LambdaContext())
     first = alerts()
-    # Simulate the crash: the item is written but the alert's id was never recorded.
-    table.update_item(Key={"pk": f"{stack.bucket}/{key}", "sk": "null"}, UpdateExpression="REMOVE alert_id")
+    # Simulate the crash: the item is written but the alert's id was never recorded, and the crashed
+    # message comes back after the visibility timeout (720 s), when the writer's alert claim has expired.
+    table.update_item(
+        Key={"pk": f"{stack.bucket}/{key}", "sk": "null"},
+        UpdateExpression="REMOVE alert_id SET alert_claimed_at = alert_claimed_at - :elapsed",
+        ExpressionAttributeValues={":elapsed": 721},
+    )
     handler(copy.deepcopy(event), LambdaContext())
     second = alerts()
     assert len(first) == 1 and len(second) == 1

@@ -57,6 +57,9 @@ class _Work:
 def handle(event: Any, context: Any, runtime: Runtime, logger: Any) -> dict[str, Any]:
     parsed = parse_event(event)
     deadline = Deadline.from_lambda_context(context)
+    # Another invocation's alert claim is taken over only once it has outlived any invocation; this one's
+    # length (what it has left at its start) is the floor, whatever the setting says.
+    lease = max(float(runtime.settings.alert_claim_lease_seconds), deadline.remaining() + START_MARGIN_SECONDS)
     work: list[_Work] = []
     for record in parsed.records:
         if record.error:
@@ -73,7 +76,7 @@ def handle(event: Any, context: Any, runtime: Runtime, logger: Any) -> dict[str,
     budget = ByteBudget(settings.batch_memory_budget_bytes)
 
     def run(item: _Work) -> tuple[_Work, Outcome | None]:
-        return item, _process_one(item, runtime, deadline, budget, logger)
+        return item, _process_one(item, runtime, deadline, budget, logger, lease)
 
     workers = max(1, min(settings.record_concurrency, len(work)))
     if workers == 1:
@@ -104,7 +107,9 @@ def handle(event: Any, context: Any, runtime: Runtime, logger: Any) -> dict[str,
     return {"results": summary}
 
 
-def _process_one(item: _Work, runtime: Runtime, deadline: Deadline, budget: ByteBudget, logger: Any) -> Outcome | None:
+def _process_one(
+    item: _Work, runtime: Runtime, deadline: Deadline, budget: ByteBudget, logger: Any, lease: float
+) -> Outcome | None:
     """One object; ``None`` when it must be retried for a reason the pipeline could not record."""
     ref = item.ref
     if deadline.remaining() < START_MARGIN_SECONDS:
@@ -113,7 +118,7 @@ def _process_one(item: _Work, runtime: Runtime, deadline: Deadline, budget: Byte
     logger.thread_safe_append_keys(bucket=ref.bucket, object_key=ref.key, version_id=ref.version_id)
     held = budget.acquire(ref.size or 0)
     try:
-        outcome = runtime.pipeline.process(ref, deadline, attempts=item.record.receive_count)
+        outcome = runtime.pipeline.process(ref, deadline, attempts=item.record.receive_count, alert_lease_seconds=lease)
         _log_outcome(logger, outcome)
         return outcome
     except Exception:

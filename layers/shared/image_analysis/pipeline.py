@@ -2,7 +2,11 @@
 
     ref -> already final? (heal a missing alert, stop) -> HEAD (size, archive) -> GET (IfMatch ETag)
         -> decode (reject bad input) -> providers, concurrently -> merge + flags -> conditional write
-        -> alert once, then record its id on the item
+        (claiming the alert when flagged) -> alert once, then record its id on the item
+
+A delivery that finds a flagged item without ``alert_id`` publishes only after taking over the claim
+(``ResultStore.claim_alert``), which waits out a lease longer than any invocation: copies of one event in
+flight at once never publish twice, and a crash after the write is healed by a later delivery.
 
 Outcomes: ``done`` (result written or a duplicate acknowledged) or ``retry`` (a transient fault:
 the item says ``failed`` with the error and attempt count, and the event source delivers again).
@@ -25,6 +29,11 @@ from image_analysis.objects import ObjectReader
 from image_analysis.orchestration import Orchestrator
 from image_analysis.providers.base import AnalysisRequest, Deadline
 from image_analysis.store import FINAL_STATUSES, ResultStore, result_of
+
+# Longer than the function's timeout (120 s in the template) and shorter than the queue's visibility
+# timeout (720 s): a claim that old belongs to an invocation that has ended, and the next delivery of a
+# crashed one finds it expired. ``ALERT_CLAIM_LEASE_SECONDS`` changes it.
+ALERT_LEASE_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,7 @@ class Pipeline:
         quarantine_tags: bool = False,
         max_pixels: int,
         raw_budget_bytes: int = 100_000,
+        alert_lease_seconds: float = ALERT_LEASE_SECONDS,
         logger: Any = None,
         metrics: Any = None,
     ) -> None:
@@ -78,11 +88,18 @@ class Pipeline:
         self.thresholds = thresholds
         self.max_pixels = max_pixels
         self.raw_budget_bytes = raw_budget_bytes
+        self.alert_lease_seconds = alert_lease_seconds
         self.logger = logger
         self.metrics = metrics
 
     # -- the public steps ------------------------------------------------------------------------
-    def process(self, ref: ObjectRef, deadline: Deadline, attempts: int = 1) -> Outcome:
+    def process(
+        self, ref: ObjectRef, deadline: Deadline, attempts: int = 1, alert_lease_seconds: float | None = None
+    ) -> Outcome:
+        """``alert_lease_seconds``: how old another delivery's alert claim must be before this one may
+        take it over (default: the pipeline's); the handler passes the configured one, never shorter
+        than the invocation itself."""
+        lease = self.alert_lease_seconds if alert_lease_seconds is None else alert_lease_seconds
         if ref.removed:
             return self.forget(ref)
         existing = self.store.get(ref.pk, ref.sk)
@@ -91,10 +108,11 @@ class Pipeline:
         if ref.reprocess_id:
             # On purpose, bypassing "already analyzed", once per request; never over a newer event's result.
             if final and (existing.get("reprocess") or {}).get("id") == ref.reprocess_id:  # type: ignore[union-attr]
-                return Outcome("done", "duplicate", "this reprocess request was already carried out")
+                alerted = self._heal_alert(existing, lease)  # type: ignore[arg-type]
+                return Outcome("done", "duplicate", "this reprocess request was already carried out", alerted=alerted)
             sequence = max(sequence, (existing or {}).get("seq", sequence))
         elif final and existing.get("seq", "") >= sequence:  # type: ignore[union-attr]
-            alerted = self._heal_alert(existing)  # type: ignore[arg-type]
+            alerted = self._heal_alert(existing, lease)  # type: ignore[arg-type]
             return Outcome("done", "duplicate", "a result for this or a newer event exists", alerted=alerted)
         base = {
             "bucket": ref.bucket,
@@ -122,7 +140,7 @@ class Pipeline:
             self.store.put_failure(failed, sequence)
             self._count("ImagesFailed")
             return Outcome("retry", "failed", exc.error.message, result=failed)
-        return self._commit(ref, result, sequence)
+        return self._commit(ref, result, sequence, lease)
 
     def forget(self, ref: ObjectRef) -> Outcome:
         """The object version was deleted: its analysis must not outlive it."""
@@ -202,10 +220,10 @@ class Pipeline:
         """Bad input: recorded with its reason, acknowledged, never retried, never sent to a vendor."""
         return AnalysisResult(**base, size_bytes=size, status="rejected", error=exc.info(), analyzed_at=_now())
 
-    def _commit(self, ref: ObjectRef, result: AnalysisResult, sequence: str) -> Outcome:
+    def _commit(self, ref: ObjectRef, result: AnalysisResult, sequence: str, lease: float) -> Outcome:
         if not self.store.put_result(result, sequence):
             existing = self.store.get(ref.pk, ref.sk) or {}
-            alerted = self._heal_alert(existing)
+            alerted = self._heal_alert(existing, lease)
             return Outcome("done", "duplicate", "a result for this or a newer event exists", alerted=alerted)
         self._count(f"Images{result.status.capitalize()}")
         alerted = False
@@ -234,12 +252,18 @@ class Pipeline:
             if self.logger is not None:
                 self.logger.exception("could not tag the flagged object")
 
-    def _heal_alert(self, item: dict[str, Any]) -> bool:
-        """A crash between writing and publishing left a flagged item without ``alert_id``: publish now."""
+    def _heal_alert(self, item: dict[str, Any], lease: float) -> bool:
+        """A flagged item without ``alert_id``: its writer may still be publishing, or may have crashed.
+
+        Publish only after taking over its claim, which succeeds once the claim has outlived any
+        invocation; otherwise the writer (or another copy that took the claim) publishes.
+        """
         if not item or not item.get("flags") or item.get("alert_id") or item.get("status") not in FINAL_STATUSES:
             return False
         if item.get("deleted_at"):
             return False  # a tombstone: the object is gone, nothing to alert about any more
+        if not self.store.claim_alert(item["pk"], item["sk"], item["seq"], lease):
+            return False
         return self._publish(result_of(item), item["seq"])
 
     # -- metrics -------------------------------------------------------------------------------

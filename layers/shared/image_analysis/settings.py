@@ -94,6 +94,9 @@ class Settings:
     # multiplies memory, so the default budget is a quarter of the function's memory.
     record_concurrency: int = 10
     batch_memory_budget_bytes: int = 256 * 1024 * 1024
+    # How old another delivery's alert claim must be before a delivery may take it over and publish:
+    # longer than the function timeout (120 s), shorter than the queue's visibility timeout (720 s).
+    alert_claim_lease_seconds: int = 300
     # Everything else (vendor base URLs, local keys, vendor options) is read through ``env``.
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -130,6 +133,7 @@ class Settings:
             batch_memory_budget_bytes=_int(
                 env, "BATCH_MEMORY_BUDGET_BYTES", _int(env, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", 1024) * 1024 * 1024 // 4
             ),
+            alert_claim_lease_seconds=max(1, _int(env, "ALERT_CLAIM_LEASE_SECONDS", 300)),
             env=env,
         )
 

@@ -4,11 +4,19 @@ The durable guard against duplicates and reordering is the conditional write: an
 none exists, when the event is newer (S3 ``sequencer``, padded to one width and kept in ``seq``), or
 when the same event had only failed before. ``alert_id`` is set once, after the alert went out, so a
 later delivery can publish what a crash left unpublished.
+
+Who publishes is decided by a claim, never by reading: the winning write of a flagged result carries
+``alert_claimed_at``, and a delivery that finds a flagged item without ``alert_id`` may publish only after
+taking the claim over with a conditional update, which succeeds only once the claim is older than a
+lease longer than any invocation. So copies of one event processed at the same time publish once, and a
+crash between writing and publishing is still healed by the delivery after the visibility timeout.
 """
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -51,7 +59,17 @@ def from_item(item: dict[str, Any]) -> dict[str, Any]:
 
 # Attributes the store adds for its own keys, guards and indexes; not part of the result document.
 STORE_ATTRIBUTES = frozenset(
-    {"pk", "sk", "seq", "expires_at", "deleted_at", "flag_nsfw", "flag_ai_generated", "flag_deepfake"}
+    {
+        "pk",
+        "sk",
+        "seq",
+        "expires_at",
+        "deleted_at",
+        "alert_claimed_at",
+        "flag_nsfw",
+        "flag_ai_generated",
+        "flag_deepfake",
+    }
 )
 
 
@@ -62,9 +80,12 @@ def result_of(item: dict[str, Any]) -> AnalysisResult:
 
 
 class ResultStore:
-    def __init__(self, table_name: str, dynamodb_client: Any, ttl_days: int = 0) -> None:
+    def __init__(
+        self, table_name: str, dynamodb_client: Any, ttl_days: int = 0, clock: Callable[[], float] = time.time
+    ) -> None:
         self.table_name = table_name
         self._client = dynamodb_client
+        self._clock = clock
         # Optional time-to-live of results (the table's TTL attribute ``expires_at``); 0 keeps them.
         self.ttl_days = ttl_days
         import boto3.dynamodb.types as types
@@ -86,14 +107,19 @@ class ResultStore:
         """Write a result unless a result for the same or a newer event is already final.
 
         Returns False when the write lost to such an item (a duplicate or an older event). A reprocess
-        request may replace the result of the same event, once per request id.
+        request may replace the result of the same event, once per request id. A flagged result is
+        written with the alert claimed by this writer (``alert_claimed_at``), in the same conditional put.
         """
-        return self._conditional_put(to_item(result, sequence, self._expiry()), result.reprocess)
+        item = to_item(result, sequence, self._expiry())
+        if result.flags:
+            item["alert_claimed_at"] = self._now()
+        return self._conditional_put(item, result.reprocess)
+
+    def _now(self) -> Decimal:
+        return Decimal(str(round(self._clock(), 3)))
 
     def _expiry(self) -> int | None:
-        import time
-
-        return int(time.time()) + self.ttl_days * 86400 if self.ttl_days > 0 else None
+        return int(self._clock()) + self.ttl_days * 86400 if self.ttl_days > 0 else None
 
     def put_failure(self, result: AnalysisResult, sequence: str) -> bool:
         """Record a transient failure (status ``failed``, ``error``, ``attempts``) under the same guard."""
@@ -146,6 +172,30 @@ class ResultStore:
                     ConditionExpression=_forget_condition(),
                     ExpressionAttributeValues=values,
                 )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def claim_alert(self, pk: str, sk: str, sequence: str, lease_seconds: float) -> bool:
+        """Take over the right to publish this item's alert; False while another delivery may hold it.
+
+        Succeeds only for the same event's item, not yet alerted, not a tombstone, whose claim is absent or
+        older than ``lease_seconds`` (longer than an invocation can run, so its holder is gone).
+        """
+        now = self._now()
+        try:
+            self._client.update_item(
+                TableName=self.table_name,
+                Key=self._marshal({"pk": pk, "sk": sk}),
+                UpdateExpression="SET alert_claimed_at = :now",
+                ConditionExpression="seq = :seq AND attribute_not_exists(alert_id) AND attribute_not_exists(deleted_at)"
+                " AND (attribute_not_exists(alert_claimed_at) OR alert_claimed_at < :stale)",
+                ExpressionAttributeValues=self._marshal(
+                    {":now": now, ":seq": sequence, ":stale": now - Decimal(str(lease_seconds))}
+                ),
+            )
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return False
