@@ -136,3 +136,54 @@ def test_project_event_files_parse(name):
         assert objects and all(ref.key.startswith("uploads/") for ref in objects)
     if name == "s3-put-special-key.json":
         assert objects[0].key == "uploads/café menu+1/cat on the sofa 🐈.png"
+
+
+def _s3_record(key="good.jpg", **object_fields):
+    return {
+        "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": "b"}, "object": {"key": key, "size": 10, "eTag": "e", **object_fields}},
+    }
+
+
+MALFORMED = {
+    "key is a number": lambda r: r["s3"]["object"].update(key=5),
+    "s3 is a string": lambda r: r.update(s3="x"),
+    "bucket is a string": lambda r: r["s3"].update(bucket="b"),
+    "size is a word": lambda r: r["s3"]["object"].update(size="big"),
+    "object is a list": lambda r: r["s3"].update(object=[]),
+    "eventName is a number": lambda r: r.update(eventName=7),
+    "eTag is an object": lambda r: r["s3"]["object"].update(eTag={"x": 1}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_a_malformed_record_is_reported_and_never_hides_its_neighbours(case):
+    bad = _s3_record("bad.jpg")
+    MALFORMED[case](bad)
+    body = json.dumps({"Records": [bad, _s3_record("good+one.jpg")]})
+    event = {
+        "Records": [
+            {"messageId": "mixed", "eventSource": "aws:sqs", "body": body, "attributes": {}},
+            {"messageId": "clean", "eventSource": "aws:sqs", "body": json.dumps({"Records": [_s3_record()]})},
+        ]
+    }
+    mixed, clean = parse_event(event).records
+    assert [ref.key for ref in mixed.objects] == ["good one.jpg"]
+    (reason,) = mixed.malformed
+    assert reason
+    assert [ref.key for ref in clean.objects] == ["good.jpg"] and clean.malformed == ()
+
+
+def test_a_message_of_the_wrong_shape_is_an_error_for_that_message_only():
+    good = load("powertools_s3SqsEvent.json")["Records"][0]
+    event = {
+        "Records": [
+            {**good, "messageId": "number-body", "body": 5},
+            {**good, "messageId": "bad-count", "attributes": {"ApproximateReceiveCount": "many"}},
+            {**good, "messageId": "json-string", "body": '"just a string"'},
+        ]
+    }
+    number_body, bad_count, json_string = parse_event(event).records
+    assert number_body.error == "SQS body is not a string"
+    assert (bad_count.receive_count, bad_count.objects[0].key) == (1, "test.pdf")
+    assert json_string.malformed == ("not a JSON object",)

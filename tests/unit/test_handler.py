@@ -138,3 +138,30 @@ def test_byte_budget_lets_an_oversized_object_run_alone():
     assert held == 100
     budget.release(held)
     assert budget.acquire(50) == 50
+
+
+def test_malformed_records_are_acknowledged_and_logged_while_their_batch_mates_run():
+    pipeline = Pipeline()
+    runtime = Runtime(settings(), pipeline)
+    event = sqs_batch(["good-1", "bad-key", "bad-s3", "bad-bucket", "bad-size", "good-2"])
+    bodies = {r["messageId"]: json.loads(r["body"]) for r in event["Records"]}
+    bodies["m-bad-key"]["Records"][0]["s3"]["object"]["key"] = 5
+    bodies["m-bad-s3"]["Records"][0]["s3"] = "x"
+    bodies["m-bad-bucket"]["Records"][0]["s3"]["bucket"] = "b"
+    bodies["m-bad-size"]["Records"][0]["s3"]["object"]["size"] = "big"
+    for record in event["Records"]:
+        record["body"] = json.dumps(bodies[record["messageId"]])
+    processed = []
+    original = pipeline.process
+
+    def process(ref, deadline, **kwargs):
+        processed.append(ref.key)
+        return original(ref, deadline, **kwargs)
+
+    pipeline.process = process
+    logger = Logger()
+    response = handle(event, Context(60), runtime, logger)
+    assert response == {"batchItemFailures": []}  # retrying cannot fix them: acknowledged
+    assert sorted(processed) == ["good-1", "good-2"]
+    logged = [extra["message_id"] for message, extra in logger.lines if message == "malformed record acknowledged"]
+    assert sorted(logged) == ["m-bad-bucket", "m-bad-key", "m-bad-s3", "m-bad-size"]

@@ -5,7 +5,9 @@ Accepted (see the contract): SQS messages whose bodies are S3 notifications or E
 events. Keys arrive form-URL-encoded in S3 notifications (``+`` is a space, ``%2B`` a plus) and plain in
 EventBridge events. Permanent deletions come through as references with ``removed`` set (their results
 must not outlive them); test events, delete markers and other events are kept as ``ignored`` with the
-reason, so the handler can log and acknowledge them.
+reason, so the handler can log and acknowledge them. A record of the wrong shape (``"key": 5``,
+``"s3": "x"``) is ``malformed``: it can never succeed, so it is acknowledged and logged as an error, and
+it never fails the other records of its message or batch.
 """
 
 from __future__ import annotations
@@ -68,6 +70,8 @@ class SourceRecord:
     objects: tuple[ObjectRef, ...]
     ignored: tuple[str, ...] = ()
     error: str | None = None
+    # Records that can never be processed (a field of the wrong type): acknowledged and logged as errors.
+    malformed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -76,122 +80,188 @@ class ParsedEvent:
     records: tuple[SourceRecord, ...]
 
 
+class MalformedRecord(ValueError):
+    """A record that no delivery can make work (a field of the wrong type): acknowledged and logged."""
+
+
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise MalformedRecord(f"{what} is {'missing' if value in (None, '') else 'not a string'}")
+    return value
+
+
+def _optional_text(value: Any, what: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise MalformedRecord(f"{what} is not a string")
+    return value
+
+
+def _mapping(value: Any, what: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise MalformedRecord(f"{what} is not an object")
+    return value
+
+
+def _size(value: Any) -> int | None:
+    """Only a hint (HEAD gives the real size), but a size that is not a number is not from S3."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise MalformedRecord("object size is not a non-negative integer")
+    return value
+
+
 def _clean_etag(etag: Any) -> str | None:
-    return str(etag).strip('"') if etag else None
+    etag = _optional_text(etag, "object eTag")
+    return etag.strip('"') if etag else None
 
 
 def _from_s3_record(record: dict[str, Any]) -> ObjectRef | str:
-    name = record.get("eventName", "")
-    s3 = record.get("s3") or {}
-    obj = s3.get("object") or {}
-    bucket = (s3.get("bucket") or {}).get("name")
+    name = _optional_text(record.get("eventName"), "eventName") or ""
     if name == "ObjectRemoved:DeleteMarkerCreated":
         return "delete marker created: the object's versions and their results remain"
     if not name.startswith(("ObjectCreated:", "ObjectRemoved:")):
         return f"not a create or delete event ({name or 'no eventName'})"
-    if not bucket or not obj.get("key"):
-        return "S3 record without bucket or key"
+    s3 = _mapping(record.get("s3"), "s3")
+    obj = _mapping(s3.get("object"), "s3.object")
+    bucket = _text(_mapping(s3.get("bucket"), "s3.bucket").get("name"), "bucket name")
     return ObjectRef(
         bucket=bucket,
-        key=unquote_plus(obj["key"]),
-        version_id=obj.get("versionId") or None,
+        key=unquote_plus(_text(obj.get("key"), "object key")),
+        version_id=_optional_text(obj.get("versionId"), "object versionId"),
         etag=_clean_etag(obj.get("eTag")),
-        size=obj.get("size"),
-        sequencer=obj.get("sequencer") or None,
+        size=_size(obj.get("size")),
+        sequencer=_optional_text(obj.get("sequencer"), "object sequencer"),
         event_name=name,
-        event_time=record.get("eventTime"),
+        event_time=_optional_text(record.get("eventTime"), "eventTime"),
     )
 
 
 def _from_eventbridge(event: dict[str, Any]) -> ObjectRef | str:
-    detail_type = event.get("detail-type", "")
-    detail = event.get("detail") or {}
+    detail_type = _optional_text(event.get("detail-type"), "detail-type") or ""
+    detail = _mapping(event.get("detail"), "detail")
     if detail_type == "Object Deleted" and detail.get("deletion-type") == "Delete Marker Created":
         return "delete marker created: the object's versions and their results remain"
     if detail_type not in ("Object Created", "Object Deleted"):
         return f"not a create or delete event ({detail_type or 'no detail-type'})"
-    obj = detail.get("object") or {}
-    bucket = (detail.get("bucket") or {}).get("name")
-    if not bucket or not obj.get("key"):
-        return "EventBridge event without bucket or key"
+    obj = _mapping(detail.get("object"), "detail.object")
+    bucket = _text(_mapping(detail.get("bucket"), "detail.bucket").get("name"), "bucket name")
     # EventBridge sends the key as it is, not URL-encoded.
     return ObjectRef(
         bucket=bucket,
-        key=obj["key"],
-        version_id=obj.get("version-id") or None,
+        key=_text(obj.get("key"), "object key"),
+        version_id=_optional_text(obj.get("version-id"), "object version-id"),
         etag=_clean_etag(obj.get("etag")),
-        size=obj.get("size"),
-        sequencer=obj.get("sequencer") or None,
+        size=_size(obj.get("size")),
+        sequencer=_optional_text(obj.get("sequencer"), "object sequencer"),
         event_name=(
-            f"ObjectCreated:{detail.get('reason', 'EventBridge')}"
+            f"ObjectCreated:{_optional_text(detail.get('reason'), 'reason') or 'EventBridge'}"
             if detail_type == "Object Created"
             else "ObjectRemoved:Delete"
         ),
-        event_time=event.get("time"),
+        event_time=_optional_text(event.get("time"), "time"),
     )
 
 
 def _with_request(ref: ObjectRef | str, payload: dict[str, Any]) -> ObjectRef | str:
     """Our own tools add ``imageAnalysis.reprocess`` beside the S3 records they send."""
-    request = (payload.get("imageAnalysis") or {}).get("reprocess") or {}
+    request = _mapping(_mapping(payload.get("imageAnalysis"), "imageAnalysis").get("reprocess"), "reprocess")
     if isinstance(ref, str) or not request.get("id"):
         return ref
     return replace(
         ref,
         reprocess_id=str(request["id"]),
         reprocess_reason=str(request.get("reason") or "reprocess requested"),
-        reprocess_requested_at=request.get("requested_at"),
+        reprocess_requested_at=_optional_text(request.get("requested_at"), "reprocess requested_at"),
     )
 
 
-def _objects_in(payload: Any) -> Iterator[ObjectRef | str]:
-    """Objects (or reasons to ignore) in an S3 notification or EventBridge event."""
+Found = ObjectRef | str | MalformedRecord
+
+
+def _objects_in(payload: Any) -> Iterator[Found]:
+    """Objects, reasons to ignore, or what is malformed, in an S3 notification or EventBridge event.
+
+    Each S3 record is judged on its own: a malformed one never hides its neighbours.
+    """
     if isinstance(payload, list):  # a bare list of S3 records, as some tools print them
         payload = {"Records": payload}
     if not isinstance(payload, dict):
-        yield "not a JSON object"
+        yield MalformedRecord("not a JSON object")
         return
     if payload.get("Event") == "s3:TestEvent":
         yield "s3:TestEvent"
         return
     if payload.get("source") == "aws.s3" and "detail" in payload:
-        yield _from_eventbridge(payload)
+        yield _judged(lambda: _from_eventbridge(payload))
         return
     records = payload.get("Records")
     if not isinstance(records, list) or not records:
         yield "no S3 records"
         return
     for record in records:
-        yield (
-            _with_request(_from_s3_record(record), payload)
-            if isinstance(record, dict)
-            else "S3 record is not an object"
-        )
+        if isinstance(record, dict):
+            yield _judged(lambda record=record: _with_request(_from_s3_record(record), payload))
+        else:
+            yield MalformedRecord("S3 record is not an object")
+
+
+def _judged(parse: Any) -> Found:
+    try:
+        return parse()
+    except MalformedRecord as exc:
+        return exc
+    except (AttributeError, TypeError, ValueError) as exc:  # a shape nobody foresaw: still this record alone
+        return MalformedRecord(f"unexpected record shape ({type(exc).__name__}: {exc})")
 
 
 def _source_record(message_id: str | None, receive_count: int, payload: Any) -> SourceRecord:
     objects: list[ObjectRef] = []
     ignored: list[str] = []
+    malformed: list[str] = []
     for item in _objects_in(payload):
-        (objects if isinstance(item, ObjectRef) else ignored).append(item)  # type: ignore[arg-type]
-    return SourceRecord(message_id, receive_count, tuple(objects), tuple(ignored))
+        if isinstance(item, ObjectRef):
+            objects.append(item)
+        elif isinstance(item, MalformedRecord):
+            malformed.append(str(item))
+        else:
+            ignored.append(item)
+    return SourceRecord(message_id, receive_count, tuple(objects), tuple(ignored), malformed=tuple(malformed))
+
+
+def _receive_count(message: dict[str, Any]) -> int:
+    attributes = message.get("attributes")
+    raw = attributes.get("ApproximateReceiveCount", "1") if isinstance(attributes, dict) else "1"
+    try:
+        return max(1, int(raw))
+    except (TypeError, ValueError):
+        return 1
+
+
+def _sqs_record(message: dict[str, Any]) -> SourceRecord:
+    message_id = message.get("messageId")
+    receive_count = _receive_count(message)
+    body = message.get("body")
+    if not isinstance(body, str):
+        return SourceRecord(message_id, receive_count, (), error="SQS body is not a string")
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return SourceRecord(message_id, receive_count, (), error="SQS body is not JSON")
+    return _source_record(message_id, receive_count, payload)
 
 
 def parse_event(event: Any) -> ParsedEvent:
+    """Never raises: whatever is wrong with a message is recorded on that message alone."""
     records = event.get("Records") if isinstance(event, dict) else None
     if (
         isinstance(records, list)
         and records
         and all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records)
     ):
-        parsed = []
-        for message in records:
-            receive_count = int((message.get("attributes") or {}).get("ApproximateReceiveCount", "1"))
-            try:
-                body = json.loads(message.get("body") or "")
-            except ValueError:
-                parsed.append(SourceRecord(message.get("messageId"), receive_count, (), error="SQS body is not JSON"))
-                continue
-            parsed.append(_source_record(message.get("messageId"), receive_count, body))
-        return ParsedEvent(is_sqs=True, records=tuple(parsed))
+        return ParsedEvent(is_sqs=True, records=tuple(_sqs_record(message) for message in records))
     return ParsedEvent(is_sqs=False, records=(_source_record(None, 1, event),))

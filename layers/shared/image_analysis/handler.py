@@ -36,7 +36,7 @@ class ByteBudget:
         self._condition = threading.Condition()
 
     def acquire(self, size: int) -> int:
-        size = min(max(size, 1), self.limit)
+        size = min(max(size if isinstance(size, int) else 1, 1), self.limit)
         with self._condition:
             self._condition.wait_for(lambda: self._used + size <= self.limit)
             self._used += size
@@ -70,6 +70,9 @@ def handle(event: Any, context: Any, runtime: Runtime, logger: Any) -> dict[str,
             continue
         for reason in record.ignored:
             logger.info("event ignored", extra={"message_id": record.message_id, "reason": reason})
+        for reason in record.malformed:
+            # No delivery can make it work: acknowledged, and logged so the sender can be found and fixed.
+            logger.error("malformed record acknowledged", extra={"message_id": record.message_id, "reason": reason})
         work.extend(_Work(record, ref) for ref in record.objects)
 
     settings = runtime.settings
@@ -116,8 +119,9 @@ def _process_one(
         logger.warning("too little time left; handing the record back", extra={"object_key": ref.key})
         return None
     logger.thread_safe_append_keys(bucket=ref.bucket, object_key=ref.key, version_id=ref.version_id)
-    held = budget.acquire(ref.size or 0)
+    held = 0
     try:
+        held = budget.acquire(ref.size or 0)
         outcome = runtime.pipeline.process(ref, deadline, attempts=item.record.receive_count, alert_lease_seconds=lease)
         _log_outcome(logger, outcome)
         return outcome
@@ -125,7 +129,8 @@ def _process_one(
         logger.exception("processing failed; will retry")
         return None
     finally:
-        budget.release(held)
+        if held:
+            budget.release(held)
         logger.thread_safe_clear_keys()
 
 
