@@ -143,6 +143,48 @@ def test_empty_report() -> None:
 
 
 # ---------------------------------------------------------------------------------------------------
+# Valid but different: only what the docs guarantee is required
+
+
+@pytest.mark.parametrize("missing", ["absent", "null"])
+def test_a_report_without_alts_keeps_its_labels(missing: str) -> None:
+    payload = mutated(lambda p: p["result"].pop("alts") if missing == "absent" else p["result"].update(alts=None))
+    output = normalize(payload)
+    assert output.alt_texts == []
+    assert [(lbl.name, lbl.confidence) for lbl in output.labels] == [("Moths and butterflies", 0.994273)]
+
+
+def test_a_report_without_labels_keeps_its_alts() -> None:
+    output = normalize(mutated(lambda p: p["result"].update(labels=None)))
+    assert output.labels == []
+    assert [(a.text, a.confidence) for a in output.alt_texts] == [
+        ("Operations management", 0.7144),
+        ("Management", 0.6335),
+    ]
+
+
+def test_entries_with_a_null_or_missing_name_are_left_out() -> None:
+    def change(p: dict) -> None:
+        p["result"]["alts"][0].update(name=None)
+        p["result"]["labels"][0].pop("name")
+
+    output = normalize(mutated(change))
+    assert output.labels == []
+    assert [a.text for a in output.alt_texts] == ["Management"]
+
+
+def test_an_alt_given_as_text_and_a_body_without_the_success_flag_are_read() -> None:
+    body = {"result": {"alts": [{"text": "A moth on a leaf", "scoring": 0.81}]}}
+    (alt,) = normalize(body).alt_texts
+    assert (alt.text, alt.confidence) == ("A moth on a leaf", 0.81)
+
+
+def test_lists_one_level_up_are_read_when_there_is_no_result_object() -> None:
+    output = normalize({"success": True, "labels": [{"name": "Moth", "score": "88.5"}]})
+    assert [(lbl.name, lbl.confidence) for lbl in output.labels] == [("Moth", 0.885)]
+
+
+# ---------------------------------------------------------------------------------------------------
 # Failures in the body
 
 
@@ -172,15 +214,11 @@ MALFORMED = [
     [],
     "text",
     {},
-    {"result": {"labels": [], "alts": []}},  # no success
     {"success": "maybe", "result": {"labels": [], "alts": []}},
     {"success": True},  # no result
     {"success": True, "result": None},
-    mutated(lambda p: p["result"].pop("alts")),
-    mutated(lambda p: p["result"].pop("labels")),
     mutated(lambda p: p["result"].update(labels={"name": "x"})),
-    mutated(lambda p: p["result"]["labels"][0].pop("name")),
-    mutated(lambda p: p["result"]["labels"][0].update(name=None)),
+    mutated(lambda p: p["result"]["labels"].append("Insect")),
     mutated(lambda p: p["result"]["labels"][0].update(score="high")),
     mutated(lambda p: p["result"]["labels"][0].update(score=250)),
     mutated(lambda p: p["result"]["labels"][0].update(score=-3)),

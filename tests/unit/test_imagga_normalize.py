@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from image_analysis.errors import BadResponseError
+from image_analysis.errors import BadImageError, BadResponseError
 from image_analysis.providers.imagga import (
     NSFW_CATEGORIES,
     SentImage,
@@ -38,8 +38,9 @@ def load(name: str) -> dict:
 def test_every_payload_fixture_has_a_golden_file() -> None:
     payloads = {p.name for p in FIXTURES.glob("*.json") if not p.name.endswith(".expected.json")}
     goldens = {p.name.replace(".expected.json", ".json") for p in GOLDEN}
-    assert payloads - goldens == {"error_docs.json"}  # the error body has no normalized form: it raises
-    assert len(GOLDEN) == 10
+    # Error bodies have no normalized form: they raise.
+    assert payloads - goldens == {"error_docs.json", "v1_tagging_error_1.json"}
+    assert len(GOLDEN) == 11
 
 
 @pytest.mark.parametrize("golden", GOLDEN, ids=lambda p: p.name)
@@ -231,13 +232,14 @@ MALFORMED = [
     ("tags", None),
     ("tags", []),
     ("tags", "not json at all"),
-    ("tags", {"result": {"tags": []}}),  # no status
+    ("tags", {"results": [], "unsuccessful": []}),  # the v1 envelope with nothing in it
+    ("tags", {"status": {"type": "success", "text": ""}}),  # success without a result (DELETE /uploads)
+    ("tags", {"tags": []}),  # neither status nor result
     ("tags", _mutated("tags_1.json", lambda p: p.pop("result"))),
     ("tags", _mutated("tags_1.json", lambda p: p["result"].update(tags={"en": "mountain"}))),
     ("tags", _mutated("tags_1.json", lambda p: p["result"]["tags"][0].update(confidence="high"))),
     ("tags", _mutated("tags_1.json", lambda p: p["result"]["tags"][0].update(confidence=float("nan")))),
     ("tags", _mutated("tags_1.json", lambda p: p["result"]["tags"][0].update(confidence=250))),
-    ("tags", _mutated("tags_1.json", lambda p: p["result"]["tags"][0].pop("tag"))),
     ("nsfw", _mutated("nsfw_beta_docs.json", lambda p: p["result"].update(categories=None))),
     ("colors", _mutated("colors_1.json", lambda p: p["result"].pop("colors"))),
     ("colors", _mutated("colors_1.json", lambda p: p["result"]["colors"]["image_colors"][0].pop("percent"))),
@@ -248,14 +250,6 @@ MALFORMED = [
             lambda p: p["result"]["colors"]["image_colors"][0].update(html_code="blue", r=300),
         ),
     ),
-    ("faces", _mutated("faces_detections_docs.json", lambda p: p["result"]["faces"][0].pop("coordinates"))),
-    (
-        "faces",
-        _mutated(
-            "faces_detections_docs.json", lambda p: p["result"]["faces"][0]["coordinates"].update(xmax=None, width=None)
-        ),
-    ),
-    ("text", _mutated("text_docs.json", lambda p: p["result"].update(text=[{"coordinates": {}}]))),
 ]
 
 
@@ -265,3 +259,73 @@ def test_malformed_payloads_raise_bad_response(endpoint: str, payload: object) -
         normalize(endpoint, payload, sent=SentImage(640, 427))
     assert caught.value.message.startswith(f"imagga: {endpoint}: ")
     assert caught.value.code == "bad_response"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Valid but different: what Imagga may legitimately send normalizes; only an unusable body fails
+
+
+def test_a_v2_answer_without_a_status_object_is_read_by_its_result() -> None:
+    payload = _mutated("tags_1.json", lambda p: p.pop("status"))
+    assert [(lbl.name, lbl.confidence) for lbl in normalize_tags(payload)] == [
+        ("mountain", 0.614116),
+        ("landscape", 0.543507),
+    ]
+
+
+def test_items_missing_what_a_section_needs_are_left_out_not_fatal() -> None:
+    tags = _mutated("tags_1.json", lambda p: p["result"]["tags"][0].pop("tag"))
+    assert [lbl.name for lbl in normalize_tags(tags)] == ["landscape"]
+    faces = _mutated("faces_detections_docs.json", lambda p: p["result"]["faces"][0].pop("coordinates"))
+    assert normalize_faces(faces, SentImage(640, 427)) == []
+    broken_box = _mutated(
+        "faces_detections_docs.json", lambda p: p["result"]["faces"][0]["coordinates"].update(xmax=None, width=None)
+    )
+    assert normalize_faces(broken_box, SentImage(640, 427)) == []
+    texts = _mutated(
+        "text_docs.json",
+        lambda p: p["result"]["text"].extend([{"coordinates": {}}, {"data": "EXIT", "coordinates": {}}]),
+    )
+    assert [(t.text, t.box) for t in normalize_text(texts, SentImage(1200, 600))][1:] == [("EXIT", None)]
+
+
+def test_localized_names_skip_null_translations() -> None:
+    payload = _mutated(
+        "tags_1.json", lambda p: p["result"]["tags"][0].update(tag={"de": None, "en": "mountain", "fr": "montagne"})
+    )
+    assert normalize_tags(payload, language="de")[0].name == "mountain"
+    assert normalize_tags(payload, language="fr")[0].name == "montagne"
+
+
+# ---------------------------------------------------------------------------------------------------
+# The legacy v1 envelope (a real 2016 recording): read, and its HTTP 200 refusal is a typed error
+
+
+def test_v1_tagging_results_become_labels() -> None:
+    labels = normalize_tags(load("v1_tagging_1.json"))
+    assert len(labels) == 80
+    assert (labels[0].name, labels[0].confidence) == ("field", 0.616425)  # 61.64253543201611 / 100
+    assert (labels[-1].name, labels[-1].confidence) == ("park", 0.071681)  # 7.16812985542264 / 100
+
+
+def test_v1_unsuccessful_with_http_200_is_a_bad_image_naming_the_reason() -> None:
+    with pytest.raises(BadImageError) as caught:
+        normalize_tags(load("v1_tagging_error_1.json"))
+    assert caught.value.retryable is False
+    assert "Could not download URL. Request status code 404" in caught.value.message
+
+
+def test_v1_categories_and_colors_read_like_their_v2_results() -> None:
+    categories = {"results": [{"image": "x", "categories": [{"confidence": "99.1", "name": "safe"}]}]}
+    (safe,) = normalize_nsfw(categories)
+    assert (safe.name, safe.confidence, safe.source_label) == ("safe", 0.991, "safe")
+    colors = {
+        "results": [
+            {
+                "image": "x",
+                "info": {"image_colors": [{"r": "174", "g": "30", "b": "31", "percent": "46.2", "html_code": ""}]},
+            }
+        ]
+    }
+    (color,) = normalize_colors(colors)
+    assert (color.hex, color.percent) == ("#ae1e1f", 0.462)

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict
+
+from image_analysis.errors import AuthError
+
+if TYPE_CHECKING:
+    from image_analysis.credentials import Credentials
 
 
 class VendorPayload(BaseModel):
@@ -47,3 +55,46 @@ def int_setting(raw: str, name: str, low: int, high: int, default: int) -> int:
     if not low <= value <= high:
         raise ValueError(f"{name} must be between {low} and {high}, got {raw!r}")
     return value
+
+
+class ProviderKeys:
+    """A vendor's keys, read lazily through ``Credentials`` and kept until the vendor refuses them.
+
+    Reading the secret is a network call, so the keys are kept between invocations; but a key rotated in
+    the secret must be picked up without a cold start. So when the vendor answers with an auth error the
+    kept keys are dropped and read again through ``Credentials`` (whose own cache, Powertools' for the
+    secret, decides how fresh that read is); if they changed, the call is made once more with the new
+    ones. An auth error from reading the keys themselves (no entry) is raised as it is.
+    """
+
+    def __init__(self, credentials: Credentials, provider: str, prefix: str, fields: tuple[str, ...]) -> None:
+        self._credentials = credentials
+        self._provider = provider
+        self._prefix = prefix
+        self._fields = fields
+        self._keys: dict[str, str] | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> dict[str, str]:
+        with self._lock:
+            if self._keys is None:
+                self._keys = dict(self._credentials.for_provider(self._provider, self._prefix, self._fields))
+            return self._keys
+
+    def forget(self, refused: dict[str, str]) -> None:
+        """Drop the kept keys if they are still the ones the vendor refused."""
+        with self._lock:
+            if self._keys == refused:
+                self._keys = None
+
+    def call[T](self, attempt: Callable[[dict[str, str]], T]) -> T:
+        """``attempt(keys)``; after an auth error, once more with re-read keys if they differ."""
+        keys = self.get()
+        try:
+            return attempt(keys)
+        except AuthError:
+            self.forget(keys)
+            fresh = self.get()
+            if fresh == keys:
+                raise
+        return attempt(fresh)

@@ -43,13 +43,14 @@ from image_analysis.providers.base import (
     ProviderDeps,
     ProviderOutput,
 )
+from image_analysis.providers.common import ProviderKeys, base_url
 from image_analysis.providers.common import VendorPayload as _Loose
-from image_analysis.providers.common import base_url
 from image_analysis.providers.common import opaque_name as _opaque_name
 from image_analysis.providers.http import VendorClient, VendorProfile
 
 if TYPE_CHECKING:
     from image_analysis.credentials import Credentials
+    from image_analysis.providers.http import VendorResponse
 
 PROVIDER = "imageseo"
 PATH = "/v1/external/projects/images"
@@ -57,6 +58,10 @@ PATH = "/v1/external/projects/images"
 RAW_KEY = "images"
 AUTH_HEADER = "Authentication"
 
+# What is sent: the original whenever it is JPEG/PNG within this cap, else a converted copy. The docs
+# state no size the analysis needs and no upload limit (10 MB is this adapter's own cap), and the report
+# describes the file itself (its documented ``width``, ``height`` and ``weight`` in bytes are SEO facts
+# about the image as published), so a downscaled copy would make the report describe another file.
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 ACCEPTED_FORMATS = frozenset({"jpeg", "png"})
 
@@ -109,20 +114,32 @@ PROFILE = VendorProfile(
 
 
 class _Entry(_Loose):
-    name: str
+    # The docs' example shows every entry with a ``name``; nothing says it is never null. An entry without
+    # one is left out. ``text`` is read when ``name`` is missing, in case an alt comes as a text.
+    name: str | None = None
+    text: str | None = None
     score: float | None = None
     scoring: float | None = None
 
+    @property
+    def shown(self) -> str:
+        return " ".join((self.name or self.text or "").split())
+
 
 class _Result(_Loose):
-    labels: list[_Entry]
-    alts: list[_Entry]
+    # The docs guarantee neither list: a report with no labels, or no alternative texts, is a report.
+    labels: list[_Entry] | None = None
+    alts: list[_Entry] | None = None
 
 
 class _Body(_Loose):
-    success: bool
+    # ``success`` is in both documented answers; a body that has a result but no flag is read as a success.
+    success: bool | None = None
     code: str | None = None
     result: _Result | None = None
+    # Read when there is no ``result`` object (the report's lists one level up).
+    labels: list[_Entry] | None = None
+    alts: list[_Entry] | None = None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -161,11 +178,11 @@ def _confidence(entry: _Entry, section: str) -> float | None:
     return round(min(max(value / scale, 0.0), 1.0), 6)
 
 
-def _best(entries: list[_Entry], section: str) -> list[tuple[str, float]]:
+def _best(entries: list[_Entry] | None, section: str) -> list[tuple[str, float]]:
     """(name, confidence) highest first; a name repeated keeps its highest; no name or no score: left out."""
     best: dict[str, float] = {}
-    for entry in entries:
-        name = " ".join(entry.name.split())
+    for entry in entries or []:
+        name = entry.shown
         confidence = _confidence(entry, section)
         if not name or confidence is None:
             continue
@@ -188,17 +205,20 @@ def normalize(payload: Any) -> ProviderOutput:
         raise BadResponseError(
             PROVIDER, f"unexpected answer at {where} ({first.get('type')}); the API may have changed"
         ) from None
-    if not body.success:
+    if body.success is False:
         code = (body.code or "").strip()[:50] or "(no code)"
         if FAILURE_STATUS.get(code) == 422:
             raise BadImageError(PROVIDER, f'ImageSEO made no report for this image (code "{code}"); it is not retried')
         raise BadResponseError(
             PROVIDER, f'ImageSEO answered success false with code "{code}"; the record will be retried'
         )
-    if body.result is None:
-        raise BadResponseError(PROVIDER, "the answer says success but has no result; the API may have changed")
-    labels = [Label(name=n, confidence=c, provider=PROVIDER) for n, c in _best(body.result.labels, "labels")]
-    alts = [AltText(text=n, confidence=c, provider=PROVIDER) for n, c in _best(body.result.alts, "alts")]
+    result = body.result
+    if result is None and (body.labels is not None or body.alts is not None):
+        result = _Result(labels=body.labels, alts=body.alts)
+    if result is None:
+        raise BadResponseError(PROVIDER, "the answer has no result; the API may have changed")
+    labels = [Label(name=n, confidence=c, provider=PROVIDER) for n, c in _best(result.labels, "labels")]
+    alts = [AltText(text=n, confidence=c, provider=PROVIDER) for n, c in _best(result.alts, "alts")]
     return ProviderOutput(labels=labels, alt_texts=alts, raw={RAW_KEY: payload})
 
 
@@ -226,8 +246,7 @@ class ImageSeoProvider(Provider):
     def __init__(self, client: VendorClient, credentials: Credentials, *, language: str = "en") -> None:
         self.client = client
         self.language = language
-        self._credentials = credentials
-        self._key: str | None = None
+        self._keys = ProviderKeys(credentials, PROVIDER, self.env_prefix, self.credential_fields)
 
     @classmethod
     def create(cls, deps: ProviderDeps) -> ImageSeoProvider:
@@ -240,25 +259,23 @@ class ImageSeoProvider(Provider):
         return cls(VendorClient.from_deps(PROFILE, deps, base_url), deps.credentials, language=language)
 
     def analyze(self, request: AnalysisRequest) -> ProviderOutput:
-        key = self._api_key()
         payload, mime = request.image.encoded_for(ACCEPTED_FORMATS, MAX_UPLOAD_BYTES)
         extension = ".png" if mime == "image/png" else ".jpg"
-        response = self.client.send(
-            "POST",
-            PATH,
-            deadline=request.deadline,
-            data={"lang": self.language},
-            files={"imageFile": (_opaque_name(request.object_id) + extension, payload, mime)},
-            headers={AUTH_HEADER: key},
-            secrets=(key,),
-        )
-        return normalize(response.body)
+        files = {"imageFile": (_opaque_name(request.object_id) + extension, payload, mime)}
 
-    def _api_key(self) -> str:
-        """Read lazily (the secret is a network call) and once per container."""
-        if self._key is None:
-            self._key = self._credentials.for_provider(PROVIDER, self.env_prefix, self.credential_fields)["api_key"]
-        return self._key
+        def send(keys: dict[str, str]) -> VendorResponse:
+            key = keys["api_key"]
+            return self.client.send(
+                "POST",
+                PATH,
+                deadline=request.deadline,
+                data={"lang": self.language},
+                files=files,
+                headers={AUTH_HEADER: key},
+                secrets=(key,),
+            )
+
+        return normalize(self._keys.call(send).body)
 
 
 def _base_url(raw: str) -> str:

@@ -36,7 +36,7 @@ import httpx
 from PIL import Image
 from pydantic import BaseModel, ValidationError
 
-from image_analysis.errors import BadResponseError, ProviderError
+from image_analysis.errors import BadImageError, BadResponseError, ProviderError
 from image_analysis.models import Box, Color, Detection, HouseCategory, Label, ModerationCategory, TextItem
 from image_analysis.providers.base import (
     AnalysisRequest,
@@ -45,8 +45,8 @@ from image_analysis.providers.base import (
     ProviderDeps,
     ProviderOutput,
 )
+from image_analysis.providers.common import ProviderKeys, base_url
 from image_analysis.providers.common import VendorPayload as _Loose
-from image_analysis.providers.common import base_url
 from image_analysis.providers.common import opaque_name as _opaque_name
 from image_analysis.providers.http import VendorClient, VendorProfile
 
@@ -111,12 +111,17 @@ def _status_of(body: Any) -> tuple[str | None, str]:
     status = body["status"]
     kind = status.get("type")
     text = status.get("text")
-    return (kind if isinstance(kind, str) else None), (text if isinstance(text, str) else "")
+    return (kind.strip().lower() if isinstance(kind, str) else None), (text if isinstance(text, str) else "")
 
 
 def _body_failed(body: Any) -> bool:
+    """A 2xx whose ``status.type`` is not "success" reports a failure (retried: Imagga's own fault).
+
+    A body without a status object is left to the normalizers: the legacy v1 envelope has none, and its
+    ``unsuccessful`` list is a refusal of the image that another try cannot change.
+    """
     kind, _ = _status_of(body)
-    return kind != "success"
+    return kind is not None and kind != "success"
 
 
 PROFILE = VendorProfile(
@@ -141,7 +146,7 @@ PROFILE = VendorProfile(
 
 class _Tag(_Loose):
     confidence: float
-    tag: dict[str, str] | str
+    tag: dict[str, str | None] | str | None = None
 
 
 class _TagsResult(_Loose):
@@ -150,7 +155,7 @@ class _TagsResult(_Loose):
 
 class _Category(_Loose):
     confidence: float
-    name: dict[str, str] | str
+    name: dict[str, str | None] | str | None = None
 
 
 class _CategoriesResult(_Loose):
@@ -188,7 +193,7 @@ class _Coordinates(_Loose):
 
 class _Face(_Loose):
     confidence: float
-    coordinates: _Coordinates
+    coordinates: _Coordinates | None = None
 
 
 class _FacesResult(_Loose):
@@ -196,7 +201,7 @@ class _FacesResult(_Loose):
 
 
 class _TextEntry(_Loose):
-    data: str
+    data: str | None = None
     coordinates: _Coordinates | None = None
 
 
@@ -216,15 +221,52 @@ class SentImage:
 # Pure normalization
 
 
+def _v1_result(payload: dict[str, Any], endpoint: str) -> Any:
+    """The legacy v1 envelope ``{"results": [{...}], "unsuccessful": [{image, message}]}`` as a v2 result.
+
+    v1 answered every request with HTTP 200 and listed the images it could not process in
+    ``unsuccessful`` (shared/fixtures/vendors/imagga_v1_tagging_error_1.json: "Could not download URL");
+    with one image sent, that is a refusal of this image. A v1 item holds ``tags`` or ``categories`` as v2's
+    ``result`` does, and colors under ``info``.
+    """
+    results = [r for r in payload.get("results") or [] if isinstance(r, dict)]
+    if results:
+        item = results[0]
+        if "colors" not in item and isinstance(item.get("info"), dict):
+            return {"colors": item["info"]}
+        return item
+    refused = [u for u in payload.get("unsuccessful") or [] if isinstance(u, dict)]
+    if refused:
+        reason = refused[0].get("message") or refused[0].get("error") or "no reason given"
+        reason = " ".join(str(reason).split())[:200]
+        raise BadImageError(PROVIDER, f'{endpoint}: Imagga could not process the image ("{reason}"); it is not retried')
+    raise BadResponseError(PROVIDER, f"{endpoint}: the answer has neither results nor unsuccessful images")
+
+
 def _result[M: BaseModel](payload: Any, model: type[M], endpoint: str) -> M:
+    """The ``result`` of a v2 answer (or the v1 equivalent) parsed into ``model``.
+
+    A ``status`` whose type is not "success" is a failure. A body without a status object is read when it
+    still holds a ``result`` (v2) or ``results`` (v1); only a body with none of them is unusable.
+    """
     kind, text = _status_of(payload)
-    if kind is None:
-        raise BadResponseError(PROVIDER, f"{endpoint}: the answer has no status object; the API may have changed")
-    if kind != "success":
+    if kind is not None and kind != "success":
         reason = " ".join(text.split())[:200] or "no reason given"
         raise BadResponseError(PROVIDER, f'{endpoint}: the API answered status "{kind}": {reason}')
+    if not isinstance(payload, dict):
+        raise BadResponseError(PROVIDER, f"{endpoint}: the answer is not a JSON object; the API may have changed")
+    if isinstance(payload.get("result"), dict):
+        result = payload["result"]
+    elif kind is None and isinstance(payload.get("results"), list):
+        result = _v1_result(payload, endpoint)
+    elif kind is None:
+        raise BadResponseError(
+            PROVIDER, f"{endpoint}: the answer has no status object and no result; the API may have changed"
+        )
+    else:
+        raise BadResponseError(PROVIDER, f"{endpoint}: the answer says success but holds no result")
     try:
-        return model.model_validate(payload.get("result"))
+        return model.model_validate(result)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or "result"
@@ -240,14 +282,14 @@ def _unit(percent: float, endpoint: str, what: str) -> float:
     return round(min(max(percent, 0.0), 100.0) / 100.0, 6)
 
 
-def _localized(value: dict[str, str] | str, language: str) -> str:
+def _localized(value: dict[str, str | None] | str | None, language: str) -> str:
     """``{"en": "mountain"}`` in the asked language, else English, else the first one (v1: a plain string)."""
+    if value is None:
+        return ""
     if isinstance(value, str):
         return value.strip()
-    for key in (language, "en"):
-        if value.get(key, "").strip():
-            return value[key].strip()
-    return next((v.strip() for v in value.values() if v.strip()), "")
+    names = {k: v.strip() for k, v in value.items() if isinstance(v, str) and v.strip()}
+    return names.get(language) or names.get("en") or next(iter(names.values()), "")
 
 
 def _guarded[**P, R](endpoint: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
@@ -327,6 +369,16 @@ def normalize_colors(payload: Any) -> list[Color]:
     return sorted(colors, key=lambda c: -c.percent)
 
 
+def _usable_box(coords: _Coordinates | None, sent: SentImage, endpoint: str) -> Box | None:
+    """The box, or None when the coordinates cannot make one (the item is still worth keeping or skipping)."""
+    if coords is None:
+        return None
+    try:
+        return _box(coords, sent, endpoint)
+    except BadResponseError:
+        return None
+
+
 def _box(coords: _Coordinates, sent: SentImage, endpoint: str) -> Box:
     """Pixel corners (xmin/ymin/xmax/ymax, or xmin/ymin + width/height) as fractions, clamped to the image."""
     if sent.width <= 0 or sent.height <= 0:
@@ -349,14 +401,11 @@ def _box(coords: _Coordinates, sent: SentImage, endpoint: str) -> Box:
 def normalize_faces(payload: Any, sent: SentImage) -> list[Detection]:
     """/v2/faces/detections -> face boxes in 0..1 of the sent image; face ids are not kept."""
     result = _result(payload, _FacesResult, "faces")
+    # A face without usable coordinates says nothing a face section can hold (a face is a box): left out.
     faces = [
-        Detection(
-            name=None,
-            confidence=_unit(face.confidence, "faces", "confidence"),
-            box=_box(face.coordinates, sent, "faces"),
-            provider=PROVIDER,
-        )
+        Detection(name=None, confidence=_unit(face.confidence, "faces", "confidence"), box=box, provider=PROVIDER)
         for face in result.faces
+        if (box := _usable_box(face.coordinates, sent, "faces")) is not None
     ]
     return sorted(faces, key=lambda d: -d.confidence)
 
@@ -368,11 +417,11 @@ def normalize_text(payload: Any, sent: SentImage) -> list[TextItem]:
     return [
         TextItem(
             text=entry.data.strip(),
-            box=_box(entry.coordinates, sent, "text") if entry.coordinates is not None else None,
+            box=_usable_box(entry.coordinates, sent, "text"),
             provider=PROVIDER,
         )
         for entry in result.text
-        if entry.data.strip()
+        if entry.data and entry.data.strip()
     ]
 
 
@@ -462,8 +511,7 @@ class ImaggaProvider(Provider):
         self.tags_threshold = tags_threshold
         self.max_concurrency = max(1, max_concurrency)
         self.enabled: frozenset[Capability] = frozenset(ENDPOINTS[e].capability for e in endpoints)
-        self._credentials = credentials
-        self._keys: tuple[str, str] | None = None
+        self._keys = ProviderKeys(credentials, PROVIDER, self.env_prefix, self.credential_fields)
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
@@ -498,7 +546,9 @@ class ImaggaProvider(Provider):
         endpoints = [e for e in self.endpoints if asked is None or ENDPOINTS[e].capability in asked]
         if not endpoints:
             return ProviderOutput()
-        key, secret = self._api_keys()
+        return self._keys.call(lambda keys: self._analyze(request, endpoints, keys["api_key"], keys["api_secret"]))
+
+    def _analyze(self, request: AnalysisRequest, endpoints: list[str], key: str, secret: str) -> ProviderOutput:
         uploads: dict[int | None, tuple[bytes, str, SentImage]] = {}
         for endpoint in endpoints:
             side = UPLOAD_SHORT_SIDE[endpoint]
@@ -560,13 +610,6 @@ class ImaggaProvider(Provider):
         if self.tags_threshold is not None:
             form["threshold"] = f"{self.tags_threshold:g}"
         return form
-
-    def _api_keys(self) -> tuple[str, str]:
-        """Read lazily (the secret is a network call) and once per container."""
-        if self._keys is None:
-            entry = self._credentials.for_provider(PROVIDER, self.env_prefix, self.credential_fields)
-            self._keys = (entry["api_key"], entry["api_secret"])
-        return self._keys
 
 
 def _prepare(image: DecodedImage, short_side: int | None) -> tuple[bytes, str, SentImage]:
