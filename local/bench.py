@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_plus
 
 import boto3
 
@@ -114,7 +115,7 @@ def upload_events(stack: LocalStack, data: bytes, count: int) -> list[dict[str, 
         for message in messages.get("Messages", []):
             sqs.delete_message(QueueUrl=stack.queue_url, ReceiptHandle=message["ReceiptHandle"])
             body = json.loads(message["Body"])
-            if any(r["s3"]["object"]["key"] in keys for r in body.get("Records", [])):
+            if any(unquote_plus(r["s3"]["object"]["key"]) in keys for r in body.get("Records", [])):
                 records.append(_lambda_record(message, queue_arn))
     return records
 
@@ -332,8 +333,6 @@ class Bench:
         )
 
     def item(self, encoded_key: str) -> dict[str, Any]:
-        from urllib.parse import unquote_plus
-
         from image_analysis.store import from_item
 
         table = boto3.resource("dynamodb").Table(self.stack.table)

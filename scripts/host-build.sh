@@ -8,8 +8,13 @@ case "$(uname -m)" in
   aarch64|arm64) arch=arm64 ;;
   *) arch=x86_64 ;;
 esac
-LAYER_ARCHITECTURE=$arch .tools/sam/bin/sam build --no-cached --build-dir .aws-sam/smoke \
-  --parameter-overrides "Architecture=$arch" >/dev/null
+log=.aws-sam/host-build.log
+mkdir -p .aws-sam
+if ! LAYER_ARCHITECTURE=$arch .tools/sam/bin/sam build --no-cached --build-dir .aws-sam/smoke \
+  --parameter-overrides "Architecture=$arch" >"$log" 2>&1; then
+  cat "$log" >&2
+  exit 1
+fi
 py=$(bash scripts/find-python.sh)
 if [ ! -x .tools/runtime/bin/python ]; then
   "$py" -m venv .tools/runtime

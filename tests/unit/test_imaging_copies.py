@@ -1,0 +1,58 @@
+"""Vendor copies of a big JPEG come from the one reduced decode, and identical requests share one encoding."""
+
+import io
+
+import pytest
+from PIL import Image
+
+from image_analysis.imaging import decode
+
+JPEG = frozenset({"jpeg"})
+
+
+def _jpeg(width: int, height: int) -> bytes:
+    out = io.BytesIO()
+    Image.linear_gradient("L").resize((width, height)).convert("RGB").save(out, format="JPEG", quality=85)
+    return out.getvalue()
+
+
+@pytest.fixture
+def big():
+    return decode(_jpeg(4000, 3000), max_pixels=100_000_000)
+
+
+def test_a_big_jpeg_keeps_its_reduced_decode(big):
+    assert big.draft is not None
+    assert max(big.draft.size) < 4000
+    assert (big.width, big.height) == (4000, 3000)
+
+
+def test_a_copy_up_to_the_draft_size_never_decodes_the_file_again(big, monkeypatch):
+    monkeypatch.setattr(type(big), "open", lambda self: pytest.fail("the file was decoded again"))
+    payload, mime = big.for_vendor(keep_metadata=True).encoded_for(JPEG, 5_000_000, max_side=1024)
+    copy = Image.open(io.BytesIO(payload))
+    assert mime == "image/jpeg"
+    assert max(copy.size) == 1024
+    assert copy.size == (1024, 768)
+
+
+def test_a_copy_larger_than_the_draft_decodes_the_file(big):
+    payload, _ = big.for_vendor(keep_metadata=True).encoded_for(JPEG, 50_000_000, max_side=3000)
+    assert Image.open(io.BytesIO(payload)).size == (3000, 2250)
+
+
+def test_providers_asking_for_the_same_copy_share_one_encoding(big, monkeypatch):
+    first = big.encoded_for(JPEG, 5_000_000, max_side=600)
+    monkeypatch.setattr(type(big), "_reencode", lambda *a: pytest.fail("encoded twice"))
+    assert big.encoded_for(JPEG, 5_000_000, max_side=600)[0] is first[0]
+    # Another metadata policy is another copy, never the one made for the first.
+    monkeypatch.undo()
+    kept = big.for_vendor(keep_metadata=False).encoded_for(JPEG, 5_000_000, max_side=500)
+    assert Image.open(io.BytesIO(kept[0])).size == (500, 375)
+
+
+def test_small_jpegs_and_other_formats_keep_no_draft():
+    assert decode(_jpeg(640, 480), max_pixels=100_000_000).draft is None
+    out = io.BytesIO()
+    Image.new("RGB", (3000, 2000)).save(out, format="PNG")
+    assert decode(out.getvalue(), max_pixels=100_000_000).draft is None
