@@ -135,11 +135,11 @@ def test_faces_drop_the_name_and_clamp_to_the_image() -> None:
     assert (second.box.x, second.box.width, second.box.y, second.box.height) == (0.9, 0.1, 0.7, 0.2)
 
 
-def test_a_face_without_coordinates_is_a_bad_response() -> None:
+def test_a_face_without_a_usable_box_is_left_out() -> None:
     payload = copy.deepcopy(load("detect_faces_synthetic.json"))
     del payload["data"]["objects"][0]["coordinates"]
-    with pytest.raises(BadResponseError, match="detect_faces: a face has no coordinates"):
-        normalize_faces(payload)
+    faces = normalize_faces(payload)
+    assert [(f.confidence, f.box.x) for f in faces] == [(0.963, 0.9)]  # only the second face is left
 
 
 def test_celebrities_keep_names_and_get_the_whole_image_without_a_box() -> None:
@@ -239,28 +239,17 @@ MALFORMED = [
     ("objects", None),
     ("objects", []),
     ("objects", "Success"),
-    ("objects", {"message": "Success", "data": {"error": 0, "type": "objects", "objects": []}}),  # no status
     ("objects", load("error_401_docs.json")),  # an error body reaching the normalizer
-    ("objects", _mutated("objects_docs.json", lambda p: p.update(data=None))),
-    ("objects", _mutated("objects_docs.json", lambda p: p["data"].pop("objects"))),  # renamed result key
+    ("objects", _mutated("objects_docs.json", lambda p: p.update(status=500))),
+    ("objects", _mutated("objects_docs.json", lambda p: p["data"].update(objects=12))),
     ("objects", _mutated("objects_docs.json", lambda p: p["data"].update(error="Image could not be read"))),
     ("objects", _mutated("objects_docs.json", lambda p: p["data"].update(type="nsfw"))),  # not what was asked
     ("objects", _mutated("objects_docs.json", lambda p: p["data"]["objects"][0].update(confidence="high"))),
     ("objects", _mutated("objects_docs.json", lambda p: p["data"]["objects"][0].update(confidence=float("nan")))),
     ("objects", _mutated("objects_docs.json", lambda p: p["data"]["objects"][0].update(confidence=250))),
-    ("objects", _mutated("objects_docs.json", lambda p: p["data"]["objects"][0].pop("name"))),
-    ("objects", _mutated("objects_docs.json", lambda p: p["data"]["objects"][0]["coordinates"][0].pop("width"))),
-    # pixels, not fractions
-    (
-        "objects",
-        _mutated(
-            "objects_docs.json",
-            lambda p: p["data"]["objects"][0]["coordinates"][0].update(x=120, y=40, width=64, height=48),
-        ),
-    ),
-    ("celebrities", _mutated("celebrities_synthetic.json", lambda p: p["data"].update(objects={"name": "x"}))),
+    ("celebrities", _mutated("celebrities_synthetic.json", lambda p: p["data"].update(celebrities=True, objects=None))),
     ("detect_faces", _mutated("detect_faces_synthetic.json", lambda p: p["data"]["objects"][0].update(coordinates=7))),
-    ("detect_text", _mutated("detect_text_synthetic.json", lambda p: p["data"]["objects"][0].update(name=None))),
+    ("detect_text", _mutated("detect_text_synthetic.json", lambda p: p["data"]["objects"][0].update(name=["x"]))),
     ("nsfw", _mutated("nsfw_synthetic.json", lambda p: p["data"]["objects"][0].update(confidence=-3))),
 ]
 
@@ -271,6 +260,90 @@ def test_malformed_payloads_raise_bad_response(kind: str, payload: object) -> No
         normalize(kind, payload)
     assert caught.value.message.startswith(f"imagerecognize: {kind}: ")
     assert caught.value.code == "bad_response"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Valid but different: plausible shapes of the undocumented types, and empty answers, normalize
+
+
+def _data(kind: str, **data: object) -> dict:
+    return {"status": 200, "message": "Success", "data": {"error": 0, **data}}
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"status": 200, "message": "Success", "data": None},
+        {"status": 200, "message": "Success"},
+        _data("objects", type="objects"),
+        _data("objects", type="objects", objects=None),
+        {"message": "Success", "data": {"error": "0", "type": "objects", "objects": []}},  # no status
+    ],
+    ids=["data-null", "no-data", "no-result-key", "objects-null", "no-status"],
+)
+def test_an_empty_answer_is_an_empty_section(payload: dict) -> None:
+    output = normalize("objects", payload)
+    assert (output.labels, output.objects) == ([], [])
+    if "type" not in (payload.get("data") or {}):
+        assert normalize("nsfw", payload).moderation == []
+
+
+def test_type_is_optional_and_its_other_spellings_are_accepted() -> None:
+    labels, _ = normalize_objects(_mutated("objects_docs.json", lambda p: p["data"].pop("type")))
+    assert [lbl.name for lbl in labels] == ["Car", "Pedestrian"]
+    faces = _mutated("detect_faces_synthetic.json", lambda p: p["data"].update(type="faces"))
+    assert len(normalize_faces(faces)) == 2
+
+
+def test_faces_under_a_faces_key_without_names_and_with_rekognition_boxes() -> None:
+    payload = _data(
+        "detect_faces",
+        type="detect_faces",
+        faces=[
+            {"confidence": 99.5, "BoundingBox": {"Left": 0.25, "Top": 0.1, "Width": 0.2, "Height": 0.3}},
+            {"confidence": 80, "box": {"x": 0.6, "y": 0.2, "width": 0.1, "height": 0.1}},
+        ],
+    )
+    faces = normalize_faces(payload)
+    assert [(f.name, f.confidence, f.box.x, f.box.y, f.box.width) for f in faces] == [
+        (None, 0.995, 0.25, 0.1, 0.2),
+        (None, 0.8, 0.6, 0.2, 0.1),
+    ]
+
+
+def test_text_under_a_text_key_as_items_or_plain_strings() -> None:
+    items = _data("detect_text", type="detect_text", text=[{"text": "STOP", "confidence": 99.4}, "Main St"])
+    assert [(t.text, t.confidence) for t in normalize_text(items)] == [("STOP", 0.994), ("Main St", None)]
+    one_string = _data("detect_text", type="detect_text", text="STOP\nMain St\n")
+    assert [t.text for t in normalize_text(one_string)] == ["STOP", "Main St"]
+
+
+def test_nsfw_under_its_own_key_as_a_list_or_a_name_to_confidence_map() -> None:
+    listed = _data("nsfw", type="nsfw", nsfw=[{"label": "Explicit Nudity", "score": 91.5}])
+    assert [(c.name, c.confidence, c.source_label) for c in normalize_nsfw(listed)] == [
+        ("explicit", 0.915, "Explicit Nudity")
+    ]
+    mapped = _data("nsfw", type="nsfw", nsfw={"Suggestive": 60, "Violence": 12.5})
+    assert [(c.name, c.confidence) for c in normalize_nsfw(mapped)] == [("suggestive", 0.6), ("violence", 0.125)]
+
+
+def test_celebrities_under_their_own_key() -> None:
+    payload = _data("celebrities", type="celebrities", celebrities=[{"name": "Ada Lovelace", "confidence": 97}])
+    (ada,) = normalize_celebrities(payload)
+    assert (ada.name, ada.confidence, ada.box.width) == ("Ada Lovelace", 0.97, 1.0)
+
+
+def test_items_missing_a_name_or_with_unusable_boxes_keep_what_they_can() -> None:
+    def change(p: dict) -> None:
+        p["data"]["objects"][0].pop("name")
+        p["data"]["objects"][1]["coordinates"][0].update(x=120, y=40, width=64, height=48)  # pixels
+
+    labels, objects = normalize_objects(_mutated("objects_docs.json", change))
+    assert [(lbl.name, lbl.confidence) for lbl in labels] == [("Pedestrian", 0.9981)]
+    assert objects == []
+    no_width = _mutated("objects_docs.json", lambda p: p["data"]["objects"][0]["coordinates"][0].pop("width"))
+    labels, objects = normalize_objects(no_width)
+    assert [lbl.name for lbl in labels] == ["Car", "Pedestrian"] and [o.name for o in objects] == ["Pedestrian"]
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import ValidationError, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 
 from image_analysis.errors import BadResponseError, ProviderError
 from image_analysis.models import Box, Detection, HouseCategory, Label, ModerationCategory, TextItem
@@ -46,8 +46,8 @@ from image_analysis.providers.base import (
     ProviderDeps,
     ProviderOutput,
 )
+from image_analysis.providers.common import ProviderKeys, base_url
 from image_analysis.providers.common import VendorPayload as _Loose
-from image_analysis.providers.common import base_url
 from image_analysis.providers.common import int_setting as _int_setting
 from image_analysis.providers.common import opaque_name as _opaque_name
 from image_analysis.providers.http import ErrorKind, VendorClient, VendorProfile
@@ -222,8 +222,9 @@ def _data_error(body: Any) -> str | None:
 
 
 def _body_failed(body: Any) -> bool:
-    """A 2xx answer without a data object, or whose ``data.error`` is not 0, reports a failure."""
-    if not isinstance(body, dict) or not isinstance(body.get("data"), dict):
+    """A 2xx answer that is not a JSON object, or whose ``data.error`` is not 0, reports a failure. A
+    success without data (null or absent) is an empty answer, left to the normalizers."""
+    if not isinstance(body, dict):
         return True
     return _data_error(body) is not None
 
@@ -271,16 +272,26 @@ PROFILE = VendorProfile(
 
 
 class _Coordinates(_Loose):
-    x: float
-    y: float
-    width: float
-    height: float
+    # The docs' example: {"x", "y", "width", "height"} as fractions; Rekognition-style names accepted too.
+    x: float | None = Field(None, validation_alias=AliasChoices("x", "left", "Left"))
+    y: float | None = Field(None, validation_alias=AliasChoices("y", "top", "Top"))
+    width: float | None = Field(None, validation_alias=AliasChoices("width", "Width", "w"))
+    height: float | None = Field(None, validation_alias=AliasChoices("height", "Height", "h"))
 
 
 class _Item(_Loose):
-    name: str
-    confidence: float
-    coordinates: list[_Coordinates] | None = None
+    # Docs: each identified object is {name, confidence, coordinates}. A text, a face or an NSFW label may
+    # carry its words or its label under another name; an item missing what its section needs is left
+    # out by the normalizer, not fatal.
+    name: str | None = Field(
+        None, validation_alias=AliasChoices("name", "label", "Name", "text", "DetectedText", "value", "class")
+    )
+    confidence: float | None = Field(
+        None, validation_alias=AliasChoices("confidence", "Confidence", "score", "probability")
+    )
+    coordinates: list[_Coordinates | None] | None = Field(
+        None, validation_alias=AliasChoices("coordinates", "box", "bbox", "bounding_box", "BoundingBox")
+    )
 
     @field_validator("coordinates", mode="before")
     @classmethod
@@ -289,17 +300,36 @@ class _Item(_Loose):
 
 
 class _Data(_Loose):
-    error: int | str | None = 0
-    type: str
-    # Docs, "2.1 data": "objects - The results containing an array of identified objects". Required, so
-    # a renamed key fails loudly; ``null`` is read as "nothing found".
-    objects: list[_Item] | None
-    quota: int | float | None = None
+    error: int | float | str | bool | None = 0
+    # Docs: "type - Returns the requested type"; an answer without it is read as the type asked for.
+    type: str | None = None
+    quota: int | float | str | None = None
 
 
 class _Envelope(_Loose):
-    status: int
-    data: _Data
+    status: int | str | None = None
+    # An answer whose status says success but whose data is null or absent found nothing.
+    data: dict[str, Any] | None = None
+
+
+# Docs, "2.1 data": "objects - The results containing an array of identified objects", the only key
+# documented, for every type. The other names are where a recognizer's own findings would plausibly sit
+# (its type, or what Rekognition, whose names these types follow, calls them); the first present wins.
+RESULT_KEYS: Mapping[str, tuple[str, ...]] = {
+    "objects": ("objects", "labels", "results"),
+    "celebrities": ("objects", "celebrities", "celebrity_faces", "faces", "results"),
+    "detect_faces": ("objects", "faces", "detect_faces", "face_details", "results"),
+    "detect_text": ("objects", "text", "texts", "detect_text", "text_detections", "lines", "words", "results"),
+    "nsfw": ("objects", "nsfw", "labels", "moderation_labels", "categories", "results"),
+}
+# ``data.type`` echoes the type; these other spellings of the same type are accepted.
+TYPE_ALIASES: Mapping[str, frozenset[str]] = {
+    "objects": frozenset({"objects", "object", "labels"}),
+    "celebrities": frozenset({"celebrities", "celebrity"}),
+    "detect_faces": frozenset({"detect_faces", "faces", "face", "detect_face"}),
+    "detect_text": frozenset({"detect_text", "text", "texts"}),
+    "nsfw": frozenset({"nsfw", "moderation"}),
+}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -325,12 +355,31 @@ def _guarded[**P, R](kind: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     return wrap
 
 
-def _items(payload: Any, kind: str) -> list[_Item]:
-    """The ``data.objects`` of a successful answer for ``kind``; anything else is a BadResponseError."""
+def _raw_items(found: Any, kind: str) -> list[Any]:
+    """The findings as a list: a list as it is, ``{name: confidence}`` as items, text as its lines."""
+    if found is None:
+        return []
+    if isinstance(found, list):
+        return found
+    if isinstance(found, str):
+        return [line for line in found.splitlines() if line.strip()]
+    if isinstance(found, dict):
+        if found and all(isinstance(v, int | float) and not isinstance(v, bool) for v in found.values()):
+            return [{"name": k, "confidence": v} for k, v in found.items()]
+        return [found]  # one finding given as an object
+    raise BadResponseError(PROVIDER, f"{kind}: the findings are a {type(found).__name__}, not a list")
+
+
+def _items(payload: Any, kind: str) -> list[_Item | str]:
+    """The findings of a successful answer for ``kind``; a failed or unusable answer is a BadResponseError.
+
+    A status other than 2xx, ``data.error`` other than 0, or a ``data.type`` that names another type is a
+    failure. No findings at all (``objects: []`` or null, no result key, ``data`` null) is an empty answer.
+    """
+    if not isinstance(payload, dict):
+        raise BadResponseError(PROVIDER, f"{kind}: the answer is not a JSON object; the API may have changed")
     status = _body_status(payload)
-    if status is None:
-        raise BadResponseError(PROVIDER, f"{kind}: the answer has no status; the API may have changed")
-    if status != 200:
+    if status is not None and not 200 <= status < 300:
         raise BadResponseError(PROVIDER, f"{kind}: the answer has status {status}, not 200")
     failure = _data_error(payload)
     if failure is not None:
@@ -338,17 +387,31 @@ def _items(payload: Any, kind: str) -> list[_Item]:
         raise BadResponseError(PROVIDER, f'{kind}: the answer reports an error: "{reason}"')
     try:
         envelope = _Envelope.model_validate(payload)
+        data = envelope.data or {}
+        answered = _Data.model_validate(data).type
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or "body"
         raise BadResponseError(
             PROVIDER, f"{kind}: unexpected answer at {where} ({first.get('type')}); the API may have changed"
         ) from None
-    if envelope.data.type != kind:
-        raise BadResponseError(
-            PROVIDER, f"{kind}: the answer is for type {envelope.data.type[:40]!r}, not the one asked for"
-        )
-    return envelope.data.objects or []
+    if answered is not None and answered.strip().lower() not in TYPE_ALIASES[kind]:
+        raise BadResponseError(PROVIDER, f"{kind}: the answer is for type {answered[:40]!r}, not the one asked for")
+    found = next((data[k] for k in RESULT_KEYS[kind] if data.get(k) is not None), None)
+    items: list[_Item | str] = []
+    for raw in _raw_items(found, kind):
+        if isinstance(raw, str):
+            items.append(raw)
+            continue
+        try:
+            items.append(_Item.model_validate(raw))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ())) or "item"
+            raise BadResponseError(
+                PROVIDER, f"{kind}: unexpected finding at {where} ({first.get('type')}); the API may have changed"
+            ) from None
+    return items
 
 
 def _unit(percent: float, kind: str) -> float:
@@ -358,16 +421,37 @@ def _unit(percent: float, kind: str) -> float:
     return round(min(max(percent, 0.0), 100.0) / 100.0, 6)
 
 
-def _box(coords: _Coordinates, kind: str) -> Box:
-    """A box already in fractions of the image, clamped to it; pixel-like values are refused."""
+def _box(coords: _Coordinates | None) -> Box | None:
+    """A box in fractions of the image, clamped to it; None when the coordinates cannot make one (missing
+    values, pixel-like values: the image size the vendor measured in is not known here)."""
+    if coords is None:
+        return None
     x, y, w, h = coords.x, coords.y, coords.width, coords.height
+    if x is None or y is None or w is None or h is None or not all(map(math.isfinite, (x, y, w, h))):
+        return None
     if not (-0.5 <= x <= 1.0 and -0.5 <= y <= 1.0 and 0.0 <= w <= 1.5 and 0.0 <= h <= 1.5):
-        raise BadResponseError(PROVIDER, f"{kind}: coordinates are not fractions of the image")
+        return None
     left, top = max(x, 0.0), max(y, 0.0)
     right, bottom = min(x + w, 1.0), min(y + h, 1.0)
     if right < left or bottom < top:
-        raise BadResponseError(PROVIDER, f"{kind}: a box lies outside the image")
+        return None
     return Box(x=round(left, 6), y=round(top, 6), width=round(right - left, 6), height=round(bottom - top, 6))
+
+
+def _boxes(item: _Item) -> list[Box]:
+    return [box for c in item.coordinates or [] if (box := _box(c)) is not None]
+
+
+def _scored(items: list[_Item | str], kind: str) -> list[tuple[str, float, _Item]]:
+    """(name, 0..1 confidence, item) of the items that have both: the others cannot be a label."""
+    scored = []
+    for item in items:
+        if isinstance(item, str) or item.confidence is None:
+            continue
+        name = (item.name or "").strip()
+        if name:
+            scored.append((name, _unit(item.confidence, kind), item))
+    return scored
 
 
 _WHOLE_IMAGE = Box(x=0.0, y=0.0, width=1.0, height=1.0)
@@ -375,20 +459,13 @@ _WHOLE_IMAGE = Box(x=0.0, y=0.0, width=1.0, height=1.0)
 
 @_guarded("objects")
 def normalize_objects(payload: Any) -> tuple[list[Label], list[Detection]]:
-    """objects -> labels (a name once, at its highest confidence, highest first) and, for every box
+    """objects -> labels (a name once, at its highest confidence, highest first) and, for every usable box
     given, an object detection with that name."""
     best: dict[str, float] = {}
     detections = []
-    for item in _items(payload, "objects"):
-        name = item.name.strip()
-        if not name:
-            continue
-        confidence = _unit(item.confidence, "objects")
+    for name, confidence, item in _scored(_items(payload, "objects"), "objects"):
         best[name] = max(confidence, best.get(name, 0.0))
-        for coords in item.coordinates or []:
-            detections.append(
-                Detection(name=name, confidence=confidence, box=_box(coords, "objects"), provider=PROVIDER)
-            )
+        detections += [Detection(name=name, confidence=confidence, box=b, provider=PROVIDER) for b in _boxes(item)]
     labels = [
         Label(name=name, confidence=conf, provider=PROVIDER)
         for name, conf in sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -401,42 +478,39 @@ def normalize_celebrities(payload: Any) -> list[Detection]:
     """celebrities -> one detection per box; a recognized person without a box gets the whole image
     (the identity is the finding; the place is unknown)."""
     found = []
-    for item in _items(payload, "celebrities"):
-        name = item.name.strip()
-        if not name:
-            continue
-        confidence = _unit(item.confidence, "celebrities")
-        boxes = [_box(c, "celebrities") for c in item.coordinates or []] or [_WHOLE_IMAGE]
+    for name, confidence, item in _scored(_items(payload, "celebrities"), "celebrities"):
+        boxes = _boxes(item) or [_WHOLE_IMAGE]
         found.extend(Detection(name=name, confidence=confidence, box=box, provider=PROVIDER) for box in boxes)
     return sorted(found, key=lambda d: -d.confidence)
 
 
 @_guarded("detect_faces")
 def normalize_faces(payload: Any) -> list[Detection]:
-    """detect_faces -> face boxes; a face without a box is a bad answer. Names are not kept: a face
-    detection says where a face is, not who (that is ``celebrities``)."""
+    """detect_faces -> face boxes. A face is where it is: one without a usable box or a confidence is left
+    out. Names are not kept: a face detection says where a face is, not who (that is ``celebrities``)."""
     faces = []
     for item in _items(payload, "detect_faces"):
-        if not item.coordinates:
-            raise BadResponseError(PROVIDER, "detect_faces: a face has no coordinates")
+        if isinstance(item, str) or item.confidence is None:
+            continue
         confidence = _unit(item.confidence, "detect_faces")
-        faces.extend(
-            Detection(name=None, confidence=confidence, box=_box(c, "detect_faces"), provider=PROVIDER)
-            for c in item.coordinates
-        )
+        faces += [Detection(name=None, confidence=confidence, box=b, provider=PROVIDER) for b in _boxes(item)]
     return sorted(faces, key=lambda d: -d.confidence)
 
 
 @_guarded("detect_text")
 def normalize_text(payload: Any) -> list[TextItem]:
-    """detect_text -> text items in the order given (reading order), the text in ``name``."""
+    """detect_text -> text items in the order given (reading order): the text in ``name`` (or ``text``),
+    or plain strings; confidence and box when given."""
     texts = []
     for item in _items(payload, "detect_text"):
-        text = item.name.strip()
+        if isinstance(item, str):
+            texts.append(TextItem(text=item.strip(), provider=PROVIDER))
+            continue
+        text = (item.name or "").strip()
         if not text:
             continue
-        confidence = _unit(item.confidence, "detect_text")
-        boxes: list[Box | None] = [_box(c, "detect_text") for c in item.coordinates or []] or [None]
+        confidence = None if item.confidence is None else _unit(item.confidence, "detect_text")
+        boxes: list[Box | None] = list(_boxes(item)) or [None]
         texts.extend(TextItem(text=text, confidence=confidence, box=box, provider=PROVIDER) for box in boxes)
     return texts
 
@@ -444,19 +518,15 @@ def normalize_text(payload: Any) -> list[TextItem]:
 @_guarded("nsfw")
 def normalize_nsfw(payload: Any) -> list[ModerationCategory]:
     """nsfw -> house categories through ``NSFW_CATEGORIES``; an unknown label lands in "other"."""
-    categories = []
-    for item in _items(payload, "nsfw"):
-        source = item.name.strip()
-        if not source:
-            continue
-        categories.append(
-            ModerationCategory(
-                name=NSFW_CATEGORIES.get(source.lower(), "other"),
-                confidence=_unit(item.confidence, "nsfw"),
-                provider=PROVIDER,
-                source_label=source,
-            )
+    categories = [
+        ModerationCategory(
+            name=NSFW_CATEGORIES.get(source.lower(), "other"),
+            confidence=confidence,
+            provider=PROVIDER,
+            source_label=source,
         )
+        for source, confidence, _ in _scored(_items(payload, "nsfw"), "nsfw")
+    ]
     return sorted(categories, key=lambda c: -c.confidence)
 
 
@@ -534,8 +604,7 @@ class ImageRecognizeProvider(Provider):
         self.nsfw_min_confidence = nsfw_min_confidence
         self.max_concurrency = max(1, max_concurrency)
         self.enabled: frozenset[Capability] = frozenset().union(*(TYPES[t].capabilities for t in types))
-        self._credentials = credentials
-        self._key: str | None = None
+        self._keys = ProviderKeys(credentials, PROVIDER, self.env_prefix, self.credential_fields)
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
@@ -578,10 +647,13 @@ class ImageRecognizeProvider(Provider):
         types = self.types_for(getattr(request, "capabilities", None))
         if not types:
             return ProviderOutput()  # nothing this provider was asked for: no paid call
-        key = self._api_key()
         payload, mime = _prepare(request.image)
         file_name = _opaque_name(request.object_id) + (".png" if mime == "image/png" else ".jpg")
+        return self._keys.call(lambda keys: self._analyze(types, keys["api_key"], request, payload, mime, file_name))
 
+    def _analyze(
+        self, types: tuple[str, ...], key: str, request: AnalysisRequest, payload: bytes, mime: str, file_name: str
+    ) -> ProviderOutput:
         def call(kind: str) -> ProviderOutput:
             response = self.client.send(
                 "POST",
@@ -642,16 +714,14 @@ class ImageRecognizeProvider(Provider):
                 self._pool = ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix=PROVIDER)
             return self._pool
 
-    def _api_key(self) -> str:
-        """Read lazily (the secret is a network call) and once per container."""
-        if self._key is None:
-            self._key = self._credentials.for_provider(PROVIDER, self.env_prefix, self.credential_fields)["api_key"]
-        return self._key
-
 
 def _prepare(image: DecodedImage) -> tuple[bytes, str]:
     """The upload: the original when it is PNG/JPEG within 50 MB (and, under the house metadata policy,
     carries no personal metadata), else a converted copy.
+
+    Not downscaled: the docs state no size the recognizers need (only the 50 MB limit), and detect_text
+    and detect_faces read small print and small faces that a smaller copy would lose; boxes come back as
+    fractions, so they would survive a resize, but nothing documented says which size is enough.
 
     An image whose EXIF orientation rotates it is always re-encoded upright (an empty format set accepts
     no original), so that the boxes, fractions of what the vendor sees, refer to the image as displayed.
