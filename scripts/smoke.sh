@@ -5,4 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 arch=$(bash scripts/host-build.sh)
 SMOKE_ARCHITECTURE=$arch .venv/bin/python -m local.smoke --build-dir .aws-sam/smoke \
-  --runtime-python .tools/runtime/bin/python --event events/sqs-s3-put.json
+  --runtime-python .tools/runtime/bin/python --event events/sqs-s3-put.json \
+  $( [ -d .aws-sam/build/SharedLayer ] && echo --deploy-layer .aws-sam/build/SharedLayer )
