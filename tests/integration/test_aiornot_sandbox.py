@@ -173,6 +173,22 @@ def test_unsupported_formats_reach_ai_or_not_as_jpeg(sandbox, http, fmt) -> None
     assert Image.open(io.BytesIO(upload.data)).size == (451, 300)
 
 
+def test_an_image_over_the_10_mb_field_limit_is_downscaled_and_accepted(sandbox, http) -> None:
+    import random
+
+    rng = random.Random(7)
+    noise = Image.frombytes("RGB", (2100, 1700), rng.randbytes(2100 * 1700 * 3))  # noise barely compresses
+    image = decode(encoded(noise, "PNG"), max_pixels=100_000_000)
+    assert image.size_bytes > 10_000_000
+    output = provider(sandbox, http).analyze(request(image))
+    assert sandbox.statuses() == [200]  # the sandbox refuses anything over "Max file size: 10MB"
+    [upload] = sandbox.requests[0].files["image"]
+    assert len(upload.data) <= 10_000_000
+    width, height = Image.open(io.BytesIO(upload.data)).size
+    assert width < 2100 and abs(width / height - 2100 / 1700) < 0.01  # smaller, same shape
+    assert output.ai_generated is not None
+
+
 def test_an_animated_gif_goes_as_its_first_frame(sandbox, http) -> None:
     frames = [Image.new("RGB", (60, 40), color) for color in ((255, 0, 0), (0, 0, 255))]
     image = decode(encoded(frames[0], "GIF", save_all=True, append_images=frames[1:]), max_pixels=10**8)
@@ -283,10 +299,11 @@ def test_sandbox_rules(sandbox) -> None:
         assert client.get("/v2/image/sync", headers=bearer).status_code == 405
         assert client.post("/v1/reports/image", files={"image": ("a.jpg", jpeg)}, headers=bearer).status_code == 404
 
-        sandbox.vendor.max_file_bytes = len(jpeg) - 1  # the 50 MB rule, without sending 50 MB
+        assert sandbox.vendor.max_file_bytes == 10_000_000  # the image field's "Max file size: 10MB"
+        sandbox.vendor.max_file_bytes = len(jpeg) - 1  # the 10 MB rule, without sending 10 MB
         too_big = client.post("/v2/image/sync", files={"image": ("a.jpg", jpeg)}, headers=bearer)
         assert too_big.status_code == 422
-        assert too_big.json()["detail"][0]["msg"].startswith("Maximum file size: 50MB")
+        assert too_big.json()["detail"][0]["msg"].startswith("Max file size: 10MB")
 
 
 def test_sandbox_fault_uses_the_fastapi_error_shape(sandbox) -> None:

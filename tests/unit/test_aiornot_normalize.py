@@ -319,6 +319,71 @@ def test_a_rejected_section_that_still_has_content_is_ignored() -> None:
     assert normalize(payload).deepfake is None
 
 
+@pytest.mark.parametrize("status", ["not_requested", None, "pending"])
+def test_a_status_outside_the_enum_is_no_statement(status: str | None) -> None:
+    payload = mutated("v2_image_sync_1.json", lambda p: p["report"]["meta"]["processing_status"].update(nsfw=status))
+    output = normalize(payload, asked=("ai_generated", "deepfake", "nsfw"))
+    assert output.moderation is not None and output.moderation[0].source_label == "nsfw.is_detected=false"
+    assert output.ai_generated is not None and output.deepfake is not None
+
+
+def test_processing_status_null_is_read_as_no_statuses() -> None:
+    payload = mutated("v2_image_sync_1.json", lambda p: p["report"]["meta"].update(processing_status=None))
+    output = normalize(payload)
+    assert output.ai_generated is not None and output.ai_generated.verdict == "ai"
+    assert output.quality is not None
+
+
+def test_an_errored_report_nobody_asked_for_is_ignored() -> None:
+    payload = mutated("v2_image_sync_2.json", _status(quality="errored", reverse_search="errored"))
+    output = normalize(payload, asked=("ai_generated",))
+    assert output.ai_generated is not None and output.ai_generated.verdict == "ai"
+    with pytest.raises(ServerError, match="the quality report errored"):
+        normalize(payload, asked=("ai_generated", "quality"))
+
+
+def test_a_region_without_a_box_is_left_out_and_the_verdict_kept() -> None:
+    payload = mutated(
+        "v2_image_sync_docs.json",
+        lambda p: p["report"]["deepfake"]["rois"].extend(
+            [{"is_detected": True, "confidence": 0.7, "bbox": None}, {"is_detected": True, "confidence": 0.6}]
+        ),
+    )
+    deepfake = normalize(payload).deepfake
+    assert deepfake is not None and deepfake.detected is True
+    assert [(r.confidence, r.box.x) for r in deepfake.regions] == [(0.95, 0.1875)]  # 120 / 640
+    bbox_null = mutated("v2_image_sync_docs.json", lambda p: p["report"]["deepfake"]["rois"][0].update(bbox=None))
+    assert normalize(bbox_null).deepfake.regions == []
+
+
+def test_sections_that_say_nothing_are_left_out_not_fatal() -> None:
+    def change(p: dict) -> None:
+        p["report"]["quality"].pop("is_detected")
+        p["report"]["nsfw"].update(is_detected=None)
+        p["report"]["deepfake"].pop("is_detected")
+        p["report"]["ai_generated"]["generator"].update(flux="high", new_model={"is_detected": False})
+
+    output = normalize(mutated("v2_image_sync_1.json", change))
+    assert output.quality is None and output.moderation is None
+    assert output.deepfake is not None and output.deepfake.detected is False  # from its confidence 0.0145
+    assert "flux" not in output.ai_generated.generators and output.ai_generated.generators["midjourney"] > 0
+
+
+def test_a_missing_verdict_is_unknown_and_says_so() -> None:
+    payload = mutated("v2_image_sync_1.json", lambda p: p["report"]["ai_generated"].pop("verdict"))
+    ai = normalize(payload).ai_generated
+    assert ai is not None and ai.verdict == "unknown" and ai.evidence == ["AI or Not answered no verdict"]
+    assert ai.confidence == 0.9521987438201904
+
+
+def test_processed_but_missing_sections_are_just_missing_unless_nothing_asked_came_back() -> None:
+    payload = mutated("v2_image_sync_1.json", lambda p: p["report"].pop("ai_generated"))
+    output = normalize(payload, asked=("ai_generated", "deepfake"))
+    assert output.ai_generated is None and output.deepfake is not None
+    with pytest.raises(BadResponseError, match="none of the asked reports"):
+        normalize(mutated("v2_image_sync_3.json", lambda p: p["report"].pop("nsfw")), asked=("nsfw",))
+
+
 # -- malformed payloads ------------------------------------------------------------------------------
 
 MALFORMED = [
@@ -327,27 +392,19 @@ MALFORMED = [
     "not json at all",
     {"report": None},
     {"id": "x"},
-    mutated("v2_image_sync_1.json", lambda p: p["report"]["ai_generated"].pop("verdict")),
     mutated("v2_image_sync_1.json", lambda p: p["report"]["ai_generated"].update(verdict=5)),
     mutated("v2_image_sync_1.json", lambda p: p["report"]["ai_generated"]["ai"].update(confidence="high")),
     mutated("v2_image_sync_1.json", lambda p: p["report"]["ai_generated"]["ai"].update(confidence=1.5)),
     mutated("v2_image_sync_1.json", lambda p: p["report"]["ai_generated"]["ai"].update(confidence=float("nan"))),
-    mutated("v2_image_sync_1.json", lambda p: p["report"]["ai_generated"]["generator"].update(flux="high")),
     mutated("v2_image_sync_1.json", lambda p: p["report"]["ai_generated"]["generator"].update(flux=-0.5)),
     mutated("v2_image_sync_1.json", lambda p: p["report"]["ai_generated"].update(generator=[0.1, 0.2])),
-    mutated("v2_image_sync_1.json", lambda p: p["report"]["deepfake"].pop("is_detected")),
     mutated("v2_image_sync_1.json", lambda p: p["report"]["deepfake"].update(rois="none")),
-    mutated("v2_image_sync_docs.json", lambda p: p["report"]["deepfake"]["rois"][0].pop("bbox")),
     mutated("v2_image_sync_docs.json", lambda p: p["report"]["deepfake"]["rois"][0]["bbox"].update(x2=10)),
     mutated(
         "v2_image_sync_docs.json", lambda p: p["report"]["meta"].update(width=None, height=None)
     ),  # regions, no size
     mutated("v2_image_sync_1.json", lambda p: p["report"]["nsfw"].update(is_detected="maybe")),
-    mutated("v2_image_sync_1.json", lambda p: p["report"]["quality"].pop("is_detected")),
     mutated("v2_image_sync_1.json", lambda p: p["report"]["meta"].update(processing_status=["processed"])),
-    mutated("v2_image_sync_1.json", lambda p: p["report"]["meta"]["processing_status"].update(nsfw="pending")),
-    mutated("v2_image_sync_1.json", lambda p: p["report"].pop("ai_generated")),  # processed, but missing
-    mutated("v1_reports_image_1.json", lambda p: p["facets"].update(nsfw={"version": "1.0.0"})),
 ]
 
 
@@ -515,7 +572,8 @@ def test_defaults() -> None:
     assert (provider.selector, provider.selected, provider.reports) == ("only", DEFAULT_ONLY, DEFAULT_ONLY)
     assert DEFAULT_ONLY == ("ai_generated", "deepfake", "nsfw")
     assert provider.enabled == {"ai_generated", "deepfake", "moderation"}
-    assert AiOrNotProvider.max_upload_bytes == 50_000_000
+    # The image field's own "Max file size: 10MB", not the Limitations list's 50MB.
+    assert AiOrNotProvider.max_upload_bytes == 10_000_000
     assert AiOrNotProvider.accepted_formats == {"jpeg", "png", "webp", "heic", "heif", "tiff"}
 
 

@@ -24,9 +24,10 @@ from typing import ClassVar
 
 from local.sandbox.base import Route, SandboxRequest, SandboxResponse, SandboxVendor
 
-# "**Maximum file size:** 50MB", read as 50,000,000 bytes (the stricter of the two readings). The
-# ``image`` field description says "Max file size: 10MB"; the Limitations list is taken as the rule.
-MAX_FILE_BYTES = 50_000_000
+# The ``image`` field description: "Max file size: 10MB", read as 10,000,000 bytes (the stricter of the
+# two readings). The page's Limitations list says "Maximum file size: 50MB"; the field that the request
+# is validated against carries the smaller figure, so the sandbox enforces that one.
+MAX_FILE_BYTES = 10_000_000
 # "**Supported formats:** jpg, jpeg, png, webp, heic, heif, tiff"
 SUPPORTED = frozenset({"jpeg", "png", "webp", "heic", "heif", "tiff"})
 # ``only`` / ``excluding``: "Valid values are `ai_generated`, `deepfake`, `nsfw`, `quality`, `reverse_search`."
@@ -68,7 +69,7 @@ class AiOrNotSandbox(SandboxVendor):
     credential_fields: ClassVar[tuple[str, ...]] = ("api_key",)
     default_credentials: ClassVar[dict[str, str]] = {"api_key": "sandbox-key"}
     default_responses: ClassVar[dict[str, str]] = {"image_sync": "v2_image_sync_1.json"}
-    # An instance may lower the limit (tests) to check the rule without sending 50 MB, or know fewer reports.
+    # An instance may lower the limit (tests) to check the rule without sending 10 MB, or know fewer reports.
     max_file_bytes: int = MAX_FILE_BYTES
     reports: tuple[str, ...] = REPORTS
 
@@ -112,9 +113,7 @@ class AiOrNotSandbox(SandboxVendor):
             return validation_error(["body", "image"], "Field required", "missing")
         data = uploads[0].data
         if len(data) > self.max_file_bytes:
-            return validation_error(
-                ["body", "image"], f"Maximum file size: 50MB ({len(data)} bytes sent)", "value_error"
-            )
+            return validation_error(["body", "image"], f"Max file size: 10MB ({len(data)} bytes sent)", "value_error")
         if sniff(data) not in SUPPORTED:
             return validation_error(
                 ["body", "image"], "Supported formats: jpg, jpeg, png, webp, heic, heif, tiff", "value_error"

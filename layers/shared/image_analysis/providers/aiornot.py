@@ -16,12 +16,15 @@ note that ``ai_generated`` and ``deepfake`` reports both have their own costs.")
 - ``AIORNOT_BASE_URL`` (scheme://host[:port], default https://api.aiornot.com), ``AIORNOT_API_KEY``
   (local use; otherwise the ``aiornot`` entry of the provider secret).
 
-Uploads: "Maximum file size: 50MB"; "Supported formats: jpg, jpeg, png, webp, heic, heif, tiff". The
-original bytes go as they are whenever they fit (re-encoding costs an AI detector its signal); other
-formats are converted to JPEG. (The same page's field description says "Max file size: 10MB"; the
-"Limitations" list and shared/fixtures/SOURCES.md say 50 MB, read here as 50,000,000 bytes.) An
-EXIF-rotated image is re-encoded upright only when deepfake regions can come back, so that their boxes
-refer to the pixels as displayed.
+Uploads: "Supported formats: jpg, jpeg, png, webp, heic, heif, tiff". The page gives two sizes: the
+"Limitations" list says "Maximum file size: 50MB", the ``image`` field itself "Max file size: 10MB". The
+field's own limit is the one the request is checked against, so the smaller one is kept, read as
+10,000,000 bytes (the smaller reading of "MB"): a larger image is downscaled and re-encoded until it
+fits, never refused for its size. Within that limit the original bytes go as they are: an AI detector
+reads compression and sensor-noise traces that re-encoding or downscaling would erase, and the vendor
+documents no smaller size it needs. Other formats are converted to JPEG. An EXIF-rotated image is
+re-encoded upright only when deepfake regions can come back, so that their boxes refer to the pixels as
+displayed.
 
 Normalization is pure (``normalize``): payload -> private pydantic model -> house models. It reads the
 v2 shape and, because it is the same data one level up, the v1 ``/v1/reports/image`` shape
@@ -58,14 +61,15 @@ from image_analysis.providers.base import (
     ProviderDeps,
     ProviderOutput,
 )
+from image_analysis.providers.common import ProviderKeys, base_url
 from image_analysis.providers.common import VendorPayload as _Loose
-from image_analysis.providers.common import base_url
 from image_analysis.providers.common import opaque_name as _opaque_name
 from image_analysis.providers.http import VendorClient, VendorProfile
 
 if TYPE_CHECKING:
     from image_analysis.credentials import Credentials
     from image_analysis.imaging import DecodedImage
+    from image_analysis.providers.http import VendorResponse
 
 PROVIDER = "aiornot"
 PATH = "/v2/image/sync"
@@ -85,7 +89,8 @@ REPORTS: Mapping[str, Capability | None] = {
 VENDOR_DEFAULT_REPORTS = ("ai_generated", "deepfake", "nsfw", "quality")
 DEFAULT_ONLY = ("ai_generated", "deepfake", "nsfw")
 
-MAX_UPLOAD_BYTES = 50_000_000
+# The ``image`` field: "Max file size: 10MB" (see the module docstring for the other, larger figure).
+MAX_UPLOAD_BYTES = 10_000_000
 # Pillow names (``imaging.decode`` reports HEIF files as "heic").
 ACCEPTED_FORMATS = frozenset({"jpeg", "png", "webp", "heic", "heif", "tiff"})
 _EXTENSIONS: Mapping[str, str] = {
@@ -136,7 +141,7 @@ PROFILE = VendorProfile(
         "rate_limited": "AI or Not is rate limiting: lower the function's concurrency or raise the plan; "
         "the record will be retried",
         "bad_image": "AI or Not cannot analyze this image (it takes jpg, png, webp, heic, heif and tiff up to "
-        "50 MB); it is not retried",
+        "10 MB); it is not retried",
         "refused": "AI or Not refused the request: check AIORNOT_ONLY, AIORNOT_EXCLUDING and AIORNOT_BASE_URL; "
         "it is not retried",
     },
@@ -155,42 +160,47 @@ class _Prediction(_Loose):
 
 
 class _AiGenerated(_Loose):
-    verdict: str
+    # Required by the schema, yet an answer without it still says something: read as "unknown".
+    verdict: str | None = None
     ai: _Prediction | None = None
     human: _Prediction | None = None
     # v2: bare numbers; v1: {confidence, is_detected}; ``{}`` for human images; absent on the free tier.
-    generator: dict[str, float | _Prediction | None] | None = None
+    # "We may add new generators at any time": each value is read on its own (``_generator_score``).
+    generator: dict[str, Any] | None = None
 
 
 class _BBox(_Loose):
-    x1: float
-    y1: float
-    x2: float
-    y2: float
+    x1: float | None = None
+    y1: float | None = None
+    x2: float | None = None
+    y2: float | None = None
 
 
 class _Roi(_Loose):
-    is_detected: bool = True
+    is_detected: bool | None = True
     confidence: float | None = None
-    bbox: _BBox
+    # A region whose box is null or incomplete says "somewhere": it is left out of the regions.
+    bbox: _BBox | None = None
 
 
 class _Deepfake(_Loose):
-    is_detected: bool
+    is_detected: bool | None = None
     confidence: float | None = None
-    rois: list[_Roi] = []
+    rois: list[_Roi] | None = None
 
 
 class _Detected(_Loose):
-    """NSFW and quality reports: one boolean each."""
+    """NSFW and quality reports: one boolean each; null means the report says nothing."""
 
-    is_detected: bool
+    is_detected: bool | None = None
 
 
 class _Meta(_Loose):
     width: int | None = None
     height: int | None = None
-    processing_status: dict[str, str] = {}
+    # ``ReportStatus`` is processed, rejected or errored today; an unknown value (``not_requested``) or
+    # null is read as "no statement about that report".
+    processing_status: dict[str, str | None] | None = None
 
 
 class _Report(_Loose):
@@ -198,7 +208,7 @@ class _Report(_Loose):
     deepfake: _Deepfake | None = None
     nsfw: _Detected | None = None
     quality: _Detected | None = None
-    reverse_search: dict[str, Any] | None = None
+    reverse_search: Any = None
     meta: _Meta | None = None
 
 
@@ -272,33 +282,48 @@ def normalize_ai_generated(section: _AiGenerated) -> AIGenerated:
     """
     evidence: list[str] = []
     verdict: Verdict
-    if section.verdict in ("ai", "human", "unknown"):
-        verdict = section.verdict  # type: ignore[assignment]
+    given = (section.verdict or "").strip().lower()
+    if given in ("ai", "human", "unknown"):
+        verdict = given  # type: ignore[assignment]
     else:
         verdict = "unknown"
-        evidence.append(f"AI or Not answered the verdict {section.verdict[:50]!r}, which is not ai, human or unknown")
+        said = f"the verdict {section.verdict[:50]!r}, which is not ai, human or unknown" if given else "no verdict"
+        evidence.append(f"AI or Not answered {said}")
     confidence = _unit(section.ai.confidence, "ai.confidence") if section.ai else None
     if confidence is None and section.human is not None:
         human = _unit(section.human.confidence, "human.confidence")
         confidence = None if human is None else round(1.0 - human, 6)
     generators: dict[str, float] = {}
     for name, entry in (section.generator or {}).items():
-        if entry is None:
-            continue
-        if isinstance(entry, _Prediction):
-            score = _unit(entry.confidence, f"generator.{name}.confidence")
-            if score is None and entry.is_detected:
-                evidence.append(f"generator {name} detected (no score given)")
-        else:
-            score = _unit(entry, f"generator.{name}")
+        score = _generator_score(name, entry, evidence)
         if score is not None:
             generators[name] = score
     ordered = dict(sorted(generators.items(), key=lambda kv: (-kv[1], kv[0])))
     return AIGenerated(verdict=verdict, confidence=confidence, generators=ordered, evidence=evidence, provider=PROVIDER)
 
 
-def _box(bbox: _BBox, sent: SentImage) -> Box:
-    """Pixel corners (x1, y1, x2, y2) as fractions of the sent image, clamped to it."""
+def _generator_score(name: str, entry: Any, evidence: list[str]) -> float | None:
+    """One generator's score: a bare number (v2), ``{confidence, is_detected}`` (v1), or nothing usable."""
+    if isinstance(entry, bool) or entry is None:
+        return None
+    if isinstance(entry, int | float):
+        return _unit(float(entry), f"generator.{name}")
+    if isinstance(entry, dict):
+        try:
+            prediction = _Prediction.model_validate(entry)
+        except ValidationError:
+            return None
+        score = _unit(prediction.confidence, f"generator.{name}.confidence")
+        if score is None and prediction.is_detected:
+            evidence.append(f"generator {name} detected (no score given)")
+        return score
+    return None
+
+
+def _box(bbox: _BBox, sent: SentImage) -> Box | None:
+    """Pixel corners (x1, y1, x2, y2) as fractions of the sent image, clamped to it; None when incomplete."""
+    if bbox.x1 is None or bbox.y1 is None or bbox.x2 is None or bbox.y2 is None:
+        return None
     if bbox.x2 < bbox.x1 or bbox.y2 < bbox.y1:
         raise BadResponseError(PROVIDER, "deepfake: a region's bbox has x2 < x1 or y2 < y1; the API may have changed")
 
@@ -310,32 +335,42 @@ def _box(bbox: _BBox, sent: SentImage) -> Box:
     return Box(x=round(left, 6), y=round(top, 6), width=round(right - left, 6), height=round(bottom - top, 6))
 
 
-def normalize_deepfake(section: _Deepfake, sent: SentImage | None) -> Deepfake:
+def normalize_deepfake(section: _Deepfake, sent: SentImage | None) -> Deepfake | None:
     """Detected, confidence and the regions found to be fake (``rois`` with ``is_detected``).
 
     The house model needs a number: a missing confidence (-1 or absent) is the vendor's decision taken at
-    its word, 1.0 when detected and 0.0 when not. Regions not detected as fake are left out (raw keeps them).
+    its word, 1.0 when detected and 0.0 when not; without ``is_detected`` the confidence decides (0.5 or
+    more), and a section with neither says nothing (None). Regions not detected as fake, or without a
+    usable box, are left out (raw keeps them).
     """
     confidence = _unit(section.confidence, "deepfake.confidence")
+    detected = section.is_detected
+    if detected is None:
+        if confidence is None:
+            return None
+        detected = confidence >= 0.5
     if confidence is None:
-        confidence = 1.0 if section.is_detected else 0.0
+        confidence = 1.0 if detected else 0.0
     regions = []
-    for roi in section.rois:
-        if not roi.is_detected:
+    for roi in section.rois or []:
+        if roi.is_detected is False or roi.bbox is None:
             continue
         if sent is None or sent.width <= 0 or sent.height <= 0:
             raise BadResponseError(PROVIDER, "deepfake: regions came back but the image size is unknown")
+        box = _box(roi.bbox, sent)
+        if box is None:
+            continue
         roi_confidence = _unit(roi.confidence, "deepfake.rois.confidence")
-        regions.append(
-            DeepfakeRegion(box=_box(roi.bbox, sent), confidence=1.0 if roi_confidence is None else roi_confidence)
-        )
+        regions.append(DeepfakeRegion(box=box, confidence=1.0 if roi_confidence is None else roi_confidence))
     regions.sort(key=lambda r: -r.confidence)
-    return Deepfake(detected=section.is_detected, confidence=confidence, regions=regions, provider=PROVIDER)
+    return Deepfake(detected=detected, confidence=confidence, regions=regions, provider=PROVIDER)
 
 
-def normalize_nsfw(section: _Detected) -> list[ModerationCategory]:
-    """The NSFW boolean as one house category through ``NSFW_CATEGORIES``."""
+def normalize_nsfw(section: _Detected) -> list[ModerationCategory] | None:
+    """The NSFW boolean as one house category through ``NSFW_CATEGORIES``; None when it is null."""
     detected = section.is_detected
+    if detected is None:
+        return None
     return [
         ModerationCategory(
             name=NSFW_CATEGORIES[detected],
@@ -346,37 +381,47 @@ def normalize_nsfw(section: _Detected) -> list[ModerationCategory]:
     ]
 
 
-def normalize_quality(section: _Detected) -> Quality:
+def normalize_quality(section: _Detected) -> Quality | None:
     """``is_detected`` "Indicates whether the image is of high quality": 1.0 high, 0.0 low (artifacts)."""
+    if section.is_detected is None:
+        return None
     return Quality(score=1.0 if section.is_detected else 0.0, provider=PROVIDER)
 
 
-def _check_status(statuses: Mapping[str, str]) -> set[str]:
-    """The reports to leave out; raise when nothing usable came back.
+def _check_status(statuses: Mapping[str, str | None], asked: frozenset[str] | None) -> set[str]:
+    """The reports to leave out; raise when the reports asked for cannot be had from this answer.
 
-    ``errored`` anywhere: a ``ServerError`` (a later try can succeed; a configured capability would be
-    missing otherwise). ``rejected`` for every report: a ``BadImageError``. ``rejected`` for some: those
-    sections are left out and the processed ones kept (retrying cannot change a rejection).
+    Only reports that were asked for and fill a house section count (``asked`` None: every such report
+    the answer names): a status on a report nobody asked for (``quality: errored`` when only
+    ai_generated was run), on reverse_search (kept in raw only), or a value outside the ``ReportStatus``
+    enum (``not_requested``, null) says nothing about what we need and is ignored.
+
+    ``errored`` on an asked report: a ``ServerError`` (a later try can succeed; the capability would be
+    missing otherwise). ``rejected`` for every asked report: a ``BadImageError``. ``rejected`` for some:
+    those sections are left out and the processed ones kept (retrying cannot change a rejection).
     """
-    unknown = sorted({s for s in statuses.values() if s not in (PROCESSED, REJECTED, ERRORED)})
-    if unknown:
-        raise BadResponseError(
-            PROVIDER, f"unknown processing_status {', '.join(repr(s[:30]) for s in unknown)}; the API may have changed"
-        )
-    errored = sorted(r for r, s in statuses.items() if s == ERRORED)
+    known = {
+        name: status
+        for name, status in statuses.items()
+        if status in (PROCESSED, REJECTED, ERRORED)
+        and REPORTS.get(name) is not None
+        and (asked is None or name in asked)
+    }
+    errored = sorted(r for r, s in known.items() if s == ERRORED)
     if errored:
         raise ServerError(
             PROVIDER,
             f"the {', '.join(errored)} report errored at AI or Not (processing_status); the record will be retried",
         )
-    rejected = {r for r, s in statuses.items() if s == REJECTED}
-    if rejected and len(rejected) == len(statuses):
+    rejected = {r for r, s in known.items() if s == REJECTED}
+    wanted = {r for r in REPORTS if REPORTS[r] is not None and (r in asked if asked is not None else r in known)}
+    if rejected and rejected >= wanted:
         raise BadImageError(
             PROVIDER,
             f"AI or Not rejected the image for the {', '.join(sorted(rejected))} report "
             "(processing_status); it cannot analyze this image and it is not retried",
         )
-    return rejected
+    return {r for r, s in statuses.items() if s == REJECTED}
 
 
 def _is_v1(payload: Any) -> bool:
@@ -385,11 +430,15 @@ def _is_v1(payload: Any) -> bool:
 
 
 @_guarded
-def normalize(payload: Any, *, sent: SentImage | None = None) -> ProviderOutput:
+def normalize(
+    payload: Any, *, sent: SentImage | None = None, asked: frozenset[str] | tuple[str, ...] | None = None
+) -> ProviderOutput:
     """One ``/v2/image/sync`` (or v1 ``/v1/reports/image``) answer as a ProviderOutput, raw kept.
 
-    A section missing (``only``/``excluding`` in use) is simply not set. Deepfake boxes are fractions
-    of ``sent``; without it (re-normalizing a stored answer) of ``report.meta.width/height``.
+    A section missing (``only``/``excluding`` in use), null, or saying nothing is simply not set.
+    ``asked`` names the reports the request ran (None when re-normalizing a stored answer): only their
+    ``processing_status`` can fail the call. Deepfake boxes are fractions of ``sent``; without it
+    (re-normalizing a stored answer) of ``report.meta.width/height``.
     """
     raw = {RAW_KEY: payload}
     if _is_v1(payload):
@@ -402,13 +451,8 @@ def normalize(payload: Any, *, sent: SentImage | None = None) -> ProviderOutput:
             raw=raw,
         )
     report = _parse(payload, _V2Response).report
-    statuses = report.meta.processing_status if report.meta else {}
-    skipped = _check_status(statuses)
-    for name, status in statuses.items():
-        if status == PROCESSED and name in REPORTS and getattr(report, name) is None:
-            raise BadResponseError(
-                PROVIDER, f"processing_status says {name} was processed but the report has no {name} section"
-            )
+    statuses = (report.meta.processing_status if report.meta else None) or {}
+    skipped = _check_status(statuses, frozenset(asked) if asked is not None else None)
 
     def usable[T](name: str, section: T | None) -> T | None:
         return None if name in skipped else section
@@ -428,6 +472,13 @@ def normalize(payload: Any, *, sent: SentImage | None = None) -> ProviderOutput:
         fields["moderation"] = normalize_nsfw(nsfw)
     if quality is not None:
         fields["quality"] = normalize_quality(quality)
+    fields = {k: v for k, v in fields.items() if v is not None}
+    wanted = {r for r in (asked or ()) if REPORTS.get(r) is not None} - skipped
+    if wanted and len(fields) == 1:
+        raise BadResponseError(
+            PROVIDER,
+            f"the answer holds none of the asked reports ({', '.join(sorted(wanted))}); the API may have changed",
+        )
     return ProviderOutput(**fields)
 
 
@@ -486,8 +537,7 @@ class AiOrNotProvider(Provider):
         self.selected = selected
         self.reports = reports
         self.enabled: frozenset[Capability] = frozenset(c for r in reports if (c := REPORTS[r]) is not None)
-        self._credentials = credentials
-        self._key: str | None = None
+        self._keys = ProviderKeys(credentials, PROVIDER, self.env_prefix, self.credential_fields)
 
     @classmethod
     def create(cls, deps: ProviderDeps) -> AiOrNotProvider:
@@ -507,19 +557,22 @@ class AiOrNotProvider(Provider):
         selector, selected, reports = self._selection_for(getattr(request, "capabilities", None))
         if not reports:
             return ProviderOutput()  # nothing this provider was asked for: no paid call
-        key = self._api_key()
         payload, mime, sent = prepare(request.image, MAX_UPLOAD_BYTES, upright="deepfake" in reports)
         object_id = _opaque_name(request.object_id)
-        response = self.client.send(
-            "POST",
-            PATH,
-            deadline=request.deadline,
-            params={selector: list(selected), "external_id": object_id},
-            files={"image": (object_id + _EXTENSIONS.get(mime, ".jpg"), payload, mime)},
-            headers={"Authorization": f"Bearer {key}"},
-            secrets=(key,),
-        )
-        return normalize(response.body, sent=sent)
+
+        def send(keys: dict[str, str]) -> VendorResponse:
+            key = keys["api_key"]
+            return self.client.send(
+                "POST",
+                PATH,
+                deadline=request.deadline,
+                params={selector: list(selected), "external_id": object_id},
+                files={"image": (object_id + _EXTENSIONS.get(mime, ".jpg"), payload, mime)},
+                headers={"Authorization": f"Bearer {key}"},
+                secrets=(key,),
+            )
+
+        return normalize(self._keys.call(send).body, sent=sent, asked=reports)
 
     def _selection_for(self, asked: frozenset[str] | None) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
         """The configured selection, narrowed to the capabilities routing asks of this provider (if any).
@@ -535,12 +588,6 @@ class AiOrNotProvider(Provider):
         if all(REPORTS[r] is None for r in reports):
             return "only", (), ()
         return "only", reports, reports
-
-    def _api_key(self) -> str:
-        """Read lazily (the secret is a network call) and once per container."""
-        if self._key is None:
-            self._key = self._credentials.for_provider(PROVIDER, self.env_prefix, self.credential_fields)["api_key"]
-        return self._key
 
 
 def prepare(image: DecodedImage, max_bytes: int, *, upright: bool) -> tuple[bytes, str, SentImage]:
