@@ -191,20 +191,55 @@ MALFORMED: list[tuple[str, Any]] = [
     ("tags", {}),  # none of tags, result, tag
     ("tags", {"labels": ["a"]}),  # a renamed key
     ("tags", {"tags": "person"}),
-    ("tags", {"tags": [{"confidence": 0.9}]}),  # an object without its tag
     ("tags", {"tags": [{"tag": "x", "confidence": "high"}]}),
-    ("tags", {"tags": [{"tag": "x", "confidence": 87}]}),  # 0-100, not the documented 0-1
+    ("tags", {"tags": [{"tag": "x", "confidence": 187}]}),  # above 100 on any scale
     ("tags", {"tags": [{"tag": "x", "confidence": float("nan")}]}),
     ("tags", {"tags": [42]}),
     ("prompt", {"result": {"a": 1}}),
     ("classification", None),
     ("classification", {}),
     ("classification", {"classification": 7, "confidence": 0.9}),
-    ("classification", {"classification": "a", "confidence": 1.5}),
+    ("classification", {"classification": "a", "confidence": 150}),
     ("classification", {"all_scores": [{"choice": "a"}]}),
     ("classification", {"all_scores": [{"choice": "a", "score": -0.2}]}),
     ("classification", {"tags": []}),  # a tag shape that names no choice
 ]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Valid but different: other field names and 0-100 scores normalize to the same 0..1 result
+
+
+def test_tags_as_name_and_score_objects() -> None:
+    labels = normalize_tags({"tags": [{"name": "person", "score": 0.95}, {"label": "outdoor", "confidence": 0.87}]})
+    assert [(lbl.name, lbl.confidence) for lbl in labels] == [("person", 0.95), ("outdoor", 0.87)]
+
+
+def test_tags_in_percent_are_scaled_as_one_answer() -> None:
+    payload = {"tags": [{"tag": "person", "confidence": 95}, {"tag": "outdoor", "confidence": 87.5}, "nature"]}
+    labels = normalize_tags(payload)
+    assert [(lbl.name, lbl.confidence) for lbl in labels] == [("person", 0.95), ("outdoor", 0.875), ("nature", 0.5)]
+    # One value above 1 puts the whole answer in percent: 0.8 there is 0.8 %, not 80 %.
+    mixed = normalize_tags({"tags": [{"tag": "a", "confidence": 40}, {"tag": "b", "confidence": 0.8}]})
+    assert [(lbl.name, lbl.confidence) for lbl in mixed] == [("a", 0.4), ("b", 0.008)]
+
+
+def test_a_tag_object_without_a_name_is_left_out() -> None:
+    labels = normalize_tags({"tags": [{"confidence": 0.9}, {"tag": "cat", "confidence": 0.7}]})
+    assert [(lbl.name, lbl.confidence) for lbl in labels] == [("cat", 0.7)]
+
+
+def test_classification_in_percent_with_confidence_in_all_scores() -> None:
+    payload = {
+        "classification": "invoice",
+        "confidence": 92,
+        "all_scores": [{"label": "receipt", "confidence": 15}, {"choice": "invoice", "confidence": 92}],
+    }
+    result = normalize_classification(payload)
+    assert (result.label, result.confidence) == ("invoice", 0.92)
+    assert [(s.label, s.score) for s in result.scores] == [("invoice", 0.92), ("receipt", 0.15)]
+    only_scores = normalize_classification({"all_scores": [{"name": "a", "score": 30}, {"name": "b", "score": 70}]})
+    assert (only_scores.label, only_scores.confidence) == ("b", 0.7)
 
 
 @pytest.mark.parametrize(("mode", "payload"), MALFORMED)

@@ -42,7 +42,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from pydantic import ValidationError
+from pydantic import AliasChoices, Field, ValidationError
 
 from image_analysis.errors import BadImageError, BadResponseError, ServerError
 from image_analysis.models import Classification, ClassScore, Label
@@ -53,14 +53,15 @@ from image_analysis.providers.base import (
     ProviderDeps,
     ProviderOutput,
 )
+from image_analysis.providers.common import ProviderKeys, base_url
 from image_analysis.providers.common import VendorPayload as _Loose
-from image_analysis.providers.common import base_url
 from image_analysis.providers.common import int_setting as _int_setting
 from image_analysis.providers.common import opaque_name as _opaque_name
 from image_analysis.providers.http import ErrorKind, VendorClient, VendorProfile
 
 if TYPE_CHECKING:
     from image_analysis.credentials import Credentials
+    from image_analysis.providers.http import VendorResponse
     from image_analysis.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -141,8 +142,9 @@ PROFILE = VendorProfile(
 
 
 class _ScoredTag(_Loose):
-    tag: str
-    confidence: float | None = None
+    # Docs: ``{tag, confidence}``; ``{name, score}`` (and ``label``) are read the same way.
+    tag: str | None = Field(None, validation_alias=AliasChoices("tag", "name", "label"))
+    confidence: float | None = Field(None, validation_alias=AliasChoices("confidence", "score", "probability"))
 
 
 class _Tags(_Loose):
@@ -152,8 +154,9 @@ class _Tags(_Loose):
 
 
 class _Score(_Loose):
-    choice: str
-    score: float
+    # Docs: ``all_scores[{choice, score}]``; ``label``/``name`` and ``confidence`` are read the same way.
+    choice: str | None = Field(None, validation_alias=AliasChoices("choice", "label", "name", "class"))
+    score: float | None = Field(None, validation_alias=AliasChoices("score", "confidence", "probability"))
 
 
 class _Classified(_Loose):
@@ -186,11 +189,21 @@ def _guarded[**P, R](mode: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     return wrap
 
 
-def _unit(value: float, mode: str, what: str) -> float:
-    """A 0-1 score (docs: "Confidence score (0-1)"), rounded; a rounding error outside is clamped."""
-    if not math.isfinite(value) or not -0.001 <= value <= 1.001:
-        raise BadResponseError(PROVIDER, f"{mode}: {what} {value!r} is outside 0-1")
-    return round(min(max(value, 0.0), 1.0), 6)
+def _scale(values: list[float | None]) -> float:
+    """The scale one answer uses: 1 (docs: "Confidence score (0-1)"), or 100 when any value is above 1.
+
+    The docs promise 0-1, but a model that answers in percent would put every score above 1 but the
+    smallest; one answer uses one scale, so a single value above 1 means all of its values are percents.
+    """
+    present = [v for v in values if v is not None and math.isfinite(v)]
+    return 100.0 if any(v > 1.001 for v in present) else 1.0
+
+
+def _unit(value: float, mode: str, what: str, scale: float = 1.0) -> float:
+    """A score on ``scale`` (1 or 100) as 0..1, rounded; a rounding error outside is clamped."""
+    if not math.isfinite(value) or not -0.001 * scale <= value <= 1.001 * scale:
+        raise BadResponseError(PROVIDER, f"{mode}: {what} {value!r} is outside 0-{scale:g}")
+    return round(min(max(value / scale, 0.0), 1.0), 6)
 
 
 @_guarded("tags")
@@ -212,12 +225,15 @@ def normalize_tags(payload: Any, mode: str = "tags") -> list[Label]:
     else:
         raise BadResponseError(PROVIDER, f"{mode}: the answer has no tags, result or tag; the API may have changed")
     best: dict[str, float] = {}
+    scale = _scale([item.confidence for item in items if not isinstance(item, str)])
     for item in items:
         if isinstance(item, str):
             name, confidence = item.strip(), UNSCORED_CONFIDENCE
         else:
-            name = item.tag.strip()
-            confidence = UNSCORED_CONFIDENCE if item.confidence is None else _unit(item.confidence, mode, "confidence")
+            name = (item.tag or "").strip()
+            confidence = (
+                UNSCORED_CONFIDENCE if item.confidence is None else _unit(item.confidence, mode, "confidence", scale)
+            )
         if name:
             best[name] = max(confidence, best.get(name, 0.0))
     ordered = sorted(best.items(), key=lambda kv: -kv[1])  # stable: the vendor's order among equals
@@ -236,16 +252,17 @@ def normalize_classification(payload: Any) -> Classification:
     if not isinstance(payload, dict):
         raise BadResponseError(PROVIDER, "classification: the answer is not a JSON object")
     parsed = _Classified.model_validate(payload)
+    scale = _scale([parsed.confidence, *(s.score for s in parsed.all_scores or [])])
     scores = [
-        ClassScore(label=s.choice.strip(), score=_unit(s.score, "classification", "score"))
+        ClassScore(label=s.choice.strip(), score=_unit(s.score, "classification", "score", scale))
         for s in parsed.all_scores or []
-        if s.choice.strip()
+        if s.choice and s.choice.strip() and s.score is not None
     ]
     scores.sort(key=lambda s: -s.score)
     label = (parsed.classification or "").strip()
     if label:
         if parsed.confidence is not None:
-            confidence = _unit(parsed.confidence, "classification", "confidence")
+            confidence = _unit(parsed.confidence, "classification", "confidence", scale)
         else:
             confidence = next((s.score for s in scores if s.label == label), UNSCORED_CONFIDENCE)
     elif scores:
@@ -386,9 +403,8 @@ class CoreVizProvider(Provider):
         self.url_source: UrlSource = url_source
         self.mode: Mode = "classification" if choices else ("prompt" if prompt else "tags")
         self.enabled: frozenset[Capability] = frozenset({"classification" if choices else "labels"})
-        self._credentials = credentials
+        self._keys = ProviderKeys(credentials, PROVIDER, self.env_prefix, self.credential_fields)
         self._s3 = s3
-        self._key: str | None = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -435,17 +451,21 @@ class CoreVizProvider(Provider):
         asked = getattr(request, "capabilities", None)
         if asked is not None and not self.enabled & asked:
             return ProviderOutput()  # nothing this provider was asked for: no paid call
-        key = self._api_key()
         with self._image_url(request) as url:
             hidden = url_secrets(url)
-            response = self.client.send(
-                "POST",
-                PATH,
-                deadline=request.deadline,
-                json_body=self.body(url),
-                headers={"x-api-key": key, "Content-Type": "application/json"},
-                secrets=(key, *hidden),
-            )
+
+            def send(keys: dict[str, str]) -> VendorResponse:
+                key = keys["api_key"]
+                return self.client.send(
+                    "POST",
+                    PATH,
+                    deadline=request.deadline,
+                    json_body=self.body(url),
+                    headers={"x-api-key": key, "Content-Type": "application/json"},
+                    secrets=(key, *hidden),
+                )
+
+            response = self._keys.call(send)
         # A vendor that echoes the image URL must not get it into the stored result.
         return normalize(self.mode, scrub(response.body, hidden))
 
@@ -542,12 +562,6 @@ class CoreVizProvider(Provider):
                     raise error
                 self._s3 = presign_client(region)
             return self._s3
-
-    def _api_key(self) -> str:
-        """Read lazily (the secret is a network call) and once per container."""
-        if self._key is None:
-            self._key = self._credentials.for_provider(PROVIDER, self.env_prefix, self.credential_fields)["api_key"]
-        return self._key
 
 
 _presigning = threading.local()
