@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -26,6 +27,25 @@ SEQUENCER_WIDTH = 32
 
 def padded_sequencer(sequencer: str | None) -> str:
     return (sequencer or "").upper().ljust(SEQUENCER_WIDTH, "0")
+
+
+# What an event without a sequencer pads to. S3 always sends one; the emulator's own notifications,
+# hand-made events and the backfill tool do not. Such events are ordered by the object's identity
+# (ETag) and the event time instead (see ``ResultStore``).
+UNSEQUENCED = padded_sequencer(None)
+
+
+def canonical_time(value: str | None) -> str | None:
+    """An event time as ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (UTC), so that times compare as strings."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -59,6 +79,11 @@ class ObjectRef:
     @property
     def sequence(self) -> str:
         return padded_sequencer(self.sequencer)
+
+    @property
+    def ordering_time(self) -> str | None:
+        """The event time, comparable as a string; what orders events that carry no sequencer."""
+        return canonical_time(self.event_time)
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,25 @@ class ObjectReader:
             raise ObjectUnreadable(f"the object is in the {head.storage_class} storage class; restore it first")
         return head
 
+    def exists(self, ref: ObjectRef) -> bool:
+        """Whether the key (that version, when versioned) holds an object now, whatever its ETag.
+
+        403 counts as absent: without ``s3:ListBucket`` S3 answers a missing key with 403, not 404.
+        Anything else (throttling, 5xx) raises, and the record is retried.
+        """
+        target: dict[str, Any] = {"Bucket": ref.bucket, "Key": ref.key}
+        if ref.version_id:
+            target["VersionId"] = ref.version_id
+        try:
+            self._s3.head_object(**target)
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code in _GONE or code in ("AccessDenied", "405", "MethodNotAllowed") or status in (403, 404, 405):
+                return False
+            raise
+        return True
+
     def size_rejection(self, head: ObjectHead) -> InputRejected | None:
         """Checked before download, so an oversized upload costs one HEAD."""
         if head.size == 0:

@@ -28,7 +28,7 @@ from image_analysis.models import AnalysisResult, ErrorInfo, Reprocess
 from image_analysis.objects import ObjectReader
 from image_analysis.orchestration import Orchestrator
 from image_analysis.providers.base import AnalysisRequest, Deadline
-from image_analysis.store import FINAL_STATUSES, ResultStore, result_of
+from image_analysis.store import FINAL_STATUSES, ResultStore, result_of, supersedes
 
 # Longer than the function's timeout (120 s in the template) and shorter than the queue's visibility
 # timeout (720 s): a claim that old belongs to an invocation that has ended, and the next delivery of a
@@ -111,7 +111,7 @@ class Pipeline:
                 alerted = self._heal_alert(existing, lease)  # type: ignore[arg-type]
                 return Outcome("done", "duplicate", "this reprocess request was already carried out", alerted=alerted)
             sequence = max(sequence, (existing or {}).get("seq", sequence))
-        elif final and existing.get("seq", "") >= sequence:  # type: ignore[union-attr]
+        elif final and not supersedes(existing, sequence, ref.etag, ref.ordering_time):  # type: ignore[arg-type]
             alerted = self._heal_alert(existing, lease)  # type: ignore[arg-type]
             return Outcome("done", "duplicate", "a result for this or a newer event exists", alerted=alerted)
         base = {
@@ -137,14 +137,17 @@ class Pipeline:
             self._count("ObjectUnreadable")
         except TransientFailure as exc:
             failed = AnalysisResult(**base, status="failed", error=exc.error, analyzed_at=_now())
-            self.store.put_failure(failed, sequence)
+            self.store.put_failure(failed, sequence, ref.ordering_time)
             self._count("ImagesFailed")
             return Outcome("retry", "failed", exc.error.message, result=failed)
         return self._commit(ref, result, sequence, lease)
 
     def forget(self, ref: ObjectRef) -> Outcome:
         """The object version was deleted: its analysis must not outlive it."""
-        if not self.store.forget(ref.pk, ref.sk, ref.sequence, self.on_delete):
+        if not ref.sequencer and self.reader.exists(ref):
+            # Without a sequencer the delete cannot be ordered against a re-upload: S3 itself can.
+            return Outcome("done", "duplicate", "the object exists again; its result stays")
+        if not self.store.forget(ref.pk, ref.sk, ref.sequence, self.on_delete, ref.ordering_time, ref.etag):
             return Outcome("done", "duplicate", "no older result to forget")
         self._count("ResultsForgotten")
         return Outcome("done", "forgotten", "deleted" if self.on_delete == "delete" else "reduced to a tombstone")
@@ -221,7 +224,7 @@ class Pipeline:
         return AnalysisResult(**base, size_bytes=size, status="rejected", error=exc.info(), analyzed_at=_now())
 
     def _commit(self, ref: ObjectRef, result: AnalysisResult, sequence: str, lease: float) -> Outcome:
-        if not self.store.put_result(result, sequence):
+        if not self.store.put_result(result, sequence, ref.ordering_time):
             existing = self.store.get(ref.pk, ref.sk) or {}
             alerted = self._heal_alert(existing, lease)
             return Outcome("done", "duplicate", "a result for this or a newer event exists", alerted=alerted)

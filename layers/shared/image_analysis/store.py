@@ -22,6 +22,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from image_analysis.events import UNSEQUENCED
 from image_analysis.models import AnalysisResult, ErrorInfo
 
 FINAL_STATUSES = ("succeeded", "partial", "rejected", "skipped")
@@ -66,6 +67,7 @@ STORE_ATTRIBUTES = frozenset(
         "expires_at",
         "deleted_at",
         "alert_claimed_at",
+        "event_time",
         "flag_nsfw",
         "flag_ai_generated",
         "flag_deepfake",
@@ -103,17 +105,24 @@ class ResultStore:
         raw = response.get("Item")
         return {k: self._deserializer.deserialize(v) for k, v in raw.items()} if raw else None
 
-    def put_result(self, result: AnalysisResult, sequence: str) -> bool:
+    def put_result(self, result: AnalysisResult, sequence: str, event_time: str | None = None) -> bool:
         """Write a result unless a result for the same or a newer event is already final.
 
         Returns False when the write lost to such an item (a duplicate or an older event). A reprocess
         request may replace the result of the same event, once per request id. A flagged result is
         written with the alert claimed by this writer (``alert_claimed_at``), in the same conditional put.
+        ``event_time`` (canonical, see ``events.canonical_time``) orders events that have no sequencer.
         """
-        item = to_item(result, sequence, self._expiry())
+        item = self._item(result, sequence, event_time)
         if result.flags:
             item["alert_claimed_at"] = self._now()
-        return self._conditional_put(item, result.reprocess)
+        return self._conditional_put(item, result.reprocess, skipped=result.status == "skipped")
+
+    def _item(self, result: AnalysisResult, sequence: str, event_time: str | None) -> dict[str, Any]:
+        item = to_item(result, sequence, self._expiry())
+        if event_time:
+            item["event_time"] = event_time
+        return item
 
     def _now(self) -> Decimal:
         return Decimal(str(round(self._clock(), 3)))
@@ -121,25 +130,31 @@ class ResultStore:
     def _expiry(self) -> int | None:
         return int(self._clock()) + self.ttl_days * 86400 if self.ttl_days > 0 else None
 
-    def put_failure(self, result: AnalysisResult, sequence: str) -> bool:
+    def put_failure(self, result: AnalysisResult, sequence: str, event_time: str | None = None) -> bool:
         """Record a transient failure (status ``failed``, ``error``, ``attempts``) under the same guard."""
-        return self._conditional_put(to_item(result, sequence, self._expiry()))
+        return self._conditional_put(self._item(result, sequence, event_time))
 
-    def _conditional_put(self, item: dict[str, Any], reprocess: Any = None) -> bool:
-        condition = "attribute_not_exists(pk) OR seq < :seq OR (seq = :seq AND #status = :failed)"
+    def _conditional_put(self, item: dict[str, Any], reprocess: Any = None, skipped: bool = False) -> bool:
         names = {"#status": "status"}
         values: dict[str, Any] = {":seq": item["seq"], ":failed": "failed"}
+        if item["seq"] != UNSEQUENCED:
+            condition = "attribute_not_exists(pk) OR seq < :seq OR (seq = :seq AND #status = :failed)"
+        else:
+            condition = _unsequenced_put_condition(item, values, skipped)
         if reprocess is not None:
             condition += " OR (seq = :seq AND (attribute_not_exists(#reprocess.#id) OR #reprocess.#id <> :rid))"
             names.update({"#reprocess": "reprocess", "#id": "id"})
             values[":rid"] = reprocess.id
+        # DynamoDB refuses placeholders the expression does not use.
+        names = {k: v for k, v in names.items() if k in condition}
+        values = {k: v for k, v in values.items() if k in condition}
         try:
             self._client.put_item(
                 TableName=self.table_name,
                 Item=self._marshal(item),
                 ConditionExpression=condition,
-                ExpressionAttributeNames=names,
                 ExpressionAttributeValues=self._marshal(values),
+                **({"ExpressionAttributeNames": names} if names else {}),
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
@@ -147,9 +162,26 @@ class ResultStore:
             raise
         return True
 
-    def forget(self, pk: str, sk: str, sequence: str, mode: str) -> bool:
-        """The object version is gone: delete its item, or keep a tombstone without the analysis content."""
-        values = self._marshal({":seq": sequence})
+    def forget(
+        self,
+        pk: str,
+        sk: str,
+        sequence: str,
+        mode: str,
+        event_time: str | None = None,
+        etag: str | None = None,
+    ) -> bool:
+        """The object version is gone: delete its item, or keep a tombstone without the analysis content.
+
+        Only a newer event may forget: by sequencer, or, for a delete without one, by the event time and
+        (when the event names it) the ETag of the object that was deleted.
+        """
+        plain: dict[str, Any] = {":seq": sequence}
+        condition = _forget_condition(sequence, event_time, etag, plain)
+        set_time = ", event_time = :time" if ":time" in plain else ""
+        if mode != "tombstone":
+            plain = {k: v for k, v in plain.items() if k in condition}
+        values = self._marshal(plain)
         try:
             if mode == "tombstone":
                 from datetime import UTC, datetime
@@ -160,8 +192,8 @@ class ResultStore:
                     Key=self._marshal({"pk": pk, "sk": sk}),
                     # Every name through a placeholder: several (text, raw) are DynamoDB reserved words.
                     UpdateExpression=f"REMOVE {', '.join(f'#{a}' for a in CONTENT_ATTRIBUTES)} "
-                    "SET deleted_at = :now, seq = :seq",
-                    ConditionExpression=_forget_condition(),
+                    f"SET deleted_at = :now, seq = :seq{set_time}",
+                    ConditionExpression=condition,
                     ExpressionAttributeNames={f"#{a}": a for a in CONTENT_ATTRIBUTES},
                     ExpressionAttributeValues=values,
                 )
@@ -169,7 +201,7 @@ class ResultStore:
                 self._client.delete_item(
                     TableName=self.table_name,
                     Key=self._marshal({"pk": pk, "sk": sk}),
-                    ConditionExpression=_forget_condition(),
+                    ConditionExpression=condition,
                     ExpressionAttributeValues=values,
                 )
         except ClientError as exc:
@@ -226,9 +258,64 @@ CONTENT_ATTRIBUTES = (
 )  # fmt: skip
 
 
-def _forget_condition() -> str:
-    # Only a newer event may forget: a delete that S3 sequenced before a re-upload never removes its result.
-    return "attribute_exists(pk) AND seq < :seq"
+def _forget_condition(sequence: str, event_time: str | None, etag: str | None, values: dict[str, Any]) -> str:
+    if sequence != UNSEQUENCED:
+        # A delete that S3 sequenced before a re-upload never removes its result.
+        return "attribute_exists(pk) AND seq < :seq"
+    condition = "attribute_exists(pk)"
+    if etag:
+        values[":etag"] = etag  # the emulator names the deleted object; its result alone may go
+        condition += " AND etag = :etag"
+    if event_time:
+        values[":time"] = event_time
+        condition += " AND (attribute_not_exists(event_time) OR event_time < :time)"
+    return condition
+
+
+def _unsequenced_put_condition(item: dict[str, Any], values: dict[str, Any], skipped: bool) -> str:
+    """When the event has no sequencer: the same object (ETag) is a duplicate unless it had only failed;
+    a different object under the key is newer unless its event is older than the stored one's.
+
+    The object was read with ``IfMatch`` on its ETag, so a result describes what the key held at read
+    time; the event time closes the window between two reads and their writes. A ``skipped`` result
+    (the object was already gone or replaced) never replaces the result of another object.
+    """
+    parts = ["attribute_not_exists(pk)"]
+    etag, event_time = item.get("etag"), item.get("event_time")
+    other = None
+    if etag:
+        values[":etag"] = etag
+        parts.append("(etag = :etag AND #status = :failed)")
+        other = "(attribute_not_exists(etag) OR etag <> :etag)"
+    else:
+        parts.append("(attribute_not_exists(etag) AND #status = :failed)")
+    if not skipped:
+        if event_time:
+            values[":time"] = event_time
+            # A tombstone gives way to any later upload, even of the same bytes.
+            parts.append("(attribute_exists(deleted_at) AND event_time < :time)")
+            if other:
+                parts.append(f"({other} AND (attribute_not_exists(event_time) OR event_time <= :time))")
+            else:
+                parts.append("event_time < :time")
+        elif other:
+            parts.append(other)
+    return " OR ".join(parts)
+
+
+def supersedes(existing: dict[str, Any], sequence: str, etag: str | None, event_time: str | None) -> bool:
+    """Whether an event may replace ``existing`` (a final result): the same rule as the writes, so that
+    a duplicate is recognized before the object is read."""
+    if sequence != UNSEQUENCED:
+        return existing.get("seq", "") < sequence
+    stored_time = existing.get("event_time")
+    if existing.get("deleted_at") and event_time and stored_time and stored_time < event_time:
+        return True
+    if etag and existing.get("etag") == etag:
+        return False
+    if etag:
+        return not (event_time and stored_time and stored_time > event_time)
+    return bool(event_time and stored_time and stored_time < event_time)
 
 
 def error_of(item: dict[str, Any]) -> ErrorInfo | None:
