@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import io
 import threading
-import warnings
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
@@ -185,36 +184,40 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+# Pillow's bomb guard is one process-wide number that warns at that many pixels and fails at twice as
+# many; changing it per call (or turning its warning into an error with ``warnings.catch_warnings``) is
+# not thread-safe, and records of a batch are decoded at once. So it is set once, out of the way, and
+# ``decode`` holds every image to MAX_PIXELS exactly, from the header's width x height, before any pixel
+# is decoded.
+Image.MAX_IMAGE_PIXELS = None
+
+
 def decode(data: bytes, max_pixels: int) -> DecodedImage:
     if not data:
         raise InputRejected("empty_object", "the object is empty (0 bytes)")
     _register_heif_if_needed(data)
-    # Pillow's default bomb guard is a warning at 89 MP; make the limit explicit and an error.
-    Image.MAX_IMAGE_PIXELS = max_pixels // 2
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            fmt = (image.format or "").lower()
-            width, height = image.size
-            if width * height > max_pixels:
-                raise Image.DecompressionBombError("too many pixels")
-            frames = getattr(image, "n_frames", 1)
-            orientation = image.getexif().get(0x0112)
-            mode = image.mode
-            if image.format == "JPEG":
-                image.draft("RGB", (WORKING_SIDE * 2, WORKING_SIDE * 2))
-            image.seek(0)
-            image.load()
-            # A JPEG that draft mode decoded at a reduced scale is kept for the vendors' copies.
-            reduced = image.format == "JPEG" and image.size != (width, height)
-            working = ImageOps.exif_transpose(image)
-            draft = working if reduced else None
-            if draft is working:
-                working = working.copy()
-            working.thumbnail((WORKING_SIDE, WORKING_SIDE), Image.Resampling.BILINEAR)
-            working = _to_rgb(working)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        image = Image.open(io.BytesIO(data))  # reads the header only
+        fmt = (image.format or "").lower()
+        width, height = image.size
+        if width * height > max_pixels:
+            raise Image.DecompressionBombError("too many pixels")
+        frames = getattr(image, "n_frames", 1)
+        orientation = image.getexif().get(0x0112)
+        mode = image.mode
+        if image.format == "JPEG":
+            image.draft("RGB", (WORKING_SIDE * 2, WORKING_SIDE * 2))
+        image.seek(0)
+        image.load()
+        # A JPEG that draft mode decoded at a reduced scale is kept for the vendors' copies.
+        reduced = image.format == "JPEG" and image.size != (width, height)
+        working = ImageOps.exif_transpose(image)
+        draft = working if reduced else None
+        if draft is working:
+            working = working.copy()
+        working.thumbnail((WORKING_SIDE, WORKING_SIDE), Image.Resampling.BILINEAR)
+        working = _to_rgb(working)
+    except Image.DecompressionBombError:
         raise InputRejected(
             "too_many_pixels", f"the image has more than the {max_pixels:,} pixels allowed (MAX_PIXELS)"
         ) from None
