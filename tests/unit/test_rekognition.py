@@ -8,14 +8,31 @@ from pathlib import Path
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError, ReadTimeoutError
 from botocore.stub import ANY, Stubber
 from PIL import Image
 
 from image_analysis.credentials import Credentials
-from image_analysis.errors import AuthError, BadImageError, BadResponseError, RateLimitedError, ServerError
+from image_analysis.errors import (
+    AuthError,
+    BadImageError,
+    BadResponseError,
+    ProviderTimeoutError,
+    RateLimitedError,
+    ServerError,
+)
 from image_analysis.imaging import decode
 from image_analysis.providers.base import AnalysisRequest, Deadline, ProviderDeps
-from image_analysis.providers.rekognition import RekognitionProvider, moderation_category, normalize
+from image_analysis.providers.rekognition import (
+    MODERATION,
+    PARENTS,
+    SAFETY_MARGIN,
+    RekognitionProvider,
+    boto3_client_factory,
+    moderation_category,
+    normalize,
+    try_timeouts,
+)
 from image_analysis.settings import Settings
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "rekognition"
@@ -49,6 +66,56 @@ def test_moderation_maps_through_the_table_and_parents_and_keeps_unknown_labels(
     ]
     assert moderation_category("Graphic Violence", "Violence") == "violence"
     assert moderation_category("Hate Symbols", None) == "hate"
+
+
+def test_third_level_labels_map_through_the_whole_taxonomy_even_without_their_parents_in_the_answer():
+    output = normalize("moderation", load("detect_moderation_labels_level3.json"))
+    mapped = [(c.name, c.source_label, round(c.confidence, 3)) for c in output.moderation]
+    assert mapped == [
+        ("suggestive", "Non-Explicit Nudity of Intimate parts and Kissing", 0.971),
+        ("suggestive", "Non-Explicit Nudity of Intimate parts and Kissing/Non-Explicit Nudity", 0.971),
+        ("suggestive", "Non-Explicit Nudity/Bare Back", 0.964),
+        ("suggestive", "Non-Explicit Nudity/Implied Nudity", 0.88),
+        ("violence", "Death and Emaciation/Corpses", 0.813),
+        ("violence", "Crashes/Air Crash", 0.777),
+        ("drugs", "Products/Pills", 0.666),
+        ("drugs", "Alcohol Use/Drinking", 0.61),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "parent", "house"),
+    [
+        ("Implied Nudity", "Non-Explicit Nudity", "suggestive"),
+        ("Bare Back", "Non-Explicit Nudity", "suggestive"),
+        ("Obstructed Male Genitalia", "Obstructed Intimate Parts", "suggestive"),
+        ("Exposed Female Nipple", "Explicit Nudity", "explicit"),
+        ("Corpses", "Death and Emaciation", "violence"),
+        ("Air Crash", "Crashes", "violence"),
+        ("Blood & Gore", "Graphic Violence", "violence"),
+        ("Pills", "Products", "drugs"),
+        ("Smoking", "Drugs & Tobacco Paraphernalia & Use", "drugs"),
+        ("Drinking", "Alcohol Use", "drugs"),
+        ("Nazi Party", "Hate Symbols", "hate"),
+        ("Hanging", "Visually Disturbing", "violence"),  # v6
+        ("Pills", None, "drugs"),  # no parent given: the taxonomy's
+        ("A Label Added Later", "Graphic Violence", "violence"),  # unknown, under a known parent
+        ("A Label Added Later", None, "other"),
+    ],
+)
+def test_labels_map_by_their_parent_chain(name, parent, house):
+    assert moderation_category(name, parent) == house
+
+
+def test_every_taxonomy_chain_ends_at_a_top_level_category():
+    for label in PARENTS:
+        seen, current = set(), label
+        while current not in MODERATION:
+            assert current not in seen, f"loop at {current}"
+            seen.add(current)
+            assert current in PARENTS, f"{label!r} climbs to {current!r}, which has no parent"
+            current = PARENTS[current]
+    assert all(key == key.lower() for key in (*MODERATION, *PARENTS, *PARENTS.values()))
 
 
 def test_text_keeps_lines_not_words():
@@ -147,7 +214,7 @@ def test_every_mapped_error_code_becomes_its_typed_error(client, code, status, e
     stubber = Stubber(client)
     stubber.add_client_error("detect_labels", service_error_code=code, http_status_code=status)
     with stubber, pytest.raises(error) as caught:
-        provider(client, REKOGNITION_FEATURES="labels").analyze(image_request())
+        provider(client, REKOGNITION_FEATURES="labels", HTTP_MAX_ATTEMPTS="1").analyze(image_request())
     assert "rekognition" in str(caught.value)
     if error is AuthError:
         assert "rekognition:Detect" in str(caught.value)
@@ -166,3 +233,121 @@ def test_other_formats_are_converted_before_sending(client):
     with stubber:
         provider(client, REKOGNITION_FEATURES="labels").analyze(request)
     stubber.assert_no_pending_responses()
+
+
+def test_a_large_photo_is_sent_fitted_into_1920_by_1080(client):
+    request = image_request(size=(4000, 3000), fmt="JPEG")
+    assert request.image.size_bytes < 5 * 1024 * 1024  # small enough to go as it was, before
+    fitted, _ = request.image.encoded_for(frozenset({"jpeg", "png"}), 5 * 1024 * 1024, 1440)
+    assert Image.open(io.BytesIO(fitted)).size == (1440, 1080)  # 4000x3000 scaled by 1080 / 3000
+    stubber = Stubber(client)
+    stubber.add_response(
+        "detect_labels",
+        load("detect_labels.json"),
+        {"Image": {"Bytes": fitted}, "MaxLabels": ANY, "MinConfidence": ANY},
+    )
+    with stubber:
+        provider(client, REKOGNITION_FEATURES="labels").analyze(request)
+    stubber.assert_no_pending_responses()
+
+
+# ---------------------------------------------------------------------------------------------------
+# The invocation deadline bounds every try
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+class TimingOutClient:
+    """Every call takes its whole connect + read budget and then times out (or is throttled)."""
+
+    def __init__(self, clock, connect, read, throttle=False):
+        self.clock, self.connect, self.read, self.throttle = clock, connect, read, throttle
+        self.ended_at = []
+
+    def detect_labels(self, **_):
+        self.clock.now += self.connect + self.read
+        self.ended_at.append(self.clock.now)
+        if self.throttle:
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "DetectLabels")
+        raise ReadTimeoutError(endpoint_url="https://rekognition.us-east-1.amazonaws.com")
+
+
+def bounded_provider(clock, throttle=False, **env):
+    made = []
+
+    def factory(connect, read):
+        made.append((connect, read))
+        client = TimingOutClient(clock, connect, read, throttle)
+        made.append(client)
+        return client
+
+    settings = Settings.from_env(
+        {"RESULTS_TABLE": "t", "ALERTS_TOPIC_ARN": "a", "REKOGNITION_FEATURES": "labels", **env}
+    )
+    extra = {"rekognition_client_factory": factory, "sleep": clock.sleep, "random": lambda: 1.0}
+    return RekognitionProvider.create(
+        ProviderDeps(settings=settings, credentials=Credentials(settings), extra=extra)
+    ), made
+
+
+@pytest.mark.parametrize("throttle", [False, True], ids=["timeouts", "throttling"])
+def test_tries_and_waits_never_run_past_the_deadline(throttle):
+    clock = FakeClock()
+    rekognition, made = bounded_provider(clock, throttle, HTTP_MAX_ATTEMPTS="10", RETRY_BASE_DELAY_SECONDS="0.5")
+    request = image_request()
+    request = AnalysisRequest(**{**request.__dict__, "deadline": Deadline(30.0, clock=clock)})
+    with pytest.raises(RateLimitedError if throttle else ProviderTimeoutError):
+        rekognition.analyze(request)
+    clients = [m for m in made if not isinstance(m, tuple)]
+    ends = [t for c in clients for t in c.ended_at]
+    assert len(ends) >= 2  # it did retry while a try still fitted
+    assert max(ends) <= 30.0 - SAFETY_MARGIN  # and every try ended inside the invocation, margin kept
+    assert clock.now <= 30.0 - SAFETY_MARGIN
+
+
+def test_the_first_try_gets_the_full_timeouts_and_a_late_one_what_is_left():
+    assert try_timeouts(600.0) == (5.0, 15.0)
+    assert try_timeouts(4.0) == (1.0, 3.0)
+    assert try_timeouts(0.6) == (0.25, 0.25)
+    for budget in (0.5, 0.9, 1.3, 7.77, 19.99, 25.0):
+        connect, read = try_timeouts(budget)
+        assert connect + read <= budget and connect > 0 and read > 0
+
+
+def test_no_time_left_is_a_timeout_without_a_call():
+    clock = FakeClock()
+    rekognition, made = bounded_provider(clock)
+    request = image_request()
+    request = AnalysisRequest(**{**request.__dict__, "deadline": Deadline(SAFETY_MARGIN + 0.2, clock=clock)})
+    with pytest.raises(ProviderTimeoutError, match="no time left"):
+        rekognition.analyze(request)
+    assert made == []
+
+
+def test_production_clients_carry_the_try_timeouts_and_no_botocore_retries(monkeypatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    client = boto3_client_factory()(1.25, 3.5)
+    config = client.meta.config
+    assert (config.connect_timeout, config.read_timeout) == (1.25, 3.5)
+    assert config.retries["total_max_attempts"] == 1
+
+
+def test_throttling_then_an_answer_is_retried_within_the_call(client):
+    stubber = Stubber(client)
+    stubber.add_client_error("detect_labels", service_error_code="ThrottlingException", http_status_code=400)
+    stubber.add_response("detect_labels", load("detect_labels.json"), None)
+    with stubber:
+        output = provider(client, REKOGNITION_FEATURES="labels", RETRY_BASE_DELAY_SECONDS="0.01").analyze(
+            image_request()
+        )
+    stubber.assert_no_pending_responses()
+    assert [lab.name for lab in output.labels] == ["car", "vehicle", "city"]

@@ -1,18 +1,33 @@
 """Amazon Rekognition: labels with boxes (DetectLabels), moderation (DetectModerationLabels) and text
 (DetectText), through boto3 and the function's IAM role: no key.
 
-Bytes go in the request up to Rekognition's 5 MB limit (JPEG or PNG; other formats are converted);
-a larger JPEG/PNG original is read by Rekognition from S3 directly (``S3Object``, up to 15 MB), so the
-function does not send the bytes again. Confidences are 0..100 and become 0..1; boxes are already
-fractions of the image. Moderation labels map through an explicit table into the house categories,
-second-level labels through their top-level parent; an unknown label is kept as ``other``.
+Bytes go in the request up to Rekognition's 5 MB limit (JPEG or PNG; other formats are converted),
+downscaled to fit 1920x1080: the guide ("Guidelines and quotas") sizes what it detects against a
+1920x1080 image ("a face must be no smaller than 40x40 pixels in an image with 1920X1080 pixels. Images
+with dimensions higher than 1920X1080 pixels will need a larger minimum face size proportionally") and
+resizes internally anyway, so more pixels cost upload time without finding more. Boxes come back as
+fractions, so the smaller copy changes none of them. A larger JPEG/PNG original is read by Rekognition
+from S3 directly (``S3Object``, up to 15 MB), so the function sends no bytes at all.
+
+Confidences are 0..100 and become 0..1. Moderation labels map into the house categories by walking
+their ``ParentName`` chain (the answer's own, else the v7 and v6 taxonomy tables below) up to a
+top-level category; a label whose chain reaches none is kept as ``other``.
+
+Every call is bounded by the invocation's deadline: botocore's own retries are off and each try gets
+a client whose connect and read timeouts fit the time left (less a safety margin); throttling, 5xx
+and timeouts are retried here with capped, jittered backoff only while another try still fits. A
+worker thread therefore never outlives the deadline.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+import random as _random
+import threading
+import time
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
 from pydantic import ValidationError
@@ -30,34 +45,106 @@ from image_analysis.models import Box, Detection, Label, ModerationCategory, Tex
 from image_analysis.providers.base import AnalysisRequest, Capability, Provider, ProviderDeps, ProviderOutput
 from image_analysis.providers.common import VendorPayload, int_setting
 
+if TYPE_CHECKING:
+    from image_analysis.imaging import DecodedImage
+    from image_analysis.providers.base import Deadline
+
 PROVIDER = "rekognition"
 BYTES_LIMIT = 5 * 1024 * 1024
 S3_LIMIT = 15 * 1024 * 1024
 FEATURES: Mapping[str, Capability] = {"labels": "labels", "moderation": "moderation", "text": "text"}
 DEFAULT_FEATURES = ("labels", "moderation")
 
-# Rekognition's moderation taxonomy (v6 top-level names and v7's) -> house categories.
+# The size the bytes are fitted into (see the module docstring), either orientation.
+FIT_LONG, FIT_SHORT = 1920, 1080
+
+# Top-level moderation categories (v7, and v6 where its names differ) -> house categories. Every other
+# label reaches one of these through its parents.
 MODERATION: Mapping[str, str] = {
-    "explicit nudity": "explicit",
+    # v7
     "explicit": "explicit",
-    "explicit sexual activity": "explicit",
-    "sex toys": "explicit",
-    "nudity": "explicit",
-    "suggestive": "suggestive",
     "non-explicit nudity of intimate parts and kissing": "suggestive",
     "swimwear or underwear": "suggestive",
     "violence": "violence",
     "visually disturbing": "violence",
-    "graphic violence": "violence",
-    "weapons": "violence",
-    "drugs": "drugs",
-    "tobacco": "drugs",
-    "alcohol": "drugs",
     "drugs & tobacco": "drugs",
-    "drugs & tobacco paraphernalia & use": "drugs",
-    "hate symbols": "hate",
+    "alcohol": "drugs",
     "rude gestures": "other",
     "gambling": "other",
+    "hate symbols": "hate",
+    # v6
+    "explicit nudity": "explicit",
+    "suggestive": "suggestive",
+    "drugs": "drugs",
+    "tobacco": "drugs",
+}
+
+# label -> its parent, lower case: the v7 taxonomy (Developer Guide, "Using the image and video
+# moderation APIs", three levels), then v6 names that v7 dropped. Where both versions name a label
+# (Pills, Drinking, Air Crash, Corpses, ...) the v7 parent is kept; both lead to the same house category.
+PARENTS: Mapping[str, str] = {
+    # v7 level 2
+    "explicit nudity": "explicit",
+    "explicit sexual activity": "explicit",
+    "sex toys": "explicit",
+    "non-explicit nudity": "non-explicit nudity of intimate parts and kissing",
+    "obstructed intimate parts": "non-explicit nudity of intimate parts and kissing",
+    "kissing on the lips": "non-explicit nudity of intimate parts and kissing",
+    "female swimwear or underwear": "swimwear or underwear",
+    "male swimwear or underwear": "swimwear or underwear",
+    "weapons": "violence",
+    "graphic violence": "violence",
+    "death and emaciation": "visually disturbing",
+    "crashes": "visually disturbing",
+    "products": "drugs & tobacco",
+    "drugs & tobacco paraphernalia & use": "drugs & tobacco",
+    "alcohol use": "alcohol",
+    "alcoholic beverages": "alcohol",
+    "middle finger": "rude gestures",
+    "nazi party": "hate symbols",
+    "white supremacy": "hate symbols",
+    "extremist": "hate symbols",
+    # v7 level 3
+    "exposed male genitalia": "explicit nudity",
+    "exposed female genitalia": "explicit nudity",
+    "exposed buttocks or anus": "explicit nudity",
+    "exposed female nipple": "explicit nudity",
+    "bare back": "non-explicit nudity",
+    "exposed male nipple": "non-explicit nudity",
+    "partially exposed buttocks": "non-explicit nudity",
+    "partially exposed female breast": "non-explicit nudity",
+    "implied nudity": "non-explicit nudity",
+    "obstructed female nipple": "obstructed intimate parts",
+    "obstructed male genitalia": "obstructed intimate parts",
+    "weapon violence": "graphic violence",
+    "physical violence": "graphic violence",
+    "self-harm": "graphic violence",
+    "blood & gore": "graphic violence",
+    "explosions and blasts": "graphic violence",
+    "emaciated bodies": "death and emaciation",
+    "corpses": "death and emaciation",
+    "air crash": "crashes",
+    "pills": "products",
+    "smoking": "drugs & tobacco paraphernalia & use",
+    "drinking": "alcohol use",
+    # v6 second level
+    "nudity": "explicit nudity",
+    "graphic male nudity": "explicit nudity",
+    "graphic female nudity": "explicit nudity",
+    "sexual activity": "explicit nudity",
+    "illustrated explicit nudity": "explicit nudity",
+    "adult toys": "explicit nudity",
+    "partial nudity": "suggestive",
+    "barechested male": "suggestive",
+    "revealing clothes": "suggestive",
+    "sexual situations": "suggestive",
+    "graphic violence or gore": "violence",
+    "self injury": "violence",
+    "hanging": "visually disturbing",
+    "drug products": "drugs",
+    "drug use": "drugs",
+    "drug paraphernalia": "drugs",
+    "tobacco products": "tobacco",
 }
 
 # botocore error codes -> the error tree, in one place.
@@ -133,12 +220,22 @@ def _box(raw: _BoundingBox) -> Box:
     return Box(x=left, y=top, width=clamp(min(raw.Width, 1.0 - left)), height=clamp(min(raw.Height, 1.0 - top)))
 
 
-def moderation_category(name: str, parent: str | None) -> str:
-    """The house category of a label, through its top-level parent when it has one."""
-    for candidate in (name, parent or ""):
-        category = MODERATION.get(candidate.strip().lower())
-        if category:
-            return category
+def moderation_category(name: str, parent: str | None, parents: Mapping[str, str] | None = None) -> str:
+    """The house category of a label: the first top-level category up its parent chain.
+
+    The chain is the label's own ``ParentName``, then, for each ancestor, the parent that the same answer
+    gives it (``parents``, lower case), else the taxonomy's (``PARENTS``). No top-level category on the
+    way (an unknown label, a loop): ``other``.
+    """
+    current = name.strip().lower()
+    given = (parent or "").strip().lower()
+    seen: set[str] = set()
+    while current and current not in seen:
+        if current in MODERATION:
+            return MODERATION[current]
+        seen.add(current)
+        current = given or (parents or {}).get(current) or PARENTS.get(current, "")
+        given = ""
     return "other"
 
 
@@ -162,10 +259,11 @@ def normalize(feature: str, payload: Any) -> ProviderOutput:
             )
         if feature == "moderation":
             found = _Moderation.model_validate(payload).ModerationLabels
+            answered = {m.Name.strip().lower(): (m.ParentName or "").strip().lower() for m in found if m.ParentName}
             return ProviderOutput(
                 moderation=[
                     ModerationCategory(
-                        name=moderation_category(m.Name, m.ParentName),  # type: ignore[arg-type]
+                        name=moderation_category(m.Name, m.ParentName, answered),  # type: ignore[arg-type]
                         confidence=m.Confidence / 100,
                         provider=PROVIDER,
                         source_label=m.Name if not m.ParentName else f"{m.ParentName}/{m.Name}",
@@ -211,6 +309,54 @@ def error_for(exc: Exception) -> ProviderError:
     return BadResponseError(PROVIDER, f"unexpected {type(exc).__name__}: {exc}")
 
 
+# Per try: botocore's own defaults would be 60 s each; these are the longest a try may take when time is
+# plentiful. Near the deadline a try gets what is left (less SAFETY_MARGIN), in quarter seconds.
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 15.0
+SAFETY_MARGIN = 1.0
+MIN_TRY_SECONDS = 0.5
+MAX_BACKOFF = 8.0
+_CACHED_CLIENTS = 8
+
+ClientFactory = Callable[[float, float], Any]
+
+
+def try_timeouts(budget: float) -> tuple[float, float]:
+    """(connect, read) timeouts for one try that together fit ``budget`` seconds, in quarter seconds.
+
+    botocore's read timeout bounds each wait for bytes, and Rekognition answers with one small JSON body
+    once it has finished, so connect + read bounds the try.
+    """
+    per_try = math.floor(min(CONNECT_TIMEOUT + READ_TIMEOUT, budget) * 4) / 4
+    connect = min(CONNECT_TIMEOUT, max(0.25, math.floor(per_try) / 4))  # a quarter, in quarter seconds
+    return connect, max(0.25, per_try - connect)
+
+
+def boto3_client_factory() -> ClientFactory:
+    """Rekognition clients with the given timeouts and no botocore retries (the adapter retries)."""
+    import boto3
+    from botocore.config import Config
+
+    session = boto3.session.Session()
+    lock = threading.Lock()
+
+    def build(connect: float, read: float) -> Any:
+        config = Config(
+            connect_timeout=connect, read_timeout=read, retries={"mode": "standard", "total_max_attempts": 1}
+        )
+        with lock:  # a session is not safe to build clients from in several threads at once
+            return session.client("rekognition", config=config)
+
+    return build
+
+
+def fit_side(image: DecodedImage) -> int | None:
+    """The long side that fits the image into FIT_LONG x FIT_SHORT (either way up); None when it fits."""
+    long, short = max(image.width, image.height), min(image.width, image.height)
+    scale = min(FIT_LONG / long, FIT_SHORT / short) if long and short else 1.0
+    return None if scale >= 1.0 else max(1, math.floor(long * scale))
+
+
 class RekognitionProvider(Provider):
     name: ClassVar[str] = PROVIDER
     capabilities: ClassVar[frozenset[Capability]] = frozenset({"labels", "moderation", "text", "objects"})
@@ -224,30 +370,41 @@ class RekognitionProvider(Provider):
         self.max_labels = max_labels
         self.min_confidence = min_confidence
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(features)), thread_name_prefix="rekognition")
+        # A client per (connect, read) pair: a client's timeouts are fixed when it is built.
+        self.client_factory: ClientFactory = lambda connect, read: client
+        self.max_attempts = 3
+        self.base_delay = 0.5
+        self.sleep: Callable[[float], None] = time.sleep
+        self.random: Callable[[], float] = _random.random
+        self._clients: dict[tuple[float, float], Any] = {}
+        self._clients_lock = threading.Lock()
 
     @classmethod
     def create(cls, deps: ProviderDeps) -> RekognitionProvider:
         settings = deps.settings
+        # Tests pass one client (its timeouts are then theirs) or a factory of (connect, read) -> client.
         client = deps.extra.get("rekognition_client")
-        if client is None:
-            import boto3
-            from botocore.config import Config
-
-            client = boto3.client(
-                "rekognition",
-                config=Config(connect_timeout=5, read_timeout=15, retries={"mode": "standard", "max_attempts": 3}),
-            )
+        factory = deps.extra.get("rekognition_client_factory")
         raw = settings.vendor("REKOGNITION_", "FEATURES", ",".join(DEFAULT_FEATURES))
         features = tuple(dict.fromkeys(f.strip().lower() for f in raw.split(",") if f.strip()))
         unknown = [f for f in features if f not in FEATURES]
         if unknown or not features:
             raise ValueError(f"REKOGNITION_FEATURES must name some of {', '.join(FEATURES)}, got {raw!r}")
-        return cls(
+        provider = cls(
             client,
             features,
             int_setting(settings.vendor("REKOGNITION_", "MAX_LABELS"), "REKOGNITION_MAX_LABELS", 1, 1000, 25),
             int_setting(settings.vendor("REKOGNITION_", "MIN_CONFIDENCE"), "REKOGNITION_MIN_CONFIDENCE", 0, 100, 55),
         )
+        if factory is not None:
+            provider.client_factory = factory
+        elif client is None:
+            provider.client_factory = boto3_client_factory()
+        provider.max_attempts = max(1, settings.max_attempts_per_call)
+        provider.base_delay = settings.retry_base_delay_seconds
+        provider.sleep = deps.extra.get("sleep", time.sleep)
+        provider.random = deps.extra.get("random", _random.random)
+        return provider
 
     def image_parameter(self, request: AnalysisRequest) -> dict[str, Any]:
         image = request.image
@@ -256,7 +413,7 @@ class RekognitionProvider(Provider):
             if request.version_id:
                 location["Version"] = request.version_id
             return {"S3Object": location}
-        payload, _ = image.encoded_for(self.accepted_formats, BYTES_LIMIT)
+        payload, _ = image.encoded_for(self.accepted_formats, BYTES_LIMIT, fit_side(image))
         return {"Bytes": payload}
 
     def analyze(self, request: AnalysisRequest) -> ProviderOutput:
@@ -270,14 +427,15 @@ class RekognitionProvider(Provider):
         if "Bytes" in image and request.deadline.meter is not None:
             for _ in wanted:
                 request.deadline.meter.record(len(image["Bytes"]))
-        timeout = request.deadline.remaining()
-        if timeout <= 1.0:
+        deadline = request.deadline
+        if deadline.remaining() - SAFETY_MARGIN < MIN_TRY_SECONDS:
             raise ProviderTimeoutError(PROVIDER, "no time left in this invocation")
-        futures = {feature: self._pool.submit(self._call, feature, image) for feature in wanted}
+        futures = {feature: self._pool.submit(self._call, feature, image, deadline) for feature in wanted}
         outputs, raw, errors = [], {}, []
         for feature, future in futures.items():
             try:
-                answer = future.result(timeout=timeout)
+                # Each try is bounded to end before the deadline; this wait is only a backstop.
+                answer = future.result(timeout=max(0.0, deadline.remaining()))
             except ProviderError as exc:
                 errors.append(exc)
                 continue
@@ -299,14 +457,38 @@ class RekognitionProvider(Provider):
                 merged.moderation = (merged.moderation or []) + output.moderation
         return merged
 
-    def _call(self, feature: str, image: dict[str, Any]) -> dict[str, Any]:
-        try:
-            if feature == "labels":
-                return self.client.detect_labels(
-                    Image=image, MaxLabels=self.max_labels, MinConfidence=self.min_confidence
-                )
-            if feature == "moderation":
-                return self.client.detect_moderation_labels(Image=image, MinConfidence=self.min_confidence)
-            return self.client.detect_text(Image=image)
-        except (ClientError, BotoCoreError) as exc:
-            raise error_for(exc) from None
+    def _call(self, feature: str, image: dict[str, Any], deadline: Deadline) -> dict[str, Any]:
+        """One feature's request, retried (throttling, 5xx, timeouts) only while another try fits."""
+        attempt = 0
+        while True:
+            budget = deadline.remaining() - SAFETY_MARGIN
+            if budget < MIN_TRY_SECONDS:
+                raise ProviderTimeoutError(PROVIDER, f"{feature}: no time left for a try before the deadline")
+            attempt += 1
+            try:
+                return self._invoke(self._client(budget), feature, image)
+            except (ClientError, BotoCoreError) as exc:
+                error = error_for(exc)
+            if not error.retryable or attempt >= self.max_attempts:
+                raise error
+            delay = self.random() * min(MAX_BACKOFF, self.base_delay * 2 ** (attempt - 1))
+            if delay + MIN_TRY_SECONDS > deadline.remaining() - SAFETY_MARGIN:
+                raise error
+            self.sleep(delay)
+
+    def _client(self, budget: float) -> Any:
+        timeouts = try_timeouts(budget)
+        with self._clients_lock:
+            client = self._clients.get(timeouts)
+            if client is None:
+                if len(self._clients) >= _CACHED_CLIENTS:
+                    self._clients.pop(next(iter(self._clients)))
+                client = self._clients[timeouts] = self.client_factory(*timeouts)
+            return client
+
+    def _invoke(self, client: Any, feature: str, image: dict[str, Any]) -> dict[str, Any]:
+        if feature == "labels":
+            return client.detect_labels(Image=image, MaxLabels=self.max_labels, MinConfidence=self.min_confidence)
+        if feature == "moderation":
+            return client.detect_moderation_labels(Image=image, MinConfidence=self.min_confidence)
+        return client.detect_text(Image=image)
