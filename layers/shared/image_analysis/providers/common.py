@@ -96,5 +96,8 @@ class ProviderKeys:
             self.forget(keys)
             fresh = self.get()
             if fresh == keys:
+                # Not rotated yet (or not visible yet through the secret's cache): not sent again now,
+                # and not trusted next time either.
+                self.forget(keys)
                 raise
         return attempt(fresh)

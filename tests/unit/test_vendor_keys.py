@@ -1,0 +1,180 @@
+"""A key rotated in the provider secret is picked up without a cold start.
+
+Each adapter keeps its keys between invocations (reading the secret is a network call). When the vendor
+refuses them, the adapter reads them again through ``Credentials`` and, if they changed, makes the call
+once more. Every vendor runs over an httpx mock transport that accepts exactly one key at a time; the
+secret is a fake whose value the test rotates.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+
+from image_analysis.credentials import Credentials
+from image_analysis.errors import AuthError
+from image_analysis.imaging import decode
+from image_analysis.providers import provider_class
+from image_analysis.providers.base import AnalysisRequest, Deadline, ProviderDeps, ProviderOutput
+from image_analysis.providers.http import RetryPolicy
+from image_analysis.settings import Settings
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+FAST = RetryPolicy(base_delay=0.001, max_delay=0.002, safety_margin=0.0, min_try_seconds=0.0)
+OLD, NEW = "old-key-1111", "new-key-2222"
+
+
+def fixture(path: str) -> Any:
+    return json.loads((FIXTURES / path).read_text())
+
+
+def imagerecognize_key(request: httpx.Request) -> str:
+    body = request.read()
+    marker = b'name="apikey"\r\n\r\n'
+    start = body.index(marker) + len(marker)
+    return body[start : body.index(b"\r\n", start)].decode()
+
+
+@dataclass(frozen=True)
+class Vendor:
+    name: str
+    env: dict[str, str]
+    key_of: Callable[[httpx.Request], str]
+    success: Any
+    refusal: tuple[int, Any]
+    check: Callable[[ProviderOutput], bool]
+
+
+VENDORS = [
+    Vendor(
+        "imagga",
+        {"IMAGGA_ENDPOINTS": "tags"},
+        lambda r: base64.b64decode(r.headers["authorization"].split()[1]).decode().split(":")[0],
+        fixture("imagga/tags_1.json"),
+        (401, {"status": {"type": "error", "text": "Unauthorized"}}),
+        lambda out: [lbl.name for lbl in out.labels] == ["mountain", "landscape"],
+    ),
+    Vendor(
+        "aiornot",
+        {},
+        lambda r: r.headers["authorization"].removeprefix("Bearer "),
+        fixture("aiornot/v2_image_sync_1.json"),
+        (401, {"detail": "Invalid authentication credentials"}),
+        lambda out: out.ai_generated is not None and out.ai_generated.verdict == "ai",
+    ),
+    Vendor(
+        "imageseo",
+        {},
+        lambda r: r.headers["authentication"],
+        fixture("imageseo/image_report_docs.json"),
+        (401, {"success": False, "code": "unauthorized"}),
+        lambda out: [a.text for a in out.alt_texts] == ["Operations management", "Management"],
+    ),
+    Vendor(
+        "imagerecognize",
+        {"IMAGERECOGNIZE_TYPES": "objects"},
+        imagerecognize_key,
+        fixture("imagerecognize/objects_docs.json"),
+        (200, fixture("imagerecognize/error_401_docs.json")),  # the status travels in the body
+        lambda out: [lbl.name for lbl in out.labels] == ["Car", "Pedestrian"],
+    ),
+    Vendor(
+        "coreviz",
+        {"COREVIZ_URL_SOURCE": "original", "AWS_REGION": "us-east-1"},
+        lambda r: r.headers["x-api-key"],
+        fixture("coreviz/tags_docs.json"),
+        (401, fixture("coreviz/error_401_docs.json")),
+        lambda out: [lbl.name for lbl in out.labels] == ["person", "outdoor", "nature"],
+    ),
+]
+
+
+class Presigner:
+    def generate_presigned_url(self, operation: str, Params: dict, ExpiresIn: int) -> str:
+        return f"https://{Params['Bucket']}.s3.us-east-1.amazonaws.com/{Params['Key']}?X-Amz-Signature=abcdef0123456789"
+
+
+class Secret:
+    """The provider secret: every read is counted; ``value`` is what a rotation changed it to."""
+
+    def __init__(self, vendor: str, value: str) -> None:
+        self.vendor, self.value, self.reads = vendor, value, 0
+
+    def __call__(self, arn: str) -> dict[str, Any]:
+        self.reads += 1
+        entry = {"api_key": self.value}
+        if self.vendor == "imagga":
+            entry["api_secret"] = "secret-" + self.value
+        return {self.vendor: entry}
+
+
+def build(vendor: Vendor, secret: Secret, accepted: list[str], sent: list[str]):
+    def handler(request: httpx.Request) -> httpx.Response:
+        key = vendor.key_of(request)
+        sent.append(key)
+        if key == accepted[0]:
+            return httpx.Response(200, json=vendor.success)
+        status, body = vendor.refusal
+        return httpx.Response(status, json=body)
+
+    settings = Settings.from_env(
+        {"RESULTS_TABLE": "t", "ALERTS_TOPIC_ARN": "a", "PROVIDER_SECRET_ARN": "arn:secret", **vendor.env}
+    )
+    deps = ProviderDeps(
+        settings=settings,
+        credentials=Credentials(settings, fetch_secret=secret),
+        http=httpx.Client(transport=httpx.MockTransport(handler)),
+        extra={"retry_policy": FAST, "sleep": lambda _: None, "coreviz_s3": Presigner()},
+    )
+    return provider_class(vendor.name).create(deps)
+
+
+def request() -> AnalysisRequest:
+    out = io.BytesIO()
+    Image.new("RGB", (320, 240), (40, 120, 200)).save(out, format="PNG")
+    return AnalysisRequest(
+        image=decode(out.getvalue(), 10**8), object_id="a" * 32, deadline=Deadline(30), bucket="b", key="k.png"
+    )
+
+
+@pytest.mark.parametrize("vendor", VENDORS, ids=lambda v: v.name)
+def test_a_rotated_key_is_used_after_one_refusal(vendor: Vendor) -> None:
+    secret = Secret(vendor.name, OLD)
+    accepted, sent = [OLD], []
+    provider = build(vendor, secret, accepted, sent)
+    assert vendor.check(provider.analyze(request()))
+    assert secret.reads == 1
+    assert vendor.check(provider.analyze(request()))
+    assert secret.reads == 1  # kept between invocations
+
+    secret.value = accepted[0] = NEW  # rotated: the vendor now takes only the new key
+    sent.clear()
+    assert vendor.check(provider.analyze(request()))
+    assert sent == [OLD, NEW]  # refused once, re-read, sent again
+    assert secret.reads == 2
+    sent.clear()
+    assert vendor.check(provider.analyze(request()))
+    assert sent == [NEW] and secret.reads == 2  # the new key is now the kept one
+
+
+@pytest.mark.parametrize("vendor", VENDORS, ids=lambda v: v.name)
+def test_a_refused_key_that_is_still_in_the_secret_is_an_auth_error_and_read_again_next_time(vendor: Vendor) -> None:
+    secret = Secret(vendor.name, OLD)
+    accepted, sent = [NEW], []  # the vendor revoked the key; the secret was not updated yet
+    provider = build(vendor, secret, accepted, sent)
+    with pytest.raises(AuthError):
+        provider.analyze(request())
+    assert sent == [OLD]  # the same key is not sent twice
+    secret.value = NEW
+    sent.clear()
+    assert vendor.check(provider.analyze(request()))
+    assert sent == [NEW]  # the next invocation read the secret again instead of trusting its old copy
