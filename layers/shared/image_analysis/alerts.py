@@ -7,12 +7,16 @@ import unicodedata
 import uuid
 from typing import Any
 
+from image_analysis.merge import capped
 from image_analysis.models import Alert, AnalysisResult, ResultLocation
 
 # A fixed namespace makes alert ids reproducible: the same object version always gets the same id.
 ALERT_NAMESPACE = uuid.UUID("6f1d3c1e-3a5e-4c9b-9a43-5b0e8d7f2a10")
-SUBJECT_LIMIT = 100
-# SNS accepts 256 KiB; keep well inside it whatever the moderation section holds.
+# SNS: the Subject "must be ASCII text that begins with a letter, number, or punctuation mark; must not
+# include line breaks or control characters; and must be less than 100 characters long".
+SUBJECT_LIMIT = 99
+# SNS accepts 256 KiB for the message and its attributes together; the body stays well inside it
+# whatever the sections hold.
 MESSAGE_BUDGET = 200_000
 
 
@@ -21,7 +25,7 @@ def alert_id_for(pk: str, sk: str, etag: str | None, sequence: str) -> str:
 
 
 def subject_for(flags: list[str], key: str) -> str:
-    """ASCII, printable, no line breaks, at most 100 characters, whatever the key holds."""
+    """ASCII, printable, no line breaks, fewer than 100 characters, whatever the key holds."""
     ascii_key = unicodedata.normalize("NFKD", key).encode("ascii", "ignore").decode()
     ascii_key = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in ascii_key) or "(non-ASCII key)"
     subject = f"Image flagged [{', '.join(flags)}]: {ascii_key}"
@@ -58,13 +62,38 @@ def _max_confidence(alert: Alert) -> float:
     return max(scores)
 
 
+def _trimmed(alert: Alert, keep: int) -> Alert:
+    """The alert with at most ``keep`` categories, evidence entries, generators and regions: the
+    strongest ones, which are what a subscriber acts on; the full lists stay in the table."""
+    updates: dict[str, Any] = {}
+    if alert.moderation is not None:
+        updates["moderation"] = alert.moderation.model_copy(update={"categories": alert.moderation.categories[:keep]})
+    if alert.ai_generated is not None:
+        strongest = sorted(alert.ai_generated.generators.items(), key=lambda kv: kv[1], reverse=True)[:keep]
+        updates["ai_generated"] = alert.ai_generated.model_copy(
+            update={"evidence": alert.ai_generated.evidence[:keep], "generators": dict(strongest)}
+        )
+    if alert.deepfake is not None:
+        updates["deepfake"] = alert.deepfake.model_copy(update={"regions": alert.deepfake.regions[:keep]})
+    return alert.model_copy(update=updates)
+
+
+def fitted_body(alert: Alert) -> str:
+    """The JSON body, measured, and trimmed until it fits MESSAGE_BUDGET (bytes)."""
+    alert = alert.model_copy(
+        update={name: capped(getattr(alert, name), name) for name in ("moderation", "ai_generated", "deepfake")}
+    )
+    body = alert.model_dump_json(exclude_none=True)
+    for keep in (10, 3, 0):
+        if len(body.encode()) <= MESSAGE_BUDGET:
+            break
+        body = _trimmed(alert, keep).model_dump_json(exclude_none=True)
+    return body
+
+
 def message_for(alert: Alert, providers: list[str]) -> dict[str, Any]:
     """Keyword arguments for ``sns.publish`` (without TopicArn)."""
-    body = alert.model_dump_json(exclude_none=True)
-    if len(body.encode()) > MESSAGE_BUDGET and alert.moderation is not None:
-        # Only the flagging categories are needed to act; the full list stays in the table.
-        trimmed = alert.moderation.model_copy(update={"categories": alert.moderation.categories[:10]})
-        body = alert.model_copy(update={"moderation": trimmed}).model_dump_json(exclude_none=True)
+    body = fitted_body(alert)
     return {
         "Subject": subject_for(alert.flags, alert.key),
         "Message": body,

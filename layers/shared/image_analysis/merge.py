@@ -16,8 +16,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel
+
 from image_analysis.models import (
     AIGenerated,
+    AnalysisResult,
     Deepfake,
     Flag,
     Moderation,
@@ -147,9 +150,126 @@ def merged_sections(outputs: Sequence[ProviderOutput]) -> dict[str, Any]:
     sections["moderation"] = merge_moderation(outputs)
     sections["ai_generated"] = merge_ai_generated(outputs)
     sections["deepfake"] = merge_deepfake(outputs)
-    return sections
+    return {name: capped(value) for name, value in sections.items()}
 
 
 def overall_status(runs: Sequence[ProviderRun]) -> str:
     """``partial`` when any provider had no answer: a capability the user configured is missing."""
     return "succeeded" if all(r.status in ("succeeded", "cached") for r in runs) else "partial"
+
+
+# -- size bounds -------------------------------------------------------------------------------------
+# Counting entries is not enough: a vendor may answer anything, and 60 tags of 20 KB make a 1 MB item
+# that DynamoDB refuses on every delivery. Every vendor-supplied string is capped where it lands, and the
+# item as a whole is measured and packed (``fit_result``).
+MAX_NAME_CHARS = 256  # names, labels, source labels, generator names, software, colors
+MAX_TEXT_CHARS = 2_000  # recognized text, alt texts, evidence entries, error messages
+MAX_STRINGS = 50  # entries of a list of strings (evidence, metadata names) or of a name -> score map
+# Nested lists (classification scores, deepfake regions) are held to MAX_LIST entries, as sections are.
+_TEXT_FIELDS = frozenset({"text", "evidence", "message"})
+# DynamoDB refuses items over 400 KB (names and values in UTF-8); the store adds keys, guards and indexes.
+ITEM_BUDGET_BYTES = 350_000
+# The sections that come from vendors (and the provider runs, whose errors quote them).
+VENDOR_FIELDS = (
+    "labels",
+    "objects",
+    "faces",
+    "celebrities",
+    "text",
+    "alt_texts",
+    "colors",
+    "classification",
+    "moderation",
+    "ai_generated",
+    "deepfake",
+    "quality",
+    "provenance",
+    "providers",
+    "error",
+)
+# What is given up, in this order, when the measured item is still too big (raw answers go first).
+_TRIM_ORDER = (
+    ("text", None),
+    ("alt_texts", None),
+    ("objects", None),
+    ("faces", None),
+    ("celebrities", None),
+    ("colors", None),
+    ("classification", "scores"),
+    ("provenance", "evidence"),
+    ("provenance", "generator_metadata"),
+    ("ai_generated", "evidence"),
+    ("deepfake", "regions"),
+    ("labels", None),
+    ("moderation", "categories"),
+)
+
+
+def cap_text(value: str, limit: int) -> str:
+    return value if len(value) <= limit else value[: limit - 1] + "\u2026"
+
+
+def capped(value: Any, field: str = "") -> Any:
+    """The same house model (or list or map of them) with every string, string list and map bounded."""
+    if isinstance(value, BaseModel):
+        updates = {}
+        for name in type(value).model_fields:
+            current = getattr(value, name)
+            new = capped(current, name)
+            if new is not current:
+                updates[name] = new
+        return value.model_copy(update=updates) if updates else value
+    if isinstance(value, str):
+        return cap_text(value, MAX_TEXT_CHARS if field in _TEXT_FIELDS else MAX_NAME_CHARS)
+    if isinstance(value, list):
+        kept = value[: MAX_STRINGS if value and isinstance(value[0], str) else MAX_LIST]
+        new_list = [capped(item, field) for item in kept]
+        same = len(new_list) == len(value) and all(a is b or a == b for a, b in zip(new_list, value, strict=False))
+        return value if same else new_list
+    if isinstance(value, dict):
+        entries = list(value.items())
+        if len(entries) > MAX_STRINGS and all(isinstance(v, int | float) for _, v in entries):
+            entries = sorted(entries, key=lambda kv: kv[1], reverse=True)  # the strongest scores stay
+        new_map = {capped(k, field): capped(v, field) for k, v in entries[:MAX_STRINGS]}
+        return value if new_map == value else new_map
+    return value
+
+
+def serialized_bytes(result: AnalysisResult) -> int:
+    """The item's size as stored, within a few percent: its JSON, in UTF-8."""
+    return len(result.model_dump_json(exclude_none=True).encode())
+
+
+def fit_result(result: AnalysisResult, budget_bytes: int = ITEM_BUDGET_BYTES) -> AnalysisResult:
+    """The result capped and, when still over ``budget_bytes``, packed: raw vendor answers are shed first
+    (largest first), then section entries from the least to the most needed, halving a list at a time.
+    ``omitted`` records what went: ``raw.<provider>`` in bytes, a section (``labels``,
+    ``moderation.categories``) in entries, accumulated with what ``pack_raw`` already left out."""
+    omitted = dict(result.omitted)
+    raw = dict(result.raw)
+    for name, blob in raw.items():
+        if isinstance(blob, dict) and "omitted_bytes" in blob:
+            omitted[f"raw.{name}"] = int(blob["omitted_bytes"])
+    updates: dict[str, Any] = {name: capped(getattr(result, name), name) for name in VENDOR_FIELDS}
+    result = result.model_copy(update={**updates, "omitted": dict(omitted)})
+    if serialized_bytes(result) <= budget_bytes:
+        return result
+    for name, blob in sorted(raw.items(), key=lambda kv: -len(kv[1]) if isinstance(kv[1], str) else 0):
+        if serialized_bytes(result) <= budget_bytes:
+            break
+        if isinstance(blob, str):
+            raw[name] = {"omitted_bytes": len(blob)}
+            omitted[f"raw.{name}"] = len(blob)
+            result = result.model_copy(update={"raw": dict(raw), "omitted": dict(omitted)})
+    for section, inner in _TRIM_ORDER:
+        while serialized_bytes(result) > budget_bytes:
+            holder = getattr(result, section)
+            entries = holder if inner is None else getattr(holder, inner, None) if holder is not None else None
+            if not entries:
+                break
+            kept = entries[: len(entries) // 2]
+            label = section if inner is None else f"{section}.{inner}"
+            omitted[label] = omitted.get(label, 0) + len(entries) - len(kept)
+            new_value = kept if inner is None else holder.model_copy(update={inner: kept})
+            result = result.model_copy(update={section: new_value, "omitted": dict(omitted)})
+    return result

@@ -242,6 +242,11 @@ class AnalysisResult(_Model):
         default={},
         description="Vendor responses kept for re-normalization: {provider: base64 of zlib-compressed JSON}, capped.",
     )
+    omitted: dict[str, int] = Field(
+        default={},
+        description="What was left out to keep the item under DynamoDB's 400 KB: raw answers by provider "
+        "(raw.<provider>, bytes) and section entries (e.g. labels, moderation.categories; entries dropped).",
+    )
     analyzed_at: str
     schema_version: int = SCHEMA_VERSION
     alert_id: str | None = None

@@ -23,7 +23,7 @@ from image_analysis.alerts import AlertPublisher, alert_id_for, build_alert
 from image_analysis.errors import InputRejected, ObjectSkipped, ObjectUnreadable
 from image_analysis.events import ObjectRef
 from image_analysis.imaging import decode
-from image_analysis.merge import Thresholds, decide_flags, merged_sections, overall_status, pack_raw
+from image_analysis.merge import Thresholds, decide_flags, fit_result, merged_sections, overall_status, pack_raw
 from image_analysis.models import AnalysisResult, ErrorInfo, Reprocess
 from image_analysis.objects import ObjectReader
 from image_analysis.orchestration import Orchestrator
@@ -136,7 +136,7 @@ class Pipeline:
             result = AnalysisResult(**base, status="rejected", error=exc.info(), analyzed_at=_now())
             self._count("ObjectUnreadable")
         except TransientFailure as exc:
-            failed = AnalysisResult(**base, status="failed", error=exc.error, analyzed_at=_now())
+            failed = fit_result(AnalysisResult(**base, status="failed", error=exc.error, analyzed_at=_now()))
             self.store.put_failure(failed, sequence, ref.ordering_time)
             self._count("ImagesFailed")
             return Outcome("retry", "failed", exc.error.message, result=failed)
@@ -224,6 +224,9 @@ class Pipeline:
         return AnalysisResult(**base, size_bytes=size, status="rejected", error=exc.info(), analyzed_at=_now())
 
     def _commit(self, ref: ObjectRef, result: AnalysisResult, sequence: str, lease: float) -> Outcome:
+        # Whatever the vendors answered, the item stays under DynamoDB's 400 KB: a put that is too big
+        # would fail on every delivery.
+        result = fit_result(result)
         if not self.store.put_result(result, sequence, ref.ordering_time):
             existing = self.store.get(ref.pk, ref.sk) or {}
             alerted = self._heal_alert(existing, lease)
