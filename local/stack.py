@@ -4,7 +4,8 @@ The SAM template is translated by aws-sam-translator (the same library ``sam dep
 created through the emulator's CloudFormation. moto 5 creates the translated resources but skips
 S3 bucket notifications, SNS subscriptions and (in some versions) Secrets Manager secrets, and its SQS
 event source mapping would try to run the function in Docker. So, after creation:
-- the uploads bucket gets its notification to the analysis queue (as the template declares it);
+- the uploads bucket gets its notification to the analysis queue (as the template declares it), unless
+  the stack attaches to an existing bucket (``ExistingBucketName``), which is left as it is;
 - an observer queue is subscribed to the alerts topic, to show what subscribers receive;
 - the provider secret is created when the emulator skipped it;
 - the event source mapping is disabled: ``local.driver`` plays the Lambda poller instead.
@@ -136,7 +137,10 @@ def deploy(
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
     # Disable the emulator's trigger before any message arrives (it would try to start Docker).
     function_env = _function_env_and_disable_trigger(outputs["AnalyzeFunctionName"])
-    _wire_bucket_notification(outputs)
+    if not parameters.get("ExistingBucketName"):
+        # An existing bucket keeps its own notifications: the template's EventBridge rule (which the
+        # emulator creates) feeds the queue once the bucket's owner turns EventBridge notifications on.
+        _wire_bucket_notification(outputs)
     _ensure_secret(outputs, stack_name)
     observer = _observe_alerts(outputs["AlertsTopicArn"], stack_name)
     function_env["PROVIDER_SECRET_ARN"] = outputs["ProviderSecretArn"]
