@@ -3,35 +3,102 @@
 The secret holds one JSON object keyed by provider id, e.g.
 ``{"imagga": {"api_key": "...", "api_secret": "..."}, "aiornot": {"api_key": "..."}}``.
 It is read lazily, only for a provider that has no key in the environment, through Powertools
-Parameters (cached for ``SECRET_CACHE_SECONDS``). Keys never reach a log line or a result.
+Parameters (cached for ``SECRET_CACHE_SECONDS``) on a client with explicit timeouts. Keys never reach
+a log line or a result.
+
+A secret that cannot be read *now* (throttled, 5xx, unreachable, timed out) is a transient error
+(``rate_limited`` / ``server_error``: the record is retried); a missing secret, a missing entry, access
+denied or a secret that is not JSON is ``auth`` for that provider alone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from image_analysis.errors import AuthError
+from image_analysis.errors import AuthError, ProviderError, RateLimitedError, ServerError
 from image_analysis.settings import Settings
 
 SECRET_CACHE_SECONDS = 300
 
 SecretFetcher = Callable[[str], dict[str, Any]]
 
+# Reading the secret must never hold a record past its time: short timeouts, and the SDK's standard
+# retries (which back off on throttling) within them.
+SECRETS_CLIENT_CONFIG: dict[str, Any] = {
+    "connect_timeout": 2,
+    "read_timeout": 5,
+    "retries": {"mode": "standard", "max_attempts": 3},
+}
+# Secrets Manager's answers that a later try can get past; anything else (no such secret, access denied,
+# a key it cannot decrypt with) stays an auth error until someone fixes it.
+_THROTTLED = frozenset({"ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded", "Throttling"})
+_SERVER = frozenset({"InternalServiceError", "InternalFailure", "ServiceUnavailable", "ServiceUnavailableException"})
 
-def _powertools_secret(arn: str) -> dict[str, Any]:
-    from aws_lambda_powertools.utilities import parameters
 
-    value = parameters.get_secret(arn, transform="json", max_age=SECRET_CACHE_SECONDS)
-    if not isinstance(value, dict):
-        raise ValueError("the provider secret is not a JSON object")
-    return value
+def secrets_client(session: Any = None) -> Any:
+    """A Secrets Manager client with explicit timeouts (endpoints from the SDK's own settings)."""
+    import boto3
+    from botocore.config import Config
+
+    return (session or boto3.session.Session()).client("secretsmanager", config=Config(**SECRETS_CLIENT_CONFIG))
+
+
+def powertools_fetcher(client: Any = None) -> SecretFetcher:
+    """The secret through Powertools Parameters (its cache, its JSON transform) on ``client``."""
+    lock = threading.Lock()
+    provider: list[Any] = []
+
+    def fetch(arn: str) -> dict[str, Any]:
+        from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+        with lock:
+            if not provider:
+                provider.append(SecretsProvider(boto3_client=client or secrets_client()))
+        value = provider[0].get(arn, transform="json", max_age=SECRET_CACHE_SECONDS)
+        if not isinstance(value, dict):
+            raise ValueError("the provider secret is not a JSON object")
+        return value
+
+    return fetch
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and what it wraps (Powertools re-raises every SDK error as GetParameterError)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def secret_error(provider: str, exc: BaseException) -> ProviderError:
+    """Throttling, 5xx and network faults are transient (the record is retried); the rest is auth."""
+    from botocore.exceptions import ClientError, HTTPClientError
+    from botocore.exceptions import ConnectionError as SDKConnectionError
+
+    for cause in _chain(exc):
+        if isinstance(cause, ClientError):
+            code = str(cause.response.get("Error", {}).get("Code", ""))
+            status = int(cause.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+            if code in _THROTTLED or status == 429:
+                return RateLimitedError(provider, f"reading the provider secret was throttled ({code or status})")
+            if code in _SERVER or status >= 500:
+                return ServerError(provider, f"Secrets Manager failed reading the provider secret ({code or status})")
+            return AuthError(provider, f"cannot read the provider secret ({code or type(cause).__name__})")
+        if isinstance(cause, SDKConnectionError | HTTPClientError | OSError):
+            # Connect and read timeouts, refused and dropped connections: botocore's ConnectionError family.
+            reason = type(cause).__name__
+            return ServerError(provider, f"Secrets Manager unreachable reading the provider secret ({reason})")
+    return AuthError(provider, f"cannot read the provider secret ({type(exc).__name__})")
 
 
 class Credentials:
     def __init__(self, settings: Settings, fetch_secret: SecretFetcher | None = None) -> None:
         self._settings = settings
-        self._fetch_secret = fetch_secret or _powertools_secret
+        self._fetch_secret = fetch_secret or powertools_fetcher()
 
     def for_provider(self, provider: str, prefix: str, fields: tuple[str, ...] = ("api_key",)) -> dict[str, str]:
         """The provider's entries, e.g. {"api_key": ..., "api_secret": ...}; AuthError when absent."""
@@ -45,8 +112,8 @@ class Credentials:
             )
         try:
             entry = self._fetch_secret(arn).get(provider) or {}
-        except Exception as exc:  # the secret itself is unreadable: an auth problem for this provider alone
-            raise AuthError(provider, f"cannot read the provider secret ({type(exc).__name__})") from exc
+        except Exception as exc:  # unreadable now (throttled, unreachable: retried) or for good (auth)
+            raise secret_error(provider, exc) from exc
         values = {f: str(entry.get(f, "")).strip() for f in fields}
         missing = [f for f, v in values.items() if not v]
         if missing:
