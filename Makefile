@@ -3,6 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PY := .venv/bin/python
 SAM := .tools/sam/bin/sam
+CHECKOV := .tools/checkov/bin/checkov
 PY313_DIR = $(shell dirname "$$(bash scripts/find-python.sh)")
 # sam build resolves the runtime's python3.13 on PATH; telemetry off for local and CI runs.
 SAM_ENV = PATH="$(PY313_DIR):$$PATH" SAM_CLI_TELEMETRY=0
@@ -12,7 +13,7 @@ ARCHITECTURE ?= arm64
 # `make demo PROVIDERS=imagga SANDBOX=1` reaches the demo as environment variables.
 export PROVIDERS SANDBOX
 
-.PHONY: help setup tools demo test invoke local-stack soak bench lint validate build smoke schema schema-check format clean
+.PHONY: help setup tools demo test invoke local-stack soak bench lint validate checkov build smoke schema schema-check format clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -20,7 +21,7 @@ help: ## List the targets
 setup: ## Create .venv (Python 3.13) with the app's and the tests' dependencies
 	@bash scripts/bootstrap.sh
 
-tools: ## Also create .tools/sam (SAM CLI and cfn-lint)
+tools: ## Also create .tools/sam (SAM CLI and cfn-lint) and .tools/checkov
 	@bash scripts/bootstrap.sh --tools
 
 demo: setup ## Run the whole pipeline on an embedded local AWS (no account, keys, Docker or network)
@@ -45,6 +46,10 @@ bench: build ## Benchmarks against baselines measured in the same run; writes do
 validate: tools ## sam validate --lint (cfn-lint)
 	@$(SAM_ENV) $(SAM) validate --lint
 	@$(SAM_ENV) $(SAM) validate --lint -t scale/backfill-distributed-map.yaml
+
+checkov: tools ## checkov security checks on both templates (each suppression is written beside its resource)
+	@$(CHECKOV) --framework cloudformation --compact --quiet --skip-download \
+		-f template.yaml -f scale/backfill-distributed-map.yaml
 
 build: tools ## sam build (the deployable artifact; ARCHITECTURE=x86_64 for that CPU)
 	@$(SAM_ENV) LAYER_ARCHITECTURE=$(ARCHITECTURE) $(SAM) build --parameter-overrides Architecture=$(ARCHITECTURE)

