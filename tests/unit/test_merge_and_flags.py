@@ -69,6 +69,44 @@ def test_nsfw_flag_thresholds(nsfw, categories, expected):
     assert flags == expected
 
 
+@pytest.mark.parametrize(
+    ("explicit", "suggestive", "categories", "expected"),
+    [
+        # A category's own threshold replaces NSFW_THRESHOLD (0.8 here) for it: a higher bar holds.
+        (0.90, 0.10, {"explicit": 0.95}, []),
+        (0.96, 0.10, {"explicit": 0.95}, ["nsfw"]),
+        (0.50, 0.10, {"explicit": 0.4}, ["nsfw"]),  # and a lower one flags earlier
+        # Categories without their own threshold: explicit keeps NSFW_THRESHOLD, the others do not flag.
+        (0.85, 0.10, {"suggestive": 0.99}, ["nsfw"]),
+        (0.10, 0.97, {}, []),
+        (0.90, 0.93, {"explicit": 0.95, "suggestive": 0.9}, ["nsfw"]),  # suggestive reached its own
+        (0.90, 0.93, {"explicit": 0.95, "suggestive": 0.95}, []),
+    ],
+)
+def test_per_category_thresholds_are_overrides_not_extra_lower_bars(explicit, suggestive, categories, expected):
+    outputs = [ProviderOutput(moderation=[category("explicit", explicit), category("suggestive", suggestive)])]
+    flags = decide_flags(merge_moderation(outputs), None, None, Thresholds(nsfw=0.8, categories=categories))
+    assert flags == expected
+
+
+def test_a_safe_category_never_flags_nsfw():
+    outputs = [ProviderOutput(moderation=[category("safe", 0.99), category("explicit", 0.01)])]
+    assert decide_flags(merge_moderation(outputs), None, None, Thresholds(categories={"safe": 0.5})) == []
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("explict:0.9", "MODERATION_THRESHOLDS names 'explict'"),
+        ("safe:0.5", "MODERATION_THRESHOLDS names 'safe'"),
+        ("explicit:1.5", "MODERATION_THRESHOLDS explicit must be between 0 and 1"),
+    ],
+)
+def test_moderation_thresholds_that_could_never_work_are_refused(raw, message):
+    with pytest.raises(ValueError, match=message):
+        Settings.from_env({"RESULTS_TABLE": "t", "ALERTS_TOPIC_ARN": "a", "MODERATION_THRESHOLDS": raw})
+
+
 def test_ai_and_deepfake_flags():
     thresholds = Thresholds(ai_generated=0.8, deepfake=0.8)
     ai_low = AIGenerated(verdict="ai", confidence=0.6, provider="aiornot")

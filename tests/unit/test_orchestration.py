@@ -9,10 +9,10 @@ from typing import ClassVar
 import pytest
 from PIL import Image
 
-from image_analysis.cache import config_fingerprint
+from image_analysis.cache import CachedAnswer, config_fingerprint
 from image_analysis.errors import QuotaExhaustedError, ServerError
 from image_analysis.imaging import decode
-from image_analysis.models import AIGenerated, Label, ModerationCategory
+from image_analysis.models import AIGenerated, Label, ModerationCategory, Provenance
 from image_analysis.orchestration import Orchestrator
 from image_analysis.providers.base import AnalysisRequest, Deadline, Provider, ProviderOutput
 from image_analysis.routing import parse_routing
@@ -25,6 +25,7 @@ class Fake(Provider):
 
     def __init__(self, name, capabilities=("labels", "moderation"), error=None, verdict=None, confidence=None):
         self.name = name  # type: ignore[misc]
+        self.provenance = None
         self.capabilities = frozenset(capabilities)  # type: ignore[misc]
         self.error = error
         self.verdict = verdict
@@ -44,16 +45,19 @@ class Fake(Provider):
         if self.error is not None:
             raise self.error
         output = ProviderOutput(raw={"answer": {"from": self.name}})
-        if "labels" in self.capabilities:
+        # Like the adapters: only what it was asked for (everything when asked nothing in particular).
+        answering = self.capabilities if request.capabilities is None else self.capabilities & request.capabilities
+        if "labels" in answering:
             output.labels = [Label(name=f"{self.name}-label", confidence=0.9, provider=self.name)]
-        if "moderation" in self.capabilities:
+        if "moderation" in answering:
             output.moderation = [
                 ModerationCategory(name="safe", confidence=0.99, provider=self.name, source_label="safe")
             ]
-        if "ai_generated" in self.capabilities:
+        if "ai_generated" in answering:
             output.ai_generated = AIGenerated(
                 verdict=self.verdict or "unknown", confidence=self.confidence, provider=self.name
             )
+        output.provenance = self.provenance
         return output
 
 
@@ -61,15 +65,11 @@ class MemoryCache:
     def __init__(self):
         self.items = {}
 
-    @staticmethod
-    def key(sha, provider, fingerprint):
-        return f"{sha}#{provider}#{fingerprint}"
-
     def get(self, key):
         return self.items.get(key)
 
-    def put(self, key, output):
-        self.items[key] = output
+    def put(self, key, output, calls):
+        self.items[key] = CachedAnswer(output, calls)
         return True
 
 
@@ -119,7 +119,7 @@ def test_routing_asks_each_capability_of_its_first_provider_only():
     assert plan.answered_by == {"labels": "a", "moderation": "b"}
     assert a.calls == [frozenset({"labels"})] and b.calls == [frozenset({"moderation"})]
     labels = [label.provider for o in plan.outputs() for label in o.labels]
-    assert labels == ["a"]  # b also returned labels, but labels were routed to a
+    assert labels == ["a"]
 
 
 def test_a_failed_provider_falls_back_to_the_next_for_that_capability():
@@ -147,6 +147,7 @@ def test_unknown_from_builtin_falls_through_to_the_vendor_and_proof_can_skip_it(
     plan = orchestrator([builtin(), vendor], "ai_generated=builtin,aiornot").run(request())
     assert plan.answered_by == {"ai_generated": "aiornot"}
     proven = builtin(verdict="ai", confidence=0.99)
+    proven.provenance = Provenance(c2pa_manifest=True, c2pa_proves_ai=True)
     vendor.calls.clear()
     plan = orchestrator([proven, vendor], "ai_generated=aiornot", AI_SKIP_WHEN_PROVEN="true").run(request())
     assert plan.answered_by == {"ai_generated": "builtin"}

@@ -1,8 +1,11 @@
-"""Content cache: a provider's answer for the same bytes and the same configuration is never paid twice.
+"""Content cache: a provider's answer for the same bytes, configuration and question is never paid twice.
 
-Key: SHA-256 of the bytes, the provider id and a hash of the provider's configuration (its
-``<VENDOR>_*`` settings except keys, and its normalizer version), so a changed option or a new
-normalizer never reuses a stale answer. Items expire through the table's time-to-live attribute.
+Key: SHA-256 of the bytes, the provider id, a hash of the provider's configuration (its ``<VENDOR>_*``
+settings except keys, and its normalizer version) and the capabilities the answer covers (what it was
+asked, within what the adapter has switched on). So a changed option or a new normalizer never reuses
+a stale answer, and an answer to a narrower question (routing asked only for moderation) is never
+taken for a wider one. The item also keeps how many vendor requests the answer took: a hit saves that
+many. Items expire through the table's time-to-live attribute.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ import hashlib
 import json
 import time
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -32,6 +36,13 @@ def config_fingerprint(provider: str, normalizer_version: str, env: Mapping[str,
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class CachedAnswer:
+    output: ProviderOutput
+    # Vendor requests the answer took when it was fresh: what a hit saves.
+    calls: int
+
+
 class ContentCache:
     def __init__(self, table_name: str, dynamodb_client: Any, ttl_seconds: int, clock: Any = time.time) -> None:
         self.table_name = table_name
@@ -40,19 +51,21 @@ class ContentCache:
         self._clock = clock
 
     @staticmethod
-    def key(sha256: str, provider: str, fingerprint: str) -> str:
-        return f"{sha256}#{provider}#{fingerprint}"
+    def key(sha256: str, provider: str, fingerprint: str, covers: Iterable[str]) -> str:
+        return f"{sha256}#{provider}#{fingerprint}#{'+'.join(sorted(covers))}"
 
-    def get(self, key: str) -> ProviderOutput | None:
+    def get(self, key: str) -> CachedAnswer | None:
         try:
             item = self._client.get_item(TableName=self.table_name, Key={"pk": {"S": key}}).get("Item")
         except ClientError:
             return None  # a cache that cannot answer is a miss, never a failure
         if not item or int(item.get("expires_at", {}).get("N", "0")) < self._clock():
             return None
-        return ProviderOutput.model_validate_json(zlib.decompress(item["output"]["B"]))
+        output = ProviderOutput.model_validate_json(zlib.decompress(item["output"]["B"]))
+        calls = int(item["calls"]["N"]) if "calls" in item else max(1, len(output.raw))
+        return CachedAnswer(output, calls)
 
-    def put(self, key: str, output: ProviderOutput) -> bool:
+    def put(self, key: str, output: ProviderOutput, calls: int) -> bool:
         blob = zlib.compress(output.model_dump_json().encode(), 6)
         if len(blob) > MAX_CACHED_BYTES:
             return False
@@ -62,6 +75,7 @@ class ContentCache:
                 Item={
                     "pk": {"S": key},
                     "output": {"B": blob},
+                    "calls": {"N": str(calls)},
                     "expires_at": {"N": str(int(self._clock()) + self.ttl_seconds)},
                 },
             )

@@ -39,7 +39,8 @@ class Thresholds:
     nsfw: float = 0.8
     ai_generated: float = 0.8
     deepfake: float = 0.8
-    # Per house category, e.g. {"explicit": 0.8, "suggestive": 0.95}; any of them reached flags nsfw.
+    # Per-category overrides, e.g. {"explicit": 0.95, "suggestive": 0.9} (MODERATION_THRESHOLDS). See
+    # ``nsfw_reached`` for which category is held to which bar.
     categories: dict[str, float] | None = None
 
     @classmethod
@@ -84,6 +85,24 @@ def merge_deepfake(outputs: Sequence[ProviderOutput]) -> Deepfake | None:
     return max(found, key=lambda d: d.confidence) if found else None
 
 
+def nsfw_reached(moderation: Moderation, thresholds: Thresholds) -> bool:
+    """Per-category overrides replace the global bar, they never add a lower one beside it.
+
+    - ``explicit`` (``nsfw_score``) is held to its own MODERATION_THRESHOLDS entry when there is one,
+      else to NSFW_THRESHOLD (default 0.8);
+    - any other category counts only with an entry of its own (default: none), at that threshold;
+    - ``safe`` never flags.
+    """
+    per_category = thresholds.categories or {}
+    if moderation.nsfw_score >= per_category.get("explicit", thresholds.nsfw):
+        return True
+    return any(
+        c.confidence >= per_category[c.name]
+        for c in moderation.categories
+        if c.name in per_category and c.name not in ("explicit", "safe")
+    )
+
+
 def decide_flags(
     moderation: Moderation | None,
     ai_generated: AIGenerated | None,
@@ -91,13 +110,8 @@ def decide_flags(
     thresholds: Thresholds,
 ) -> list[Flag]:
     flags: list[Flag] = []
-    if moderation is not None:
-        per_category = thresholds.categories or {}
-        over_category = any(
-            c.confidence >= per_category[c.name] for c in moderation.categories if c.name in per_category
-        )
-        if moderation.nsfw_score >= thresholds.nsfw or over_category:
-            flags.append("nsfw")
+    if moderation is not None and nsfw_reached(moderation, thresholds):
+        flags.append("nsfw")
     # A vendor that says "ai" without a confidence (free tiers) is taken at its word.
     if (
         ai_generated is not None

@@ -164,6 +164,10 @@ class Provenance(_Model):
     generator_metadata: list[str] = Field(default=[], description="Names of generator metadata fields found.")
     evidence: list[str] = []
     provider: str = "builtin"
+    c2pa_proves_ai: bool = Field(
+        default=False,
+        description="The active C2PA manifest's signature validated and it declares a generative digitalSourceType.",
+    )
 
 
 class ProviderRun(_Model):
@@ -172,6 +176,9 @@ class ProviderRun(_Model):
     latency_ms: int = Field(ge=0)
     error: ErrorInfo | None = None
     calls: int | None = Field(default=None, ge=0, description="Requests sent (tries included).")
+    calls_saved: int | None = Field(
+        default=None, ge=0, description="Vendor requests a content-cache hit saved (those its answer took)."
+    )
     bytes_sent: int | None = Field(default=None, ge=0, description="Request bytes that left the account.")
     cost_units: float | None = Field(default=None, ge=0, description="Estimated price of the calls, US dollars.")
     capabilities: list[str] = Field(default=[], description="With ROUTING: what it was asked for.")
@@ -179,7 +186,7 @@ class ProviderRun(_Model):
 
 class Usage(_Model):
     calls_made: int = 0
-    calls_saved: int = Field(default=0, description="Vendor analyses answered from the content cache.")
+    calls_saved: int = Field(default=0, description="Vendor requests saved by content-cache hits.")
     bytes_sent: int = 0
     estimated_cost: float = Field(default=0.0, description="US dollars, at the configured prices.")
 

@@ -4,13 +4,26 @@
 - Without ROUTING every other configured provider runs, concurrently, and everything is merged.
 - With ROUTING each capability is asked of the first provider of its chain; providers needed in one
   round run concurrently; a capability whose provider failed (or is capped for today) goes to the next
-  provider of its chain in the next round. A capability nobody answered is reported as missing.
-- Every vendor analysis first looks in the content cache (same bytes, same configuration); a fresh
-  answer is stored there. Calls, bytes sent and estimated cost are counted per provider.
+  provider of its chain in the next round, which is asked again if it already ran for something else.
+  A capability nobody answered is reported as missing. Routes are checked when the function starts
+  (``routing.check_routes``): every provider of a chain must have that capability switched on.
+- AI detection: ``builtin`` answers ``ai_generated`` in a chain only with a proof (a C2PA manifest whose
+  signature validated and whose active manifest declares a generative source type); weaker evidence
+  (unsigned XMP, generator text, an ingredient's claim, a capture manifest) lets the chain go on to the
+  paid detector and counts only when nobody after it answers. ``AI_SKIP_WHEN_PROVEN`` lets that proof
+  skip the paid call with or without ROUTING.
+- Every vendor analysis first looks in the content cache (same bytes, same configuration, same
+  question); a fresh answer is stored there. Calls, calls saved, bytes sent and estimated cost are
+  counted per provider, in the result and as metrics.
+- Concurrency: providers of every record the handler processes at once share one pool, sized for all
+  of them (bounded); ``<VENDOR>_MAX_IN_FLIGHT`` caps one vendor's analyses in flight per container,
+  for plans with a concurrency limit (Imagga answers 429 past "the concurrency limit of your current
+  subscription plan"; none of the seeds gives a number, so there is no default).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +34,7 @@ from image_analysis.cache import ContentCache, config_fingerprint
 from image_analysis.errors import AnalysisError
 from image_analysis.models import ErrorInfo, ProviderRun, Usage
 from image_analysis.providers.base import AnalysisRequest, Provider, ProviderOutput
-from image_analysis.routing import Routes
+from image_analysis.routing import Routes, check_routes, enabled_capabilities
 from image_analysis.settings import Settings
 from image_analysis.usage import DailyUsage
 
@@ -40,8 +53,14 @@ SECTION = {
     "deepfake": "deepfake",
     "quality": "quality",
 }
-# A signed C2PA manifest with a generative source type gives builtin this confidence or more.
-PROVEN_AI_CONFIDENCE = 0.95
+_SINGLE = {"moderation", "classification", "ai_generated", "deepfake", "quality"}
+# Threads for vendor calls of all records in flight: enough for the handler's records times the
+# providers, bounded so a long ROUTING list cannot start hundreds.
+MAX_PROVIDER_THREADS = 64
+
+
+def proves_ai(output: ProviderOutput) -> bool:
+    return output.provenance is not None and output.provenance.c2pa_proves_ai
 
 
 @dataclass
@@ -49,6 +68,15 @@ class ProviderResult:
     run: ProviderRun
     output: ProviderOutput
     retryable: bool = False
+    # What this run was asked (None: everything the adapter has switched on).
+    asked: frozenset[str] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.run.status in ("succeeded", "cached")
+
+    def covers(self, capability: str) -> bool:
+        return self.asked is None or capability in self.asked
 
 
 @dataclass
@@ -93,20 +121,20 @@ class Orchestration:
         runs = self.runs
         return Usage(
             calls_made=sum(r.calls or 0 for r in runs),
-            calls_saved=sum(1 for r in runs if r.status == "cached"),
+            calls_saved=sum(r.calls_saved or 0 for r in runs),
             bytes_sent=sum(r.bytes_sent or 0 for r in runs),
             estimated_cost=round(sum(r.cost_units or 0.0 for r in runs), 6),
         )
 
 
-_SINGLE = {"moderation", "classification", "ai_generated", "deepfake", "quality"}
-
-
-def answers(provider: Provider, result: ProviderResult, capability: str) -> bool:
-    """Did this provider's run answer the capability? ``unknown`` is no answer for AI detection."""
-    if result.run.status not in ("succeeded", "cached") or capability not in provider.capabilities:
+def answers(provider: Provider, result: ProviderResult, capability: str, *, proof_only: bool = False) -> bool:
+    """Did this run answer the capability? It must have been asked it, with the capability switched on;
+    ``unknown`` is no answer for AI detection, and with ``proof_only`` only a proof is."""
+    if not result.ok or not result.covers(capability) or capability not in enabled_capabilities(provider):
         return False
     if capability == "ai_generated":
+        if proof_only:
+            return proves_ai(result.output)
         verdict = result.output.ai_generated
         return verdict is not None and verdict.verdict != "unknown"
     if capability == "moderation":
@@ -128,75 +156,154 @@ class Orchestrator:
         self.providers = dict(providers)
         self.settings = settings
         self.routes = routes or {}
+        check_routes(self.routes, self.providers)
         self.cache = cache
         self.usage = usage
         self.logger = logger
         self._metric = metric
-        self._executor = ThreadPoolExecutor(max_workers=max(1, len(self.providers)), thread_name_prefix="provider")
+        # Read (and so checked) once, at start-up: a bad value is a configuration error, not a failed image.
+        self._prices = {name: settings.price_per_call(name, p.price_per_call) for name, p in self.providers.items()}
+        self._caps = {name: settings.daily_cap(name) for name in self.providers}
+        self._limits = {
+            name: threading.BoundedSemaphore(limit)
+            for name in self.providers
+            if (limit := settings.max_in_flight(name)) is not None
+        }
+        vendors = max(1, len(self.providers) - ("builtin" in self.providers))
+        workers = min(MAX_PROVIDER_THREADS, max(1, settings.record_concurrency) * vendors)
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="provider")
         self._fingerprints = {
             name: config_fingerprint(name, p.normalizer_version, settings.env) for name, p in self.providers.items()
         }
 
     # -- the plan ----------------------------------------------------------------------------------
     def run(self, request: AnalysisRequest) -> Orchestration:
-        results: dict[str, ProviderResult] = {}
+        attempts: dict[str, list[ProviderResult]] = {}
         if "builtin" in self.providers:
-            results["builtin"] = self._run_one("builtin", request, None)
+            attempts["builtin"] = [self._run_one("builtin", request, None)]
+        builtin = attempts.get("builtin", [None])[0]
+        skip_ai = self.settings.ai_skip_when_proven and builtin is not None and builtin.ok and proves_ai(builtin.output)
         if not self.routes:
-            others = [name for name in self.providers if name != "builtin"]
-            results.update(self._round({name: None for name in others}, request))
-            return Orchestration(results)
+            wanted: dict[str, frozenset[str] | None] = {}
+            for name, provider in self.providers.items():
+                if name == "builtin":
+                    continue
+                enabled = enabled_capabilities(provider)
+                if skip_ai and "ai_generated" in enabled:
+                    self._count(f"AIDetectionSkipped_{name}", 1)
+                    if enabled - {"ai_generated"}:
+                        wanted[name] = enabled - {"ai_generated"}
+                    continue  # nothing else to ask: no call at all
+                wanted[name] = None
+            for name, result in self._round(wanted, request).items():
+                attempts[name] = [result]
+            return Orchestration({name: _combined(runs) for name, runs in attempts.items()})
+
         answered_by: dict[str, str | None] = {}
-        builtin = results.get("builtin")
-        if builtin is not None and self.settings.ai_skip_when_proven and "ai_generated" in self.routes:
-            verdict = builtin.output.ai_generated
-            if verdict is not None and verdict.verdict == "ai" and (verdict.confidence or 0) >= PROVEN_AI_CONFIDENCE:
-                answered_by["ai_generated"] = "builtin"
+        if skip_ai and "ai_generated" in self.routes:
+            answered_by["ai_generated"] = "builtin"
+            self._count("AIDetectionSkipped", 1)
         while True:
-            wanted: dict[str, set[str]] = {}
+            asks: dict[str, set[str]] = {}
             for capability, chain in self.routes.items():
                 if capability in answered_by:
                     continue
                 for name in chain:
-                    if name in results:
-                        if answers(self.providers[name], results[name], capability):
+                    tried = [a for a in attempts.get(name, []) if a.covers(capability)]
+                    if tried:
+                        strict = name == "builtin" and capability == "ai_generated"
+                        if answers(self.providers[name], tried[-1], capability, proof_only=strict):
                             answered_by[capability] = name
                             break
                         continue  # tried: failed, capped or silent on this capability; next in chain
-                    wanted.setdefault(name, set()).add(capability)
+                    if any(not a.ok for a in attempts.get(name, [])):
+                        continue  # it failed for something else in this image: it would fail again
+                    asks.setdefault(name, set()).add(capability)
                     break
                 else:
-                    answered_by[capability] = None
-            wanted = {name: caps for name, caps in wanted.items() if name not in results}
-            if not wanted:
+                    answered_by[capability] = self._weaker_answer(chain, attempts, capability)
+            if not asks:
                 break
-            results.update(self._round({name: frozenset(caps) for name, caps in wanted.items()}, request))
+            for name, result in self._round({n: frozenset(c) for n, c in asks.items()}, request).items():
+                attempts.setdefault(name, []).append(result)
+        results = {name: _combined(runs) for name, runs in attempts.items()}
         return Orchestration(results, {cap: answered_by.get(cap) for cap in self.routes})
+
+    def _weaker_answer(
+        self, chain: tuple[str, ...], attempts: dict[str, list[ProviderResult]], capability: str
+    ) -> str | None:
+        """Nobody after builtin answered AI detection: its evidence short of a proof is better than none."""
+        tried = attempts.get("builtin")
+        if capability == "ai_generated" and "builtin" in chain and tried:
+            return "builtin" if answers(self.providers["builtin"], tried[0], capability) else None
+        return None
 
     def _round(
         self, wanted: Mapping[str, frozenset[str] | None], request: AnalysisRequest
     ) -> dict[str, ProviderResult]:
-        futures = {name: self._executor.submit(self._run_one, name, request, caps) for name, caps in wanted.items()}
-        return {name: future.result() for name, future in futures.items()}
+        """Every provider of a round at once; the calling thread runs one of them itself."""
+        items = list(wanted.items())
+        if not items:
+            return {}
+        futures = {name: self._executor.submit(self._run_one, name, request, caps) for name, caps in items[:-1]}
+        last_name, last_caps = items[-1]
+        last = self._run_one(last_name, request, last_caps)
+        done = {name: future.result() for name, future in futures.items()}
+        done[last_name] = last
+        return {name: done[name] for name, _ in items}
 
     # -- one provider --------------------------------------------------------------------------------
     def _run_one(self, name: str, request: AnalysisRequest, capabilities: frozenset[str] | None) -> ProviderResult:
         provider = self.providers[name]
         started = time.perf_counter()
-        asked = sorted(capabilities) if capabilities else []
+        asked = sorted(capabilities) if capabilities is not None else []
+        enabled = enabled_capabilities(provider)
+        # What the answer will cover: the key of a narrower question never serves a wider one.
+        covers = enabled & capabilities if capabilities is not None else enabled
         cache_key = None
         if self.cache is not None and name != "builtin":
-            cache_key = ContentCache.key(request.image.sha256, name, self._fingerprints[name])
+            cache_key = ContentCache.key(request.image.sha256, name, self._fingerprints[name], covers)
             cached = self.cache.get(cache_key)
             if cached is not None:
-                self._count(f"CallsSaved_{name}", 1)
-                run = ProviderRun(name=name, status="cached", latency_ms=_ms(started), calls=0, capabilities=asked)
-                return ProviderResult(run, cached)
-        cap = self.settings.daily_cap(name)
+                self._count(f"CallsSaved_{name}", cached.calls)
+                self._count(f"EstimatedCost_{name}", 0, "None")
+                run = ProviderRun(
+                    name=name,
+                    status="cached",
+                    latency_ms=_ms(started),
+                    calls=0,
+                    calls_saved=cached.calls,
+                    capabilities=asked,
+                )
+                return ProviderResult(run, cached.output, asked=capabilities)
+        limit = self._limits.get(name)
+        if limit is not None and not limit.acquire(timeout=request.deadline.remaining()):
+            error = ErrorInfo(
+                code="timeout", message=f"{name}: no free slot ({name.upper()}_MAX_IN_FLIGHT) before the deadline"
+            )
+            run = ProviderRun(name=name, status="failed", latency_ms=_ms(started), error=error, calls=0)
+            return ProviderResult(run, ProviderOutput(), retryable=True, asked=capabilities)
+        try:
+            return self._call(name, provider, request, capabilities, asked, started, cache_key)
+        finally:
+            if limit is not None:
+                limit.release()
+
+    def _call(
+        self,
+        name: str,
+        provider: Provider,
+        request: AnalysisRequest,
+        capabilities: frozenset[str] | None,
+        asked: list[str],
+        started: float,
+        cache_key: str | None,
+    ) -> ProviderResult:
+        cap = self._caps[name]
         if cap is not None and self.usage is not None and not self.usage.reserve(name, cap):
             error = ErrorInfo(code="quota_exhausted", message=f"{name}: the daily cap of {cap} analyses is reached")
             run = ProviderRun(name=name, status="skipped", latency_ms=0, error=error, calls=0, capabilities=asked)
-            return ProviderResult(run, ProviderOutput())
+            return ProviderResult(run, ProviderOutput(), asked=capabilities)
         deadline = request.deadline.metered()
         keep_metadata = self.settings.vendor(name.upper() + "_", "SEND_METADATA").lower() in ("1", "true", "yes")
         own_request = AnalysisRequest(
@@ -221,8 +328,10 @@ class Orchestrator:
             if self.logger is not None:
                 self.logger.exception("provider crashed", extra={"provider": name})
         meter = deadline.meter
-        calls = meter.calls if meter and meter.calls else (0 if name == "builtin" else max(1, len(output.raw)))
-        price = self.settings.price_per_call(name, provider.price_per_call)
+        # Adapters send through the metered HTTP client; one that does not is counted by its answers.
+        calls = meter.calls if meter and meter.calls else (0 if name == "builtin" else len(output.raw))
+        price = self._prices[name]
+        cost = round(calls * price, 6)
         status = "succeeded" if error is None else ("rejected" if error.code == "bad_image" else "failed")
         run = ProviderRun(
             name=name,
@@ -231,25 +340,62 @@ class Orchestrator:
             error=error,
             calls=calls,
             bytes_sent=meter.bytes_sent if meter else 0,
-            cost_units=round(calls * price, 6) if price else None,
+            cost_units=cost if price else None,
             capabilities=asked,
         )
         if error is None and cache_key is not None:
-            self.cache.put(cache_key, output)  # type: ignore[union-attr]
+            self.cache.put(cache_key, output, calls)  # type: ignore[union-attr]
         self._count(f"ProviderLatency_{name}", run.latency_ms, "Milliseconds")
         if name != "builtin":
             self._count(f"CallsMade_{name}", calls)
+            self._count(f"EstimatedCost_{name}", cost, "None")
             self._count("BytesSent", run.bytes_sent or 0, "Bytes")
         if error is not None:
             self._count(f"ProviderError_{name}_{error.code}", 1)
             if error.code in ("quota_exhausted", "auth"):
                 # Fixed names an alarm can watch: these need a person (top up, fix the key).
                 self._count("ProviderQuotaExhausted" if error.code == "quota_exhausted" else "ProviderAuthFailed", 1)
-        return ProviderResult(run, output, retryable)
+        return ProviderResult(run, output, retryable, asked=capabilities)
 
     def _count(self, name: str, value: float, unit: str = "Count") -> None:
         if self._metric is not None:
             self._metric(name, value, unit)
+
+
+def _combined(results: list[ProviderResult]) -> ProviderResult:
+    """One provider asked in more than one round (a fallback reached it later): one run, one output."""
+    if len(results) == 1:
+        return results[0]
+    runs = [r.run for r in results]
+    failed = next((r for r in reversed(results) if not r.ok), None)
+    if failed is not None:
+        status, error = failed.run.status, failed.run.error
+    else:
+        status, error = ("cached" if all(r.status == "cached" for r in runs) else "succeeded"), None
+    costs = [r.cost_units for r in runs if r.cost_units is not None]
+    saved = [r.calls_saved for r in runs if r.calls_saved is not None]
+    run = ProviderRun(
+        name=runs[0].name,
+        status=status,  # type: ignore[arg-type]
+        latency_ms=sum(r.latency_ms for r in runs),
+        error=error,
+        calls=sum(r.calls or 0 for r in runs),
+        calls_saved=sum(saved) if saved else None,
+        bytes_sent=sum(r.bytes_sent or 0 for r in runs),
+        cost_units=round(sum(costs), 6) if costs else None,
+        capabilities=sorted({c for r in runs for c in r.capabilities}),
+    )
+    merged: dict[str, Any] = {}
+    for name in ProviderOutput.model_fields:
+        present = [value for r in results if (value := getattr(r.output, name)) is not None]
+        if name == "raw":
+            merged[name] = {k: v for value in present for k, v in value.items()}
+        elif present and all(isinstance(value, list) for value in present):
+            merged[name] = [item for value in present for item in value]
+        else:
+            merged[name] = present[0] if present else None
+    asked = None if any(r.asked is None for r in results) else frozenset().union(*(r.asked or () for r in results))
+    return ProviderResult(run, ProviderOutput(**merged), failed.retryable if failed else False, asked)
 
 
 def _ms(started: float) -> int:

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import get_args
+
+from image_analysis.models import HouseCategory
+from image_analysis.providers import REGISTRY
 
 DEFAULT_PROVIDERS = ("builtin",)
+# ``<VENDOR>_*`` settings PROVIDER_OPTIONS may carry: every vendor's prefix (builtin has no settings).
+VENDOR_PREFIXES = tuple(sorted(name.upper() + "_" for name in REGISTRY if name != "builtin"))
+# Parts of a setting name that say it holds a credential: those belong in the provider secret.
+_CREDENTIAL_WORDS = frozenset({"KEY", "SECRET", "TOKEN", "PASSWORD", "CREDENTIALS"})
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -47,7 +57,12 @@ def parse_providers(raw: str) -> tuple[str, ...]:
 
 
 def parse_category_thresholds(raw: str) -> dict[str, float]:
-    """``explicit:0.8,suggestive:0.95`` -> {"explicit": 0.8, "suggestive": 0.95}."""
+    """``explicit:0.8,suggestive:0.95`` -> {"explicit": 0.8, "suggestive": 0.95}.
+
+    A misspelt category would silently never flag, and ``safe`` reaching a bar is no reason to flag
+    nsfw, so both are refused.
+    """
+    flaggable = [c for c in get_args(HouseCategory) if c != "safe"]
     thresholds: dict[str, float] = {}
     for part in raw.split(","):
         if not part.strip():
@@ -55,8 +70,47 @@ def parse_category_thresholds(raw: str) -> dict[str, float]:
         name, sep, value = part.partition(":")
         if not sep:
             raise ValueError(f"MODERATION_THRESHOLDS entry {part!r} is not category:threshold")
-        thresholds[name.strip().lower()] = _float({"v": value}, "v", 0.0)
+        name = name.strip().lower()
+        if name not in flaggable:
+            raise ValueError(f"MODERATION_THRESHOLDS names {name!r}; categories that can flag: {', '.join(flaggable)}")
+        thresholds[name] = _float({f"MODERATION_THRESHOLDS {name}": value}, f"MODERATION_THRESHOLDS {name}", 0.0)
     return thresholds
+
+
+def apply_provider_options(env: Mapping[str, str]) -> dict[str, str]:
+    """The environment with the vendor settings of ``PROVIDER_OPTIONS`` added.
+
+    ``PROVIDER_OPTIONS=IMAGGA_ENDPOINTS=tags,nsfw;AIORNOT_ONLY=ai_generated;IMAGGA_DAILY_CAP=1000`` (entries
+    separated by ``;`` or new lines, so a value cannot hold a ``;``) lets one template parameter carry
+    any ``<VENDOR>_*`` option. A non-empty environment variable of the same name wins. Keys and secrets
+    are refused: they belong in the provider secret, never in plain configuration.
+    """
+    merged = dict(env)
+    seen: set[str] = set()
+    for part in re.split(r"[;\n]", env.get("PROVIDER_OPTIONS", "")):
+        if not part.strip():
+            continue
+        name, sep, value = part.partition("=")
+        name = name.strip().upper()
+        if not sep or not name:
+            raise ValueError(f"PROVIDER_OPTIONS entry {part.strip()[:40]!r} is not NAME=value")
+        if not name.startswith(VENDOR_PREFIXES) or name in VENDOR_PREFIXES:
+            raise ValueError(
+                f"PROVIDER_OPTIONS sets vendor options only (names starting {', '.join(VENDOR_PREFIXES)}); "
+                f"{name} is not one: set it as its own variable"
+            )
+        if _CREDENTIAL_WORDS & set(name.split("_")):
+            # The value is not repeated: it may be the secret itself.
+            raise ValueError(
+                f"PROVIDER_OPTIONS must not hold keys or secrets ({name}): put them in the provider secret "
+                "(PROVIDER_SECRET_ARN)"
+            )
+        if name in seen:
+            raise ValueError(f"PROVIDER_OPTIONS sets {name} twice")
+        seen.add(name)
+        if not env.get(name, "").strip():
+            merged[name] = value.strip()
+    return merged
 
 
 @dataclass(frozen=True)
@@ -102,7 +156,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = dict(os.environ if env is None else env)
+        env = apply_provider_options(os.environ if env is None else env)
         missing = [name for name in ("RESULTS_TABLE", "ALERTS_TOPIC_ARN") if not env.get(name)]
         if missing:
             raise ValueError(f"missing configuration: {', '.join(missing)}")
@@ -138,12 +192,35 @@ class Settings:
         )
 
     def daily_cap(self, provider: str) -> int | None:
-        raw = self.vendor(provider.upper() + "_", "DAILY_CAP")
-        return int(raw) if raw else None
+        return self._count(provider, "DAILY_CAP", low=0)
+
+    def max_in_flight(self, provider: str) -> int | None:
+        """``<VENDOR>_MAX_IN_FLIGHT``: analyses of that provider running at once in one container."""
+        return self._count(provider, "MAX_IN_FLIGHT", low=1)
 
     def price_per_call(self, provider: str, default: float) -> float:
+        """``<VENDOR>_PRICE_PER_CALL`` in US dollars per vendor request, else the adapter's declared price."""
+        name = f"{provider.upper()}_PRICE_PER_CALL"
         raw = self.vendor(provider.upper() + "_", "PRICE_PER_CALL")
-        return float(raw) if raw else default
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"{name} must be a price in US dollars, got {raw!r}") from None
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"{name} must be a price of 0 or more US dollars, got {raw!r}")
+        return value
+
+    def _count(self, provider: str, setting: str, low: int) -> int | None:
+        name = f"{provider.upper()}_{setting}"
+        raw = self.vendor(provider.upper() + "_", setting)
+        if not raw:
+            return None
+        value = _int({name: raw}, name, low)
+        if value < low:
+            raise ValueError(f"{name} must be at least {low}, got {raw!r}")
+        return value
 
     def vendor(self, prefix: str, name: str, default: str = "") -> str:
         """A vendor setting such as ``IMAGGA_BASE_URL``: ``vendor("IMAGGA_", "BASE_URL", default)``."""

@@ -451,8 +451,17 @@ def assess(c2pa: C2paFindings, meta: MetadataFindings, provider: str = "builtin"
         generator_metadata=list(dict.fromkeys(name for name, _ in meta.generator_fields)),
         evidence=list(dict.fromkeys(facts + notes)),
         provider=provider,
+        c2pa_proves_ai=proves_ai(c2pa),
     )
     return provenance, _verdict(ai, human, notes, provider)
+
+
+def proves_ai(c2pa: C2paFindings) -> bool:
+    """The first row of the table only: the active manifest validated and itself declares a generative
+    source type. An ingredient's claim, a manifest that fails validation and unsigned XMP can be copied
+    or forged, so they never stand in for a paid detector (``AI_SKIP_WHEN_PROVEN``, routing)."""
+    active = (st for st in c2pa.source_types if st.origin == "c2pa")
+    return c2pa.manifest and c2pa.valid and any(st.code in AI_SOURCE_TYPES for st in active)
 
 
 def _not_ai(line: str, code: str) -> str:

@@ -520,6 +520,9 @@ class AiOrNotProvider(Provider):
     default_base_url: ClassVar[str] = "https://api.aiornot.com"
     credential_fields: ClassVar[tuple[str, ...]] = ("api_key",)
     capabilities: ClassVar[frozenset[Capability]] = frozenset({"ai_generated", "deepfake", "moderation", "quality"})
+    enabled_by: ClassVar[str] = "AIORNOT_ONLY (or AIORNOT_EXCLUDING)"
+    # The seed says only that ai_generated and deepfake reports "have their own costs": AIORNOT_PRICE_PER_CALL.
+    price_per_call: ClassVar[float] = 0.0
     accepted_formats: ClassVar[frozenset[str]] = ACCEPTED_FORMATS
     max_upload_bytes: ClassVar[int] = MAX_UPLOAD_BYTES
 

@@ -149,6 +149,11 @@ class Provider(ABC):
     normalizer_version: ClassVar[str] = "1"
     # Estimated price of one request in US dollars (list price; ``<VENDOR>_PRICE_PER_CALL`` overrides).
     price_per_call: ClassVar[float] = 0.0
+    # What this configured instance has switched on (a subset of ``capabilities``): routing asks an
+    # adapter only for these, and refuses at start-up a route to one it has not. ``enabled_by`` names the
+    # setting that switches them, for that error message.
+    enabled: frozenset[Capability]
+    enabled_by: ClassVar[str] = ""
 
     @classmethod
     @abstractmethod

@@ -21,6 +21,11 @@ class BuiltinProvider(Provider):
         {"image_facts", "colors", "quality", "provenance", "ai_generated"}
     )
 
+    price_per_call: ClassVar[float] = 0.0  # offline
+
+    def __init__(self) -> None:
+        self.enabled: frozenset[Capability] = self.capabilities
+
     @classmethod
     def create(cls, deps: ProviderDeps) -> BuiltinProvider:
         return cls()

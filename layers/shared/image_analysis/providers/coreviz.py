@@ -374,6 +374,8 @@ class CoreVizProvider(Provider):
     default_base_url: ClassVar[str] = "https://lab.coreviz.io"
     credential_fields: ClassVar[tuple[str, ...]] = ("api_key",)
     capabilities: ClassVar[frozenset[Capability]] = frozenset({"labels", "classification"})
+    enabled_by: ClassVar[str] = "COREVIZ_CHOICES (set: classification; empty: labels)"
+    price_per_call: ClassVar[float] = 0.0  # the seed documents no price: COREVIZ_PRICE_PER_CALL
     accepted_formats: ClassVar[frozenset[str]] = ACCEPTED_FORMATS
     max_upload_bytes: ClassVar[int] = DEFAULT_MAX_IMAGE_BYTES
 

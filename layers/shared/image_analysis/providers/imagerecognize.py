@@ -583,6 +583,8 @@ class ImageRecognizeProvider(Provider):
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {"labels", "objects", "celebrities", "faces", "text", "moderation"}
     )
+    enabled_by: ClassVar[str] = "IMAGERECOGNIZE_TYPES"
+    price_per_call: ClassVar[float] = 0.0  # the seed documents no price: IMAGERECOGNIZE_PRICE_PER_CALL
     accepted_formats: ClassVar[frozenset[str]] = frozenset({"jpeg", "png"})
     max_upload_bytes: ClassVar[int] = MAX_UPLOAD_BYTES
 

@@ -240,12 +240,15 @@ class ImageSeoProvider(Provider):
     default_base_url: ClassVar[str] = "https://api.imageseo.io"
     credential_fields: ClassVar[tuple[str, ...]] = ("api_key",)
     capabilities: ClassVar[frozenset[Capability]] = frozenset({"labels", "alt_texts"})
+    price_per_call: ClassVar[float] = 0.0  # the seed documents no price: IMAGESEO_PRICE_PER_CALL
     accepted_formats: ClassVar[frozenset[str]] = ACCEPTED_FORMATS
     max_upload_bytes: ClassVar[int] = MAX_UPLOAD_BYTES
 
     def __init__(self, client: VendorClient, credentials: Credentials, *, language: str = "en") -> None:
         self.client = client
         self.language = language
+        # One report carries both labels and alternative texts: nothing to switch.
+        self.enabled: frozenset[Capability] = self.capabilities
         self._keys = ProviderKeys(credentials, PROVIDER, self.env_prefix, self.credential_fields)
 
     @classmethod

@@ -490,6 +490,8 @@ class ImaggaProvider(Provider):
     default_base_url: ClassVar[str] = "https://api.imagga.com"
     credential_fields: ClassVar[tuple[str, ...]] = ("api_key", "api_secret")
     capabilities: ClassVar[frozenset[Capability]] = frozenset({"labels", "moderation", "colors", "faces", "text"})
+    enabled_by: ClassVar[str] = "IMAGGA_ENDPOINTS"
+    price_per_call: ClassVar[float] = 0.0  # the seed documents no price: IMAGGA_PRICE_PER_CALL
     accepted_formats: ClassVar[frozenset[str]] = frozenset({"jpeg", "png"})
     max_upload_bytes: ClassVar[int] = MAX_UPLOAD_BYTES
 

@@ -363,10 +363,15 @@ class RekognitionProvider(Provider):
     accepted_formats: ClassVar[frozenset[str]] = frozenset({"jpeg", "png"})
     max_upload_bytes: ClassVar[int] = BYTES_LIMIT
     price_per_call: ClassVar[float] = 0.001  # list price per image analysed, first tier, per API
+    enabled_by: ClassVar[str] = "REKOGNITION_FEATURES"
 
     def __init__(self, client: Any, features: tuple[str, ...], max_labels: int, min_confidence: int) -> None:
         self.client = client
         self.features = features
+        # DetectLabels answers objects (its instances with boxes) as well as labels.
+        self.enabled: frozenset[Capability] = frozenset(FEATURES[f] for f in features) | (
+            frozenset({"objects"}) if "labels" in features else frozenset()
+        )
         self.max_labels = max_labels
         self.min_confidence = min_confidence
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(features)), thread_name_prefix="rekognition")
