@@ -165,3 +165,46 @@ def test_malformed_records_are_acknowledged_and_logged_while_their_batch_mates_r
     assert sorted(processed) == ["good-1", "good-2"]
     logged = [extra["message_id"] for message, extra in logger.lines if message == "malformed record acknowledged"]
     assert sorted(logged) == ["m-bad-bucket", "m-bad-key", "m-bad-s3", "m-bad-size"]
+
+
+class RecordingPipeline(Pipeline):
+    """Also records what the handler asks it to write as ``failed``."""
+
+    def __init__(self, broken_store=False, **kwargs):
+        super().__init__(**kwargs)
+        self.failures = []
+        self.broken_store = broken_store
+
+    def record_failure(self, ref, error, receive_count=1):
+        if self.broken_store:
+            raise RuntimeError("DynamoDB unreachable")
+        self.failures.append((ref.key, error.code, error.message, receive_count))
+        return True
+
+
+def test_records_handed_back_for_lack_of_time_say_so_on_their_item():
+    pipeline = RecordingPipeline()
+    event = sqs_batch(["a", "b"])
+    event["Records"][1]["attributes"]["ApproximateReceiveCount"] = "3"
+    response = handle(event, Context(5), Runtime(settings(), pipeline), Logger())
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m-a"}, {"itemIdentifier": "m-b"}]}
+    assert [(key, code, count) for key, code, _, count in pipeline.failures] == [
+        ("a", "timeout", 1),
+        ("b", "timeout", 3),
+    ]
+    assert "ran out of time" in pipeline.failures[0][2]
+
+
+def test_an_unexpected_exception_is_recorded_as_failed_with_its_reason():
+    pipeline = RecordingPipeline(crash_keys={"k1"})
+    response = handle(sqs_batch(["k0", "k1"]), Context(60), Runtime(settings(), pipeline), Logger())
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m-k1"}]}
+    ((key, code, message, _),) = pipeline.failures
+    assert (key, code) == ("k1", "server_error")
+    assert "RuntimeError: DynamoDB throttled" in message
+
+
+def test_recording_the_failure_never_raises_out_of_the_handler():
+    pipeline = RecordingPipeline(broken_store=True, crash_keys={"k0"})
+    response = handle(sqs_batch(["k0", "k1"]), Context(60), Runtime(settings(), pipeline), Logger())
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m-k0"}]}

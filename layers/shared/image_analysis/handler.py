@@ -4,17 +4,22 @@ For SQS it processes every message and returns ``batchItemFailures`` for exactly
 retry; for a direct invocation a failure raises, so Lambda's own retries and the on-failure
 destination apply. Objects of one batch are processed concurrently (vendor calls are mostly waiting),
 bounded by a count and by the bytes they may hold at once. It stops starting new objects when the
-invocation is nearly out of time and hands those back instead of being killed mid-write.
+invocation is nearly out of time and hands those back instead of being killed mid-write. A record
+handed back for a reason the pipeline did not record itself (time ran out, an unexpected exception)
+gets a ``failed`` item with that reason, best effort, so a dead-letter message always has one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from image_analysis.events import ObjectRef, SourceRecord, parse_event
+from image_analysis.merge import MAX_TEXT_CHARS, cap_text
+from image_analysis.models import ErrorInfo
 from image_analysis.pipeline import Outcome
 from image_analysis.providers.base import Deadline
 from image_analysis.runtime import Runtime
@@ -117,6 +122,11 @@ def _process_one(
     ref = item.ref
     if deadline.remaining() < START_MARGIN_SECONDS:
         logger.warning("too little time left; handing the record back", extra={"object_key": ref.key})
+        _record_failure(
+            runtime,
+            item,
+            ErrorInfo(code="timeout", message="the invocation ran out of time before this object; handed back"),
+        )
         return None
     logger.thread_safe_append_keys(bucket=ref.bucket, object_key=ref.key, version_id=ref.version_id)
     held = 0
@@ -125,13 +135,24 @@ def _process_one(
         outcome = runtime.pipeline.process(ref, deadline, attempts=item.record.receive_count, alert_lease_seconds=lease)
         _log_outcome(logger, outcome)
         return outcome
-    except Exception:
+    except Exception as exc:
         logger.exception("processing failed; will retry")
+        reason = cap_text(f"unexpected error, handed back: {type(exc).__name__}: {exc}", MAX_TEXT_CHARS)
+        _record_failure(runtime, item, ErrorInfo(code="server_error", message=reason))
         return None
     finally:
         if held:
             budget.release(held)
         logger.thread_safe_clear_keys()
+
+
+def _record_failure(runtime: Runtime, item: _Work, error: ErrorInfo) -> None:
+    """Best effort, never raising: the record goes back to the queue whatever happens here."""
+    record_failure = getattr(runtime.pipeline, "record_failure", None)
+    if record_failure is None:
+        return
+    with contextlib.suppress(Exception):
+        record_failure(item.ref, error, item.record.receive_count)
 
 
 def _flags(outcome: Outcome | None) -> list[str]:

@@ -57,6 +57,20 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def deliveries_seen(existing: dict[str, Any] | None, ref: ObjectRef, receive_count: int) -> int:
+    """Deliveries of this event so far. SQS's ApproximateReceiveCount starts again at 1 when the
+    dead-letter queue is redriven, so the count kept on the item carries on from there."""
+    same_event = (
+        existing is not None
+        and existing.get("seq") == ref.sequence
+        and (existing.get("etag") or None) == ref.etag
+        and not existing.get("deleted_at")
+        and (existing.get("reprocess") or {}).get("id") == ref.reprocess_id
+    )
+    previous = int(existing.get("attempts") or 0) if same_event else 0  # type: ignore[union-attr]
+    return max(previous + 1, receive_count, 1)
+
+
 def opaque_id(ref: ObjectRef) -> str:
     """What vendors see instead of the key: a hash that identifies the version to us alone."""
     return hashlib.sha256(f"{ref.pk}\n{ref.sk}\n{ref.etag or ''}".encode()).hexdigest()[:32]
@@ -120,7 +134,7 @@ class Pipeline:
             "version_id": ref.version_id,
             "etag": ref.etag,
             "sequencer": ref.sequencer,
-            "attempts": attempts,
+            "attempts": deliveries_seen(existing, ref, attempts),
             "reprocess": Reprocess(
                 id=ref.reprocess_id, reason=ref.reprocess_reason or "", requested_at=ref.reprocess_requested_at
             )
@@ -141,6 +155,32 @@ class Pipeline:
             self._count("ImagesFailed")
             return Outcome("retry", "failed", exc.error.message, result=failed)
         return self._commit(ref, result, sequence, lease)
+
+    def record_failure(self, ref: ObjectRef, error: ErrorInfo, receive_count: int = 1) -> bool:
+        """A record handed back for a reason the pipeline did not see (time ran out, an unexpected
+        exception): say so on the item, as ``failed`` with the error and the deliveries seen, so that a
+        message that ends in the dead-letter queue has its reason on the item. Under the write guard (a
+        final result is never replaced). Best effort: returns False instead of raising."""
+        try:
+            if ref.removed:
+                return False
+            existing = self.store.get(ref.pk, ref.sk)
+            failed = AnalysisResult(
+                bucket=ref.bucket,
+                key=ref.key,
+                version_id=ref.version_id,
+                etag=ref.etag,
+                sequencer=ref.sequencer,
+                attempts=deliveries_seen(existing, ref, receive_count),
+                status="failed",
+                error=error,
+                analyzed_at=_now(),
+            )
+            return self.store.put_failure(fit_result(failed), ref.sequence, ref.ordering_time)
+        except Exception:
+            if self.logger is not None:
+                self.logger.exception("could not record the failure on the item")
+            return False
 
     def forget(self, ref: ObjectRef) -> Outcome:
         """The object version was deleted: its analysis must not outlive it."""
