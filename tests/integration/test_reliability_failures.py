@@ -84,3 +84,24 @@ def test_attempts_count_deliveries_across_a_dead_letter_redrive(stack, s3, table
     assert healthy(sqs_event(event, receive_count=2), LambdaContext()) == {"batchItemFailures": []}
     stored = item(table, stack.bucket, key)
     assert (stored["status"], int(stored["attempts"])) == ("succeeded", 5)
+
+
+def test_a_failed_direct_invocation_redriven_from_the_dead_letter_queue_is_analyzed(stack, s3, table, drain, prefix):
+    """Its message is Lambda's on-failure destination record; the original event is in requestPayload."""
+    import json
+    from pathlib import Path
+
+    import boto3
+
+    key = f"{prefix}direct then redriven.png"
+    event = upload(stack, s3, key)
+    envelope = json.loads(
+        (
+            Path(__file__).parents[1] / "fixtures/events/lambda_on_failure_destination_s3_put_aws_doc_shape.json"
+        ).read_text()
+    )
+    envelope["requestPayload"] = event
+    boto3.client("sqs").send_message(QueueUrl=stack.queue_url, MessageBody=json.dumps(envelope))
+    assert drain().failed_messages == 0
+    stored = item(table, stack.bucket, key)
+    assert (stored["status"], int(stored["attempts"])) == ("succeeded", 4)  # three invocations before this one

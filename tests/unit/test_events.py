@@ -187,3 +187,33 @@ def test_a_message_of_the_wrong_shape_is_an_error_for_that_message_only():
     assert number_body.error == "SQS body is not a string"
     assert (bad_count.receive_count, bad_count.objects[0].key) == (1, "test.pdf")
     assert json_string.malformed == ("not a JSON object",)
+
+
+def test_a_redriven_on_failure_destination_record_yields_its_original_event():
+    envelope = load("lambda_on_failure_destination_s3_put_aws_doc_shape.json")
+    original = parse_event(envelope["requestPayload"]).records[0].objects
+    # As a direct invocation (a replay) and as the body of a message redriven from the dead-letter queue.
+    (direct,) = parse_event(envelope).records
+    event = {
+        "Records": [
+            {
+                "messageId": "redriven",
+                "eventSource": "aws:sqs",
+                "body": json.dumps(envelope),
+                "attributes": {"ApproximateReceiveCount": "1"},
+            }
+        ]
+    }
+    (redriven,) = parse_event(event).records
+    for record in (direct, redriven):
+        assert record.objects == original and record.objects[0].key == original[0].key
+        assert record.ignored == () and record.malformed == ()
+    # Three invocations already happened: this delivery is the fourth.
+    assert redriven.receive_count == 4
+
+
+def test_a_destination_record_without_a_usable_payload_is_malformed_not_retried():
+    envelope = load("lambda_on_failure_destination_s3_put_aws_doc_shape.json")
+    envelope["requestPayload"] = "{not json"
+    (record,) = parse_event(envelope).records
+    assert record.objects == () and record.malformed == ("the destination record's requestPayload is not JSON",)

@@ -2,7 +2,9 @@
 
 Accepted (see the contract): SQS messages whose bodies are S3 notifications or EventBridge S3 events
 (the deployed paths), direct S3 notifications (``sam local invoke``), and EventBridge "Object Created"
-events. Keys arrive form-URL-encoded in S3 notifications (``+`` is a space, ``%2B`` a plus) and plain in
+events; and, wrapping any of those, the record Lambda's on-failure destination keeps of a failed direct
+invocation (``requestPayload``), which is what a dead-letter redrive brings back. Keys arrive
+form-URL-encoded in S3 notifications (``+`` is a space, ``%2B`` a plus) and plain in
 EventBridge events. Permanent deletions come through as references with ``removed`` set (their results
 must not outlive them); test events, delete markers and other events are kept as ``ignored`` with the
 reason, so the handler can log and acknowledge them. A record of the wrong shape (``"key": 5``,
@@ -213,6 +215,9 @@ def _objects_in(payload: Any) -> Iterator[Found]:
 
     Each S3 record is judged on its own: a malformed one never hides its neighbours.
     """
+    if isinstance(payload, MalformedRecord):
+        yield payload
+        return
     if isinstance(payload, list):  # a bare list of S3 records, as some tools print them
         payload = {"Records": payload}
     if not isinstance(payload, dict):
@@ -258,6 +263,23 @@ def _source_record(message_id: str | None, receive_count: int, payload: Any) -> 
     return SourceRecord(message_id, receive_count, tuple(objects), tuple(ignored), malformed=tuple(malformed))
 
 
+def _unwrapped(payload: Any, receive_count: int) -> tuple[Any, int]:
+    """A Lambda on-failure destination record (a failed direct invocation, kept in the dead-letter
+    queue) holds the original event in ``requestPayload``: a redrive processes that event. Its
+    ``approximateInvokeCount`` counts the deliveries it already had."""
+    if isinstance(payload, dict) and "requestPayload" in payload and isinstance(payload.get("requestContext"), dict):
+        invokes = payload["requestContext"].get("approximateInvokeCount")
+        count = invokes + receive_count if isinstance(invokes, int) and not isinstance(invokes, bool) else receive_count
+        payload = payload["requestPayload"]
+        if isinstance(payload, str):  # some tools keep the payload as the JSON text it was sent as
+            try:
+                payload = json.loads(payload)
+            except ValueError:
+                return MalformedRecord("the destination record's requestPayload is not JSON"), count
+        return payload, max(count, 1)
+    return payload, receive_count
+
+
 def _receive_count(message: dict[str, Any]) -> int:
     attributes = message.get("attributes")
     raw = attributes.get("ApproximateReceiveCount", "1") if isinstance(attributes, dict) else "1"
@@ -277,6 +299,7 @@ def _sqs_record(message: dict[str, Any]) -> SourceRecord:
         payload = json.loads(body)
     except ValueError:
         return SourceRecord(message_id, receive_count, (), error="SQS body is not JSON")
+    payload, receive_count = _unwrapped(payload, receive_count)
     return _source_record(message_id, receive_count, payload)
 
 
@@ -289,4 +312,5 @@ def parse_event(event: Any) -> ParsedEvent:
         and all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records)
     ):
         return ParsedEvent(is_sqs=True, records=tuple(_sqs_record(message) for message in records))
-    return ParsedEvent(is_sqs=False, records=(_source_record(None, 1, event),))
+    payload, receive_count = _unwrapped(event, 1)
+    return ParsedEvent(is_sqs=False, records=(_source_record(None, receive_count, payload),))
