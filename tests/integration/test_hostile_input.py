@@ -1,5 +1,6 @@
 """A hostile-input corpus, generated here (no opaque blobs): each case ends with the recorded outcome a user
-can read, is acknowledged (never retried) and never reaches a vendor."""
+can read, is acknowledged (never retried) and never reaches a vendor: the rejected cases run with the
+Imagga sandbox configured as a provider, and the sandbox must have seen no request for them."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from PIL import Image
 
 from local.driver import LambdaContext, load_handler
+from local.sandbox import VendorSandbox
 from tests.integration.conftest import SAMPLES
 from tests.integration.test_pipeline_end_to_end import item, s3_event, sqs_event
 
@@ -72,6 +74,25 @@ def process(stack, s3, handler, key: str, body: bytes, sequencer: str = "0055AED
     return item(boto3.resource("dynamodb").Table(stack.table), stack.bucket, key)
 
 
+@pytest.fixture(scope="module")
+def imagga_sandbox():
+    sandbox = VendorSandbox("imagga")
+    with sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def with_imagga(stack, imagga_sandbox, monkeypatch):
+    """A fresh container whose providers are builtin and Imagga (the local sandbox); the sandbox's log
+    starts empty, so a test can tell whether anything was sent to the vendor."""
+    monkeypatch.setenv("PROVIDERS", "builtin,imagga")
+    monkeypatch.setenv("IMAGGA_BASE_URL", imagga_sandbox.base_url)
+    monkeypatch.setenv("IMAGGA_API_KEY", "sandbox-key")
+    monkeypatch.setenv("IMAGGA_API_SECRET", "sandbox-secret")
+    imagga_sandbox.clear()
+    return load_handler(), imagga_sandbox
+
+
 REJECTED = {
     "zero bytes": (b"", "empty_object", "empty"),
     "plain text named .jpg": (b"hello world\n" * 10, "not_an_image", "not an image"),
@@ -85,7 +106,8 @@ REJECTED = {
 
 
 @pytest.mark.parametrize("case", sorted(REJECTED))
-def test_bad_input_is_rejected_with_its_code_and_a_readable_message(stack, s3, handler, prefix, case):
+def test_bad_input_is_rejected_with_its_code_and_a_readable_message(stack, s3, with_imagga, prefix, case):
+    handler, imagga = with_imagga
     body, code, words = REJECTED[case]
     if body is None:
         body = (SAMPLES / "skimage-rocket.jpg").read_bytes()[:30_000]
@@ -93,18 +115,30 @@ def test_bad_input_is_rejected_with_its_code_and_a_readable_message(stack, s3, h
     assert stored["status"] == "rejected"
     assert stored["error"]["code"] == code
     assert words.lower() in stored["error"]["message"].lower()
-    assert not stored.get("providers")  # never sent to any provider
+    assert not stored.get("providers")
     assert int(stored["size_bytes"]) == len(body)
+    assert imagga.requests == []  # never sent to the vendor
 
 
-def test_object_over_the_size_limit_is_rejected_after_a_head_only(stack, s3, prefix, monkeypatch):
+def test_a_valid_image_does_reach_the_configured_vendor(stack, s3, with_imagga, prefix):
+    """The control for the cases above: with this set-up a readable image is sent to Imagga."""
+    handler, imagga = with_imagga
+    stored = process(stack, s3, handler, f"{prefix}fine.jpg", (SAMPLES / "skimage-rocket.jpg").read_bytes())
+    assert stored["status"] == "succeeded"
+    assert [p["name"] for p in stored["providers"]] == ["builtin", "imagga"]
+    assert imagga.requests and all(r.path.startswith("/v2/") for r in imagga.requests)
+
+
+def test_object_over_the_size_limit_is_rejected_after_a_head_only(stack, s3, with_imagga, prefix, monkeypatch):
     monkeypatch.setenv("MAX_OBJECT_BYTES", "100000")
-    handler = load_handler()  # a fresh container with the smaller limit
+    handler = load_handler()  # a fresh container with the smaller limit (and Imagga configured)
+    imagga = with_imagga[1]
     body = (SAMPLES / "skimage-chelsea.png").read_bytes()
     stored = process(stack, s3, handler, f"{prefix}big.png", body)
     assert (stored["status"], stored["error"]["code"]) == ("rejected", "too_large")
     assert "100,000" in stored["error"]["message"]
     assert "sha256" not in stored  # the bytes were never downloaded
+    assert imagga.requests == []
 
 
 IMAGES = {
@@ -151,7 +185,7 @@ def test_any_key_round_trips_and_alerts_with_a_valid_subject(stack, s3, handler,
     (alert,) = alerts()
     assert alert["Message"]["key"] == key
     subject = alert["Subject"]
-    assert len(subject) <= 100 and subject.isascii()
+    assert len(subject) < 100 and subject.isascii()  # SNS: "less than 100 characters long"
 
 
 def test_archived_object_is_unreadable_not_retried_forever(stack, s3, handler, prefix):
