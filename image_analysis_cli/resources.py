@@ -13,6 +13,10 @@ class CliError(Exception):
     """A problem the user can fix; printed as one clear line, exit code 2."""
 
 
+class ObjectGone(CliError):
+    """The object (or the version) named does not exist (any more)."""
+
+
 @dataclass
 class StackResources:
     results_table: str

@@ -10,26 +10,50 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Any
+
+from image_analysis_cli.resources import CliError
 
 
 class BackfillState:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, fresh: bool = False) -> None:
         self.path = path
-        data = json.loads(path.read_text()) if path.exists() else {}
+        data = {} if fresh else self._load(path)
         self.last_key: str = data.get("last_key", "")
         self.enqueued: int = data.get("enqueued", 0)
         self.done: bool = data.get("done", False)
-        if self.done:  # a finished backfill starts over when run again
-            self.reset()
+        if self.done or fresh:  # a finished backfill starts over when run again
+            self.last_key, self.enqueued, self.done = "", 0, False
+        self._save()  # a file that cannot be written fails now, before anything is listed or sent
+
+    @staticmethod
+    def _load(path: Path) -> dict[str, Any]:
+        if not path.exists():
+            return {}
+        try:
+            data = json.loads(path.read_text())
+        except (ValueError, UnicodeError):
+            data = None
+        valid = (
+            isinstance(data, dict)
+            and isinstance(data.get("last_key", ""), str)
+            and isinstance(data.get("enqueued", 0), int)
+            and isinstance(data.get("done", False), bool)
+        )
+        if not valid:
+            raise CliError(
+                f"{path} is not a backfill progress file: pass --restart to start over, or another --state-file"
+            )
+        return data  # type: ignore[return-value]
 
     @classmethod
-    def for_target(cls, bucket: str, prefix: str, path: Path | None) -> BackfillState:
+    def for_target(cls, bucket: str, prefix: str, path: Path | None, fresh: bool = False) -> BackfillState:
         if path is None:
             digest = hashlib.sha256(f"{bucket}/{prefix}".encode()).hexdigest()[:12]
             path = (
                 Path(os.environ.get("IMAGE_ANALYSIS_STATE_DIR", ".image-analysis")) / f"backfill-{bucket}-{digest}.json"
             )
-        return cls(path)
+        return cls(path, fresh)
 
     def reset(self) -> None:
         self.last_key, self.enqueued, self.done = "", 0, False

@@ -178,6 +178,57 @@ def stack_parameters() -> dict[str, str]:
     return parameters
 
 
+def command_line_walkthrough(stack: LocalStack, handler: Any, out: Any) -> int:
+    """The demo's ending: what a newcomer runs on a bucket that already holds images.
+
+    The real ``image-analysis`` command (its entry point, in this process) backfills the uploads
+    prefix, the pipeline drains the queue (every object already has a result, so each is acknowledged
+    without a second analysis), and ``flagged`` lists what was flagged as AI-generated. Returns the
+    first non-zero exit code, or 0.
+    """
+    import logging
+    import shlex
+    import tempfile
+    import warnings
+
+    from image_analysis_cli.main import run as image_analysis
+
+    codes = []
+
+    def command(*args: str) -> None:
+        argv = ["--stack-name", stack.name, *args]
+        print(f"\n$ image-analysis {' '.join(shlex.quote(a) for a in argv)}", file=out, flush=True)
+        codes.append(image_analysis(argv))
+        sys.stdout.flush()
+        sys.stderr.flush()
+
+    print("\nThe same bucket as a team attaching the pipeline to it would see it, with the command line:", file=out)
+    # The emulator's own complaints (resource types it does not model, empty metric flushes) are not
+    # what the command prints against AWS.
+    logging.getLogger("moto").setLevel(logging.CRITICAL)
+    with warnings.catch_warnings(), tempfile.TemporaryDirectory(prefix="image-analysis-demo-") as state_dir:
+        warnings.simplefilter("ignore", UserWarning)
+        saved = os.environ.get("IMAGE_ANALYSIS_STATE_DIR")
+        os.environ["IMAGE_ANALYSIS_STATE_DIR"] = state_dir  # backfill progress, kept out of the work tree
+        try:
+            command("backfill", f"s3://{stack.bucket}/uploads/")
+        finally:
+            if saved is None:
+                os.environ.pop("IMAGE_ANALYSIS_STATE_DIR", None)
+            else:
+                os.environ["IMAGE_ANALYSIS_STATE_DIR"] = saved
+        driver = QueueDriver(handler, stack.queue_url, batch_size=10)
+        report = driver.drain()
+        analyzed = sum(v for name, v in driver.metric_totals().items() if name.startswith("Images"))
+        print(
+            f"  the pipeline took {report.messages} message(s) from the queue: {analyzed:g} analyzed again, "
+            f"{report.messages - analyzed:g} acknowledged as already analyzed (no second analysis, no vendor call)",
+            file=out,
+        )
+        command("flagged", "--flag", "ai_generated")
+    return next((code for code in codes if code), 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--verbose", action="store_true", help="show the function's JSON log lines")
@@ -212,11 +263,12 @@ def main(argv: list[str] | None = None) -> int:
         counts = ", ".join(f"{name}={value:g}" for name, value in sorted(totals.items()) if "Latency" not in name)
         print(f"\nEMF metrics the function emitted (CloudWatch namespace ImageAnalysis): {counts}", file=out)
         missing = set(keys) - {i["key"] for i in items}
+        walkthrough = command_line_walkthrough(stack, handler, out)
     print("\nEmulator stopped.", file=out)
     if missing:
         print(f"Objects without a result: {sorted(missing)}", file=sys.stderr)
         return 1
-    return 0
+    return walkthrough
 
 
 if __name__ == "__main__":

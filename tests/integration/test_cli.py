@@ -170,9 +170,9 @@ def test_reconcile_finds_both_kinds_of_drift_and_can_enqueue_the_missing(stack, 
 
     report = run(stack, "reconcile", f"s3://{prefilled}/r/", "--json")
     assert report.exit_code == 1  # drift found
-    data = json.loads(report.output)
-    assert data["objects_without_result"] == ["r/new one.jpg"]
-    assert data["results_without_object"] == ["r/gone.jpg"]
+    data = json.loads(report.stdout)  # progress goes to standard error
+    assert data["objects_without_result"] == [{"key": "r/new one.jpg", "version_id": None}]
+    assert data["results_without_object"] == [{"key": "r/gone.jpg", "version_id": None}]
     assert data["stale_results"] == []
 
     fixed = run(stack, "reconcile", f"s3://{prefilled}/r/", "--enqueue")
@@ -190,11 +190,11 @@ def test_flagged_lists_newest_first_in_pages_and_find_groups_identical_bytes(sta
         QueueDriver(handler, quiet_queue).drain()  # one at a time: distinct analyzed_at, in key order
     first = run(stack, "flagged", "--flag", "ai_generated", "--limit", "3", "--json")
     assert first.exit_code == 0, first.output
-    page = json.loads(first.output)
+    page = json.loads(first.stdout)
     ours = [row["key"] for row in page["items"] if row["bucket"] == prefilled]
     assert ours == ["f/4.png", "f/3.png", "f/2.png"]  # newest first
     second = json.loads(
-        run(stack, "flagged", "--flag", "ai_generated", "--limit", "3", "--json", "--next", page["next"]).output
+        run(stack, "flagged", "--flag", "ai_generated", "--limit", "3", "--json", "--next", page["next"]).stdout
     )
     assert [r["key"] for r in second["items"] if r["bucket"] == prefilled][:2] == ["f/1.png", "f/0.png"]
     assert run(stack, "flagged", "--flag", "nsfw", "--since", "2026-01-01").output.startswith("No objects flagged")
@@ -208,7 +208,7 @@ def test_results_prints_one_result(stack, prefilled, quiet_queue, handler):
     boto3.client("s3").put_object(Bucket=prefilled, Key="one.jpg", Body=(SAMPLES / "skimage-rocket.jpg").read_bytes())
     run(stack, "backfill", f"s3://{prefilled}/one.jpg", "--restart")
     QueueDriver(handler, quiet_queue).drain()
-    shown = json.loads(run(stack, "results", f"s3://{prefilled}/one.jpg").output)
+    shown = json.loads(run(stack, "results", f"s3://{prefilled}/one.jpg").stdout)
     assert shown["format"] == "jpeg" and shown["key"] == "one.jpg"
     assert "pk" not in shown and "seq" not in shown and "raw" not in shown
 
@@ -221,6 +221,11 @@ def test_results_prints_one_result(stack, prefilled, quiet_queue, handler):
         (["find", "--sha256", "abc"], "must be 64 hexadecimal digits"),
         (["reprocess", "--reason", "x", "--yes"], "choose objects"),
         (["reprocess", "--key", "s3://no-such-bucket/k.jpg", "--reason", "x", "--yes"], "does not exist"),
+        (["backfill", "s3://no-such-bucket/photos/"], "NoSuchBucket"),
+        (["backfill", "s3://no-such-bucket/photos/", "--dry-run"], "NoSuchBucket"),
+        (["reconcile", "s3://no-such-bucket/"], "NoSuchBucket"),
+        (["flagged", "--flag", "nsfw", "--next", "garbage"], "is not a token printed by a previous page"),
+        (["--table", "no-such-table", "results", "s3://b/k.jpg"], "ResourceNotFoundException"),
     ],
 )
 def test_bad_arguments_and_missing_resources_give_a_clear_message(stack, args, message, monkeypatch, capsys):
@@ -229,6 +234,29 @@ def test_bad_arguments_and_missing_resources_give_a_clear_message(stack, args, m
     err = capsys.readouterr().err
     assert message in err
     assert "Traceback" not in err
+
+
+def test_a_queue_that_refuses_messages_stops_the_backfill_with_one_line_and_it_resumes(
+    stack, prefilled, tmp_path, monkeypatch, capsys
+):
+    from tests.unit.test_cli_arguments import RefusingQueue
+
+    s3 = boto3.client("s3")
+    for i in range(30):
+        s3.put_object(Bucket=prefilled, Key=f"q/{i:02d}.jpg", Body=b"x")
+    queue = RefusingQueue(accept=20)
+    monkeypatch.setattr("image_analysis_cli.main.QueueSender", lambda url: enqueue.QueueSender(url, sqs_client=queue))
+    state = tmp_path / "state.json"
+    code = run_main(stack, "backfill", f"s3://{prefilled}/q/", "--state-file", str(state), monkeypatch=monkeypatch)
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "the queue refused 10 message(s) after 3 tries (Rate exceeded)" in err
+    assert "run the same command again to resume" in err
+    assert json.loads(state.read_text())["last_key"] == "q/19.jpg"
+
+    queue.accept = 1000  # the queue is back
+    assert run_main(stack, "backfill", f"s3://{prefilled}/q/", "--state-file", str(state), monkeypatch=monkeypatch) == 0
+    assert sorted(keys_of([json.loads(b) for b in queue.received])) == [f"q/{i:02d}.jpg" for i in range(30)]
 
 
 def test_an_unknown_stack_is_a_clear_error(monkeypatch, capsys, stack):
