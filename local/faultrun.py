@@ -1,9 +1,11 @@
 """Fault injection end to end: many uploads, a flaky vendor, duplicated and reordered events.
 
 The stack is created from template.yaml in the emulator; Imagga is the local sandbox injecting 429s
-(with and without ``Retry-After``), 500/503s, answers slower than the timeout, dropped connections and
-malformed bodies at the configured rate. Events are sent to the queue the way S3 sends them (with
-sequencers), plus duplicates of some and, for overwritten keys, the newer event before the older.
+(half of them with ``Retry-After``, half without), 500/503s, answers slower than the timeout, dropped
+connections and malformed bodies at the configured rate. Events are sent to the queue the way S3 sends
+them (with sequencers), plus duplicates of some (half of those right beside the original, so both
+copies arrive in one batch and run at the same time; the rest at the end of the queue) and, for
+overwritten keys, the newer event before the older.
 The driver plays the SQS trigger until the queue is empty; the queue's redrive policy moves what
 failed every delivery to the dead-letter queue.
 
@@ -11,7 +13,7 @@ The accounting at the end is the promise: every upload is a result (``succeeded`
 ``skipped`` for an overwritten version) or a ``failed`` item whose message is in the dead-letter
 queue; no object version was written as a final result twice; no alert was sent twice.
 
-``python -m local.faultrun --uploads 2000`` is ``make soak``; the test suite runs a bounded one.
+``python -m local.faultrun --uploads 3000`` is ``make soak``; the test suite runs a bounded one.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import boto3
 
 from local.driver import QueueDriver, configure_function_env, load_function_module
 from local.emulator import local_aws
-from local.sandbox import FaultPlan, VendorSandbox
+from local.sandbox import Fault, FaultPlan, Faults, VendorSandbox
 from local.stack import deploy, read_alerts
 
 FINAL = ("succeeded", "partial", "skipped", "rejected")
@@ -42,6 +44,8 @@ class FaultRunReport:
     object_versions: int
     events_sent: int
     duplicate_events: int
+    # Copies of one event that arrived in the same batch, i.e. were processed at the same time.
+    same_batch_duplicates: int
     reordered_pairs: int
     vendor_requests: int
     faults_injected: dict[str, int]
@@ -78,6 +82,7 @@ class FaultRunReport:
             ("object versions (incl. overwrites)", self.object_versions),
             ("events sent (incl. duplicates)", self.events_sent),
             ("duplicate events", self.duplicate_events),
+            ("  of which in the same batch as their original", self.same_batch_duplicates),
             ("overwrites delivered newest first", self.reordered_pairs),
             ("vendor requests", self.vendor_requests),
             ("faults injected", sum(self.faults_injected.values())),
@@ -130,6 +135,27 @@ def _s3_body(bucket: str, key: str, etag: str, size: int, sequencer: int) -> str
     return json.dumps({"Records": [record]})
 
 
+class MixedRetryAfter(Faults):
+    """The plan's faults, with a share of its 429s carrying ``Retry-After`` (the plan sets it on all or
+    none); counts them, since the sandbox's log records only the kind."""
+
+    def __init__(self, plan: FaultPlan, share: float, retry_after: str, seed: int) -> None:
+        super().__init__(plan)
+        self._share = share
+        self._retry_after = retry_after
+        self._coin = random.Random(seed + 1)
+        self.with_retry_after = 0
+
+    def next(self, path: str) -> Fault:
+        fault = super().next(path)
+        if fault.kind == "rate_limit" and not fault.retry_after:
+            with self._lock:
+                if self._coin.random() < self._share:
+                    self.with_retry_after += 1
+                    return Fault("rate_limit", retry_after=self._retry_after)
+        return fault
+
+
 def default_plan(rate: float, seed: int) -> FaultPlan:
     """``rate`` of all vendor requests get a fault, spread over every kind the sandbox injects."""
     share = {"rate_limit": 0.3, "server_error": 0.15, "unavailable": 0.2, "slow": 0.1, "drop": 0.1, "malformed": 0.15}
@@ -166,7 +192,10 @@ def _run(
     rng = random.Random(seed)
     started = time.monotonic()
     plan = default_plan(fault_rate, seed)
-    sandbox = VendorSandbox("imagga", faults=plan)
+    sandbox = VendorSandbox("imagga")
+    # Imagga documents no Retry-After, but a gateway in front of it may send one: both kinds of 429.
+    faults = MixedRetryAfter(plan, share=0.5, retry_after="1", seed=seed)
+    sandbox.faults = faults
     with local_aws(), sandbox as vendor_url:
         stack = deploy(
             stack_name="image-analysis-fault-run",
@@ -207,8 +236,15 @@ def _run(
                 # S3 may deliver out of order: the newer event first, then the older one.
                 events.insert(0, _s3_body(stack.bucket, key, newer_etag, len(newer), sequencer))
             bodies.extend(events)
-        duplicates = [b for b in bodies if rng.random() < duplicate_rate]
-        bodies.extend(duplicates)
+        # Duplicates: half right beside their original (one batch, processed concurrently), half at the end.
+        queued: list[str] = []
+        late: list[str] = []
+        for body in bodies:
+            queued.append(body)
+            if rng.random() < duplicate_rate:
+                (queued if rng.random() < 0.5 else late).append(body)
+        duplicates = len(queued) - len(bodies) + len(late)
+        bodies = queued + late
         for start in range(0, len(bodies), 10):
             chunk = bodies[start : start + 10]
             sqs.send_message_batch(
@@ -216,22 +252,28 @@ def _run(
             )
 
         function = load_function_module()
-        handler = function.lambda_handler
         writes: collections.Counter[tuple[str, str]] = collections.Counter()
-        driver = QueueDriver(handler, stack.queue_url, batch_size=5, timeout_seconds=120)
-        driver.poll_once()  # the first invocation builds the container's runtime
-        store = function._runtime.pipeline.store
+        # The container's runtime, built now as the first invocation would, so every write is counted.
+        store = function._get_runtime().pipeline.store
         original_put = store.put_result
 
-        def counting_put(result: Any, sequence: str) -> bool:
-            written = original_put(result, sequence)
+        def counting_put(result: Any, sequence: str, *args: Any, **kwargs: Any) -> bool:
+            written = original_put(result, sequence, *args, **kwargs)
             if written:
                 writes[(f"{result.bucket}/{result.key}", result.etag or "")] += 1
             return written
 
         store.put_result = counting_put
+        same_batch = 0
+
+        def handler(event: dict[str, Any], context: Any) -> Any:
+            nonlocal same_batch
+            copies = collections.Counter(record["body"] for record in event.get("Records", []))
+            same_batch += sum(count - 1 for count in copies.values())
+            return function.lambda_handler(event, context)
+
+        driver = QueueDriver(handler, stack.queue_url, batch_size=5, timeout_seconds=120)
         report = driver.drain(idle_polls=3)
-        report.invocations += 1
 
         items = _scan(stack.table)
         dead_letters = _drain_queue(stack.dlq_url)
@@ -247,15 +289,19 @@ def _run(
     outcomes = collections.Counter(item["status"] for item in items)
     failed_keys = {key for key, item in by_key.items() if item["status"] == "failed"}
     alert_ids = collections.Counter(alert["Message"]["alert_id"] for alert in alerts)
-    faults = collections.Counter(e.fault for e in sandbox.exchanges if e.fault != "ok")
+    injected = collections.Counter(e.fault for e in sandbox.exchanges if e.fault != "ok")
+    if faults.with_retry_after:
+        injected["rate_limit"] -= faults.with_retry_after
+        injected["rate_limit_retry_after"] = faults.with_retry_after
     return FaultRunReport(
         uploads=uploads,
         object_versions=versions,
         events_sent=len(bodies),
-        duplicate_events=len(duplicates),
+        duplicate_events=duplicates,
+        same_batch_duplicates=same_batch,
         reordered_pairs=overwritten,
         vendor_requests=len(sandbox.exchanges),
-        faults_injected=dict(faults),
+        faults_injected=dict(injected),
         outcomes=dict(outcomes),
         dead_letter_messages=len(dead_letters),
         failed_without_dead_letter=sorted(failed_keys - dead_keys),

@@ -1,4 +1,5 @@
-"""Nothing lost, nothing doubled, under a flaky vendor and duplicated, reordered events (local.faultrun)."""
+"""Nothing lost, nothing doubled, under a flaky vendor (429s with and without Retry-After among the
+faults) and duplicated (some in the same batch), reordered events (local.faultrun)."""
 
 from __future__ import annotations
 
@@ -19,8 +20,18 @@ def test_every_upload_is_accounted_for_exactly_once_under_30_percent_vendor_faul
     # The run really was hostile: about 30% of vendor requests faulted, of every kind, and events repeated.
     faults = sum(report.faults_injected.values())
     assert 0.2 < faults / report.vendor_requests < 0.4
-    assert set(report.faults_injected) == {"rate_limit", "server_error", "unavailable", "slow", "drop", "malformed"}
+    assert set(report.faults_injected) == {
+        "rate_limit",
+        "rate_limit_retry_after",
+        "server_error",
+        "unavailable",
+        "slow",
+        "drop",
+        "malformed",
+    }
     assert report.duplicate_events > 0 and report.reordered_pairs > 0
+    # Some copies of one event arrived in the same batch and ran at the same time.
+    assert report.same_batch_duplicates > 0
     # Every upload ended as a result or in the dead-letter queue with its reason on the item.
     assert report.missing_results == []
     assert report.failed_without_dead_letter == []
