@@ -659,3 +659,15 @@ def test_samconfig_overrides_are_parameters_with_allowed_values(sam):
                 assert (
                     parameter.get("MinValue", float("-inf")) <= float(value) <= parameter.get("MaxValue", float("inf"))
                 )
+
+
+def test_every_function_variable_is_one_the_code_reads_and_vendor_options_reach_it(sam):
+    variables = sam["Resources"]["AnalyzeFunction"]["Properties"]["Environment"]["Variables"]
+    code = "\n".join(p.read_text() for p in LAYER.rglob("*.py"))
+    # Read by the SDK or by Powertools rather than by the layer.
+    external = {"AWS_ENDPOINT_URL"} | {name for name in variables if name.startswith("POWERTOOLS_")}
+    unread = [name for name in variables if name not in external and f'"{name}"' not in code]
+    assert unread == []
+    # The one place a deployed stack sets <VENDOR>_* options (endpoints, caps, prices, metadata).
+    assert variables["PROVIDER_OPTIONS"] == {"Ref": "ProviderOptions"}
+    assert sam["Parameters"]["ProviderOptions"]["Default"] == ""
