@@ -156,8 +156,8 @@ def main() -> None:
     "prices",
     multiple=True,
     metavar="PROVIDER=USD",
-    help="With --dry-run: what one analysis costs at a provider, for the estimate, e.g. --price imagga=0.0012 "
-    "(repeatable, one per paid provider).",
+    help="With --dry-run: what analyzing one image costs at a provider, all of its calls (Imagga's tags and "
+    "nsfw are two), e.g. --price imagga=0.002 (repeatable, one per paid provider).",
 )
 @click.option(
     "--state-file",
@@ -199,7 +199,7 @@ def backfill(
         click.echo(f"{count} object(s){kind}, {size / 1e9:.2f} GB under {where}")
         if price_per_image:
             for provider, price in price_per_image.items():
-                click.echo(f"  {provider}: {count} call(s) x ${price:g} = ${count * price:,.2f}")
+                click.echo(f"  {provider}: {count} image(s) x ${price:g} = ${count * price:,.2f}")
             click.echo(f"Estimated vendor cost: ${count * sum(price_per_image.values()):,.2f} (before cache hits)")
         else:
             click.echo("Pass --price PROVIDER=USD to estimate the vendor cost.")

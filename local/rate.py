@@ -1,7 +1,10 @@
 """Measure the local path's rate: ``image-analysis backfill`` into the queue, then the pipeline draining it.
 
 ``python -m local.rate --objects 300``: prints objects per second for each step (emulator-bound: moto's
-SQS gets slower as a queue grows, so these are floors for the local path, not AWS figures).
+SQS gets slower as a queue grows, so these are floors for the local path, not AWS figures). The driver
+plays one Lambda container taking batches of ``--batch-size`` (the template's ``BatchSize`` default, 5),
+so its rate is what one container of the queue trigger does with the builtin provider alone; the
+trigger runs up to ``MaximumConcurrency`` of them.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from local.stack import deploy
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--objects", type=int, default=300)
+    parser.add_argument("--batch-size", type=int, default=5, help="messages per invocation (BatchSize)")
     args = parser.parse_args(argv)
     with local_aws():
         stack = deploy(stack_name="image-analysis-rate")
@@ -43,12 +47,12 @@ def main(argv: list[str] | None = None) -> int:
         enqueue_seconds = time.perf_counter() - started
         assert result.exit_code == 0, result.output
         started = time.perf_counter()
-        report = QueueDriver(load_handler(), stack.queue_url, batch_size=10).drain(idle_polls=1)
+        report = QueueDriver(load_handler(), stack.queue_url, batch_size=args.batch_size).drain(idle_polls=1)
         drain_seconds = time.perf_counter() - started
     print(f"objects: {args.objects}")
     print(f"backfill enqueue: {enqueue_seconds:.1f} s ({args.objects / enqueue_seconds:.0f} objects/s)")
     print(
-        f"pipeline (builtin, one local driver, batches of 10): {drain_seconds:.1f} s "
+        f"pipeline (builtin, one local driver = one container, batches of {args.batch_size}): {drain_seconds:.1f} s "
         f"({report.messages / drain_seconds:.1f} objects/s, {report.invocations} invocations)"
     )
     return 0
