@@ -129,7 +129,7 @@ def run_by_hand(events: list[dict]) -> dict:
             TableName=env["RESULTS_TABLE"],
             Item={"pk": pk, "sk": {"S": "null"}, "status": {"S": "succeeded"}, "raw": {"B": blob}},
             ConditionExpression="attribute_not_exists(pk) OR seq < :seq",
-            ExpressionAttributeValues={":seq": {"S": ref["sequencer"].rjust(32, "0")}},
+            ExpressionAttributeValues={":seq": {"S": ref["sequencer"].ljust(32, "0")}},
         )
         durations.append(time.perf_counter() - began)
     return {"import_s": imported - STARTED, "durations_s": durations}
