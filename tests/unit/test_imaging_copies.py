@@ -56,3 +56,18 @@ def test_small_jpegs_and_other_formats_keep_no_draft():
     out = io.BytesIO()
     Image.new("RGB", (3000, 2000)).save(out, format="PNG")
     assert decode(out.getvalue(), max_pixels=100_000_000).draft is None
+
+
+def test_a_copy_no_larger_than_the_working_copy_is_made_from_it(monkeypatch):
+    small = decode(_jpeg(640, 480), max_pixels=100_000_000)
+    monkeypatch.setattr(type(small), "open", lambda self: pytest.fail("the file was decoded again"))
+    payload, _ = small.for_vendor(keep_metadata=True).encoded_for(JPEG, 5_000_000, max_side=450)
+    assert Image.open(io.BytesIO(payload)).size == (450, 338)
+
+
+def test_an_image_that_may_be_transparent_is_never_sent_from_the_rgb_working_copy():
+    out = io.BytesIO()
+    Image.new("RGBA", (640, 480), (255, 0, 0, 0)).save(out, format="PNG")
+    payload, mime = decode(out.getvalue(), max_pixels=100_000_000).encoded_for(frozenset({"png"}), 5_000_000, 450)
+    copy = Image.open(io.BytesIO(payload))
+    assert mime == "image/png" and copy.mode == "RGBA" and copy.getpixel((0, 0))[3] == 0

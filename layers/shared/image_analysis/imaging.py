@@ -43,6 +43,9 @@ _KNOWN_NON_RASTER = (
     (b"PK\x03\x04", "ZIP archives"),
 )
 
+# Modes whose pixels may carry transparency (a palette may declare a transparent entry).
+_MAY_HAVE_ALPHA = frozenset({"RGBA", "LA", "PA", "P", "RGBa", "La"})
+
 _HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"mif1", b"msf1", b"heim", b"heis")
 
 
@@ -146,7 +149,11 @@ class DecodedImage:
         return payload, mime
 
     def _source_for(self, side: int) -> Image.Image:
-        """The decoded image to downscale to ``side``: the draft when it is big enough, else the file."""
+        """The decoded image to downscale to ``side``, cheapest first: the working copy, the draft, the file.
+
+        The working copy is already RGB, so it serves only images without transparency."""
+        if side <= max(self.working.size) and self.mode not in _MAY_HAVE_ALPHA:
+            return self.working.copy()
         if self.draft is not None and side <= max(self.draft.size):
             return self.draft.copy()
         image = self.open()
