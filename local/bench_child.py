@@ -9,7 +9,9 @@ Modes (each prints one JSON line with its own timings):
   cold one.
 - ``by-hand``: the baseline: import boto3 and httpx and make, in a straight line, the calls the
   pipeline makes for one record with builtin and Imagga (read the result item, HEAD, GET with
-  IfMatch, read the cache, the two Imagga calls, write the cache, the conditional result write).
+  IfMatch, read the cache, the two Imagga calls, write the cache, the conditional result write),
+  writing an item of the same attributes (the image's format and size read by Pillow, the tags and
+  nsfw categories normalized in a line each).
 - ``prepare`` / ``naive``: make a 1024 px JPEG of a large file the pipeline's way (``decode`` then
   ``encoded_for``) or the naive way (full decode, resize, encode), reporting time and peak memory.
 """
@@ -96,10 +98,13 @@ def _first_object(event: dict) -> dict:
 
 def run_by_hand(events: list[dict]) -> dict:
     import hashlib
+    import io
+    import zlib
 
     import boto3
     import httpx
     from botocore.config import Config
+    from PIL import Image
 
     config = Config(connect_timeout=5, read_timeout=20, retries={"mode": "standard", "max_attempts": 4})
     s3 = boto3.client("s3", config=config)
@@ -119,17 +124,46 @@ def run_by_hand(events: list[dict]) -> dict:
         data = s3.get_object(Bucket=ref["bucket"], Key=ref["key"], IfMatch=match)["Body"].read()
         cache_key = {"pk": {"S": hashlib.sha256(data).hexdigest() + "#imagga"}}
         dynamodb.get_item(TableName=env["CACHE_TABLE"], Key=cache_key)
+        with Image.open(io.BytesIO(data)) as image:  # what the item says of the image
+            fmt, (width, height) = image.format.lower(), image.size
         answers = {}
         for name, path in (("tags", "/v2/tags"), ("nsfw", "/v2/categories/nsfw_beta")):
             response = http.post(env["IMAGGA_BASE_URL"] + path, auth=auth, files={"image": ("x.jpg", data)})
             answers[name] = response.raise_for_status().json()
-        blob = json.dumps(answers).encode()
+        blob = zlib.compress(json.dumps(answers).encode())
         dynamodb.put_item(TableName=env["CACHE_TABLE"], Item={**cache_key, "output": {"B": blob}})
+        # The same attributes a result holds, normalized in a line each.
+        labels = [
+            {"M": {"name": {"S": t["tag"]["en"]}, "confidence": {"N": str(t["confidence"] / 100)}}}
+            for t in answers["tags"]["result"]["tags"]
+        ]
+        categories = [
+            {"M": {"name": {"S": c["name"]["en"]}, "confidence": {"N": str(c["confidence"] / 100)}}}
+            for c in answers["nsfw"]["result"]["categories"]
+        ]
+        item = {
+            "pk": pk,
+            "sk": {"S": "null"},
+            "bucket": {"S": ref["bucket"]},
+            "key": {"S": ref["key"]},
+            "etag": {"S": ref["etag"]},
+            "size_bytes": {"N": str(len(data))},
+            "format": {"S": fmt},
+            "width": {"N": str(width)},
+            "height": {"N": str(height)},
+            "sha256": {"S": hashlib.sha256(data).hexdigest()},
+            "status": {"S": "succeeded"},
+            "labels": {"L": labels},
+            "moderation": {"M": {"categories": {"L": categories}}},
+            "analyzed_at": {"S": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+            "raw": {"B": blob},
+            "seq": {"S": ref["sequencer"].ljust(32, "0")},
+        }
         dynamodb.put_item(
             TableName=env["RESULTS_TABLE"],
-            Item={"pk": pk, "sk": {"S": "null"}, "status": {"S": "succeeded"}, "raw": {"B": blob}},
+            Item=item,
             ConditionExpression="attribute_not_exists(pk) OR seq < :seq",
-            ExpressionAttributeValues={":seq": {"S": ref["sequencer"].ljust(32, "0")}},
+            ExpressionAttributeValues={":seq": item["seq"]},
         )
         durations.append(time.perf_counter() - began)
     return {"import_s": imported - STARTED, "durations_s": durations}
