@@ -6,6 +6,11 @@ It is read lazily, only for a provider that has no key in the environment, throu
 Parameters (cached for ``SECRET_CACHE_SECONDS``) on a client with explicit timeouts. Keys never reach
 a log line or a result.
 
+A vendor that refuses a key may be ahead of the cache: the key was rotated in the secret a moment ago.
+``Credentials.refresh`` then reads the secret past the cache (Powertools' ``force_fetch``), at most once
+per provider every ``REFRESH_INTERVAL_SECONDS``, so that a key nobody has replaced yet does not turn every
+refused call into a Secrets Manager call. Keys from the environment are never refreshed.
+
 A secret that cannot be read *now* (throttled, 5xx, unreachable, timed out) is a transient error
 (``rate_limited`` / ``server_error``: the record is retried); a missing secret, a missing entry, access
 denied or a secret that is not JSON is ``auth`` for that provider alone.
@@ -13,7 +18,9 @@ denied or a secret that is not JSON is ``auth`` for that provider alone.
 
 from __future__ import annotations
 
+import inspect
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -21,8 +28,12 @@ from image_analysis.errors import AuthError, ProviderError, RateLimitedError, Se
 from image_analysis.settings import Settings
 
 SECRET_CACHE_SECONDS = 300
+# Long enough that a stream of refusals costs one read per provider, short enough that an operator who has
+# just rotated a key sees it used within the minute.
+REFRESH_INTERVAL_SECONDS = 30
 
-SecretFetcher = Callable[[str], dict[str, Any]]
+# ``fetch(arn)``, or ``fetch(arn, force_fetch=True)`` to read past the fetcher's cache when it has one.
+SecretFetcher = Callable[..., dict[str, Any]]
 
 # Reading the secret must never hold a record past its time: short timeouts, and the SDK's standard
 # retries (which back off on throttling) within them.
@@ -50,13 +61,14 @@ def powertools_fetcher(client: Any = None) -> SecretFetcher:
     lock = threading.Lock()
     provider: list[Any] = []
 
-    def fetch(arn: str) -> dict[str, Any]:
+    def fetch(arn: str, force_fetch: bool = False) -> dict[str, Any]:
         from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
         with lock:
             if not provider:
                 provider.append(SecretsProvider(boto3_client=client or secrets_client()))
-        value = provider[0].get(arn, transform="json", max_age=SECRET_CACHE_SECONDS)
+        # A forced read also refills the cache, so every later read of the secret sees the new value.
+        value = provider[0].get(arn, transform="json", max_age=SECRET_CACHE_SECONDS, force_fetch=force_fetch)
         if not isinstance(value, dict):
             raise ValueError("the provider secret is not a JSON object")
         return value
@@ -96,12 +108,37 @@ def secret_error(provider: str, exc: BaseException) -> ProviderError:
 
 
 class Credentials:
-    def __init__(self, settings: Settings, fetch_secret: SecretFetcher | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        fetch_secret: SecretFetcher | None = None,
+        *,
+        refresh_interval: float = REFRESH_INTERVAL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._settings = settings
         self._fetch_secret = fetch_secret or powertools_fetcher()
+        # A fetcher without ``force_fetch`` keeps no cache of its own: every read of it is already fresh.
+        self._forceable = _takes_force_fetch(self._fetch_secret)
+        self._refresh_interval = refresh_interval
+        self._clock = clock
+        self._refreshed: dict[str, float] = {}
+        self._lock = threading.Lock()
 
     def for_provider(self, provider: str, prefix: str, fields: tuple[str, ...] = ("api_key",)) -> dict[str, str]:
         """The provider's entries, e.g. {"api_key": ..., "api_secret": ...}; AuthError when absent."""
+        return self._read(provider, prefix, fields, refresh=False)
+
+    def refresh(self, provider: str, prefix: str, fields: tuple[str, ...] = ("api_key",)) -> dict[str, str]:
+        """The provider's entries read past the secret's cache, for when the vendor refused the kept ones.
+
+        At most one such read per provider every ``refresh_interval`` seconds (a failed one counts too);
+        in between this is ``for_provider``, whose cache the last forced read refilled. Keys from the
+        environment are returned as they are: nothing else could replace them.
+        """
+        return self._read(provider, prefix, fields, refresh=True)
+
+    def _read(self, provider: str, prefix: str, fields: tuple[str, ...], *, refresh: bool) -> dict[str, str]:
         from_env = {f: self._settings.vendor(prefix, f.upper()) for f in fields}
         if all(from_env.values()):
             return from_env
@@ -110,8 +147,10 @@ class Credentials:
             raise AuthError(
                 provider, f"no key: set {prefix}API_KEY or put an entry {provider!r} in the provider secret"
             )
+        force = refresh and self._forceable and self._may_refresh(provider)
         try:
-            entry = self._fetch_secret(arn).get(provider) or {}
+            secret = self._fetch_secret(arn, force_fetch=True) if force else self._fetch_secret(arn)
+            entry = secret.get(provider) or {}
         except Exception as exc:  # unreadable now (throttled, unreachable: retried) or for good (auth)
             raise secret_error(provider, exc) from exc
         values = {f: str(entry.get(f, "")).strip() for f in fields}
@@ -119,3 +158,20 @@ class Credentials:
         if missing:
             raise AuthError(provider, f"the provider secret has no {', '.join(missing)} for {provider!r}; fill it in")
         return values
+
+    def _may_refresh(self, provider: str) -> bool:
+        """True (and the time noted) when this provider's last forced read is old enough."""
+        now = self._clock()
+        with self._lock:
+            last = self._refreshed.get(provider)
+            if last is not None and now - last < self._refresh_interval:
+                return False
+            self._refreshed[provider] = now
+            return True
+
+
+def _takes_force_fetch(fetch: SecretFetcher) -> bool:
+    try:
+        return "force_fetch" in inspect.signature(fetch).parameters
+    except (TypeError, ValueError):  # a callable whose signature cannot be read: call it plainly
+        return False

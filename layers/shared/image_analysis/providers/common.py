@@ -62,9 +62,10 @@ class ProviderKeys:
 
     Reading the secret is a network call, so the keys are kept between invocations; but a key rotated in
     the secret must be picked up without a cold start. So when the vendor answers with an auth error the
-    kept keys are dropped and read again through ``Credentials`` (whose own cache, Powertools' for the
-    secret, decides how fresh that read is); if they changed, the call is made once more with the new
-    ones. An auth error from reading the keys themselves (no entry) is raised as it is.
+    keys are read again through ``Credentials.refresh``, past the secret's cache (at most once per provider
+    in a short interval, however many refusals come in); if they changed, the call is made once more with
+    the new ones. An error from reading the keys themselves (no entry, Secrets Manager down) is raised as
+    it is.
     """
 
     def __init__(self, credentials: Credentials, provider: str, prefix: str, fields: tuple[str, ...]) -> None:
@@ -87,17 +88,24 @@ class ProviderKeys:
             if self._keys == refused:
                 self._keys = None
 
+    def refresh(self, refused: dict[str, str]) -> dict[str, str]:
+        """The keys read past the secret's cache; kept, unless another thread already replaced ``refused``."""
+        self.forget(refused)
+        fresh = dict(self._credentials.refresh(self._provider, self._prefix, self._fields))
+        with self._lock:
+            if self._keys is None:
+                self._keys = fresh
+        return fresh
+
     def call[T](self, attempt: Callable[[dict[str, str]], T]) -> T:
         """``attempt(keys)``; after an auth error, once more with re-read keys if they differ."""
         keys = self.get()
         try:
             return attempt(keys)
         except AuthError:
-            self.forget(keys)
-            fresh = self.get()
+            fresh = self.refresh(keys)
             if fresh == keys:
-                # Not rotated yet (or not visible yet through the secret's cache): not sent again now,
-                # and not trusted next time either.
+                # Not rotated yet: not sent again now, and not trusted next time either.
                 self.forget(keys)
                 raise
         return attempt(fresh)
