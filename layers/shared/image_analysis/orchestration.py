@@ -303,6 +303,8 @@ class Orchestrator:
         if cap is not None and self.usage is not None and not self.usage.reserve(name, cap):
             error = ErrorInfo(code="quota_exhausted", message=f"{name}: the daily cap of {cap} analyses is reached")
             run = ProviderRun(name=name, status="skipped", latency_ms=0, error=error, calls=0, capabilities=asked)
+            # Counted as a vendor's own quota answer is, so the quota alarm fires for a cap too.
+            self._quota_exhausted(name)
             return ProviderResult(run, ProviderOutput(), asked=capabilities)
         deadline = request.deadline.metered()
         keep_metadata = self.settings.vendor(name.upper() + "_", "SEND_METADATA").lower() in ("1", "true", "yes")
@@ -350,12 +352,20 @@ class Orchestrator:
             self._count(f"CallsMade_{name}", calls)
             self._count(f"EstimatedCost_{name}", cost, "None")
             self._count("BytesSent", run.bytes_sent or 0, "Bytes")
-        if error is not None:
+        if error is not None and error.code == "quota_exhausted":
+            self._quota_exhausted(name)
+        elif error is not None:
             self._count(f"ProviderError_{name}_{error.code}", 1)
-            if error.code in ("quota_exhausted", "auth"):
-                # Fixed names an alarm can watch: these need a person (top up, fix the key).
-                self._count("ProviderQuotaExhausted" if error.code == "quota_exhausted" else "ProviderAuthFailed", 1)
+            if error.code == "auth":
+                # A fixed name an alarm can watch: this needs a person (fix the key).
+                self._count("ProviderAuthFailed", 1)
         return ProviderResult(run, output, retryable, asked=capabilities)
+
+    def _quota_exhausted(self, name: str) -> None:
+        """A vendor's quota or credit used up, or this stack's daily cap for it reached: a person decides."""
+        self._count(f"ProviderError_{name}_quota_exhausted", 1)
+        # A fixed name an alarm can watch (top up, raise the cap, or switch providers).
+        self._count("ProviderQuotaExhausted", 1)
 
     def _count(self, name: str, value: float, unit: str = "Count") -> None:
         if self._metric is not None:
