@@ -10,6 +10,12 @@ must not outlive them); test events, delete markers and other events are kept as
 reason, so the handler can log and acknowledge them. A record of the wrong shape (``"key": 5``,
 ``"s3": "x"``) is ``malformed``: it can never succeed, so it is acknowledged and logged as an error, and
 it never fails the other records of its message or batch.
+
+The shapes are read through Powertools' event data classes (``SQSEvent``, ``S3Event``,
+``S3EventBridgeNotificationEvent``). They are thin views that trust their input, so every value is
+type-checked here before it is used, and three of their accessors are bypassed on purpose (each says why
+where it happens). The parser's pydantic models are not used: they cost about three times the import time
+for checks this module needs to make itself anyway (a malformed record must not hide its neighbours).
 """
 
 from __future__ import annotations
@@ -20,6 +26,15 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus
+
+# Importing a submodule still runs the package's __init__ (all data classes, about 13 ms and 38 modules);
+# the two submodules named here are what this module uses.
+from aws_lambda_powertools.utilities.data_classes.s3_event import (
+    S3Event,
+    S3EventBridgeNotificationEvent,
+    S3EventRecord,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSEvent, SQSRecord
 
 # S3 sequencers are hexadecimal strings of varying length; AWS says to pad the shorter one with zeros
 # and compare lexicographically. We right-pad to one fixed width so the stored value compares in a
@@ -36,6 +51,12 @@ def padded_sequencer(sequencer: str | None) -> str:
 # (ETag) and the event time instead (see ``ResultStore``).
 UNSEQUENCED = padded_sequencer(None)
 
+DELETE_MARKER_REASON = "delete marker created: the object's versions and their results remain"
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
 
 def canonical_time(value: str | None) -> str | None:
     """An event time as ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (UTC), so that times compare as strings."""
@@ -47,7 +68,7 @@ def canonical_time(value: str | None) -> str | None:
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return _iso(parsed)
 
 
 @dataclass(frozen=True)
@@ -111,6 +132,7 @@ class MalformedRecord(ValueError):
     """A record that no delivery can make work (a field of the wrong type): acknowledged and logged."""
 
 
+# -- value checks: the data classes hand back whatever the event holds --------------------------------
 def _text(value: Any, what: str) -> str:
     if not isinstance(value, str) or not value:
         raise MalformedRecord(f"{what} is {'missing' if value in (None, '') else 'not a string'}")
@@ -125,12 +147,11 @@ def _optional_text(value: Any, what: str) -> str | None:
     return value
 
 
-def _mapping(value: Any, what: str) -> dict[str, Any]:
-    if value is None:
-        return {}
+def _section(parent: Any, key: str, what: str) -> None:
+    """A nested object must be one before a data class property wraps it."""
+    value = parent.get(key)
     if not isinstance(value, dict):
-        raise MalformedRecord(f"{what} is not an object")
-    return value
+        raise MalformedRecord(f"{what} is {'missing' if value is None else 'not an object'}")
 
 
 def _size(value: Any) -> int | None:
@@ -147,57 +168,92 @@ def _clean_etag(etag: Any) -> str | None:
     return etag.strip('"') if etag else None
 
 
-def _from_s3_record(record: dict[str, Any]) -> ObjectRef | str:
+def _version_id(value: Any, what: str) -> str | None:
+    """``"null"`` is the version id S3 gives objects written while versioning was off: the same item as
+    no version at all (``sk`` ``null``), and a VersionId the emulator refuses."""
+    version = _optional_text(value, what)
+    return None if version == "null" else version
+
+
+def _event_time(value: Any, what: str) -> str | None:
+    """S3 and EventBridge send ISO 8601 text; the emulator's EventBridge sends seconds since the epoch,
+    which become the same text so that both order alike."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            return _iso(datetime.fromtimestamp(value, UTC))
+        except (OverflowError, OSError, ValueError):
+            raise MalformedRecord(f"{what} is not a time") from None
+    return _optional_text(value, what)
+
+
+# -- the two notification shapes -----------------------------------------------------------------------
+def _from_s3_record(record: S3EventRecord) -> ObjectRef | str:
+    # ``record.event_name`` and friends raise KeyError when a field is absent: absent is checked here.
     name = _optional_text(record.get("eventName"), "eventName") or ""
     if name == "ObjectRemoved:DeleteMarkerCreated":
-        return "delete marker created: the object's versions and their results remain"
+        return DELETE_MARKER_REASON
     if not name.startswith(("ObjectCreated:", "ObjectRemoved:")):
         return f"not a create or delete event ({name or 'no eventName'})"
-    s3 = _mapping(record.get("s3"), "s3")
-    obj = _mapping(s3.get("object"), "s3.object")
-    bucket = _text(_mapping(s3.get("bucket"), "s3.bucket").get("name"), "bucket name")
+    _section(record, "s3", "s3")
+    message = record.s3
+    _section(message, "bucket", "s3.bucket")
+    _section(message, "get_object" if message.get("get_object") else "object", "s3.object")
+    obj = message.get_object
     return ObjectRef(
-        bucket=bucket,
+        bucket=_text(message.bucket.get("name"), "bucket name"),
         key=unquote_plus(_text(obj.get("key"), "object key")),
-        version_id=_optional_text(obj.get("versionId"), "object versionId"),
-        etag=_clean_etag(obj.get("eTag")),
+        version_id=_version_id(obj.version_id, "object versionId"),
+        etag=_clean_etag(obj.etag),
+        # Not ``obj.size``: it would turn "12" or 12.5 into an int, and such a size is not from S3.
         size=_size(obj.get("size")),
+        # Not ``obj.sequencer``: it raises when absent (the emulator's and hand-made events have none).
         sequencer=_optional_text(obj.get("sequencer"), "object sequencer"),
         event_name=name,
-        event_time=_optional_text(record.get("eventTime"), "eventTime"),
+        event_time=_event_time(record.get("eventTime"), "eventTime"),
     )
 
 
-def _from_eventbridge(event: dict[str, Any]) -> ObjectRef | str:
+def _from_eventbridge(event: S3EventBridgeNotificationEvent) -> ObjectRef | str:
     detail_type = _optional_text(event.get("detail-type"), "detail-type") or ""
-    detail = _mapping(event.get("detail"), "detail")
-    if detail_type == "Object Deleted" and detail.get("deletion-type") == "Delete Marker Created":
-        return "delete marker created: the object's versions and their results remain"
     if detail_type not in ("Object Created", "Object Deleted"):
         return f"not a create or delete event ({detail_type or 'no detail-type'})"
-    obj = _mapping(detail.get("object"), "detail.object")
-    bucket = _text(_mapping(detail.get("bucket"), "detail.bucket").get("name"), "bucket name")
-    # EventBridge sends the key as it is, not URL-encoded.
+    _section(event, "detail", "detail")
+    detail = event.detail
+    if detail_type == "Object Deleted" and detail.deletion_type == "Delete Marker Created":
+        return DELETE_MARKER_REASON
+    _section(detail, "object", "detail.object")
+    _section(detail, "bucket", "detail.bucket")
+    obj = detail.object
     return ObjectRef(
-        bucket=bucket,
+        bucket=_text(detail.bucket.get("name"), "bucket name"),
+        # Not ``obj.key``, which URL-decodes: EventBridge sends the key as it is (a ``:`` arrives as ``:``,
+        # where an S3 notification has ``%3A``), so decoding would turn a ``+`` in the key into a space.
         key=_text(obj.get("key"), "object key"),
-        version_id=_optional_text(obj.get("version-id"), "object version-id"),
-        etag=_clean_etag(obj.get("etag")),
-        size=_size(obj.get("size")),
+        # AWS spells it ``etag``; the emulator ``eTag``.
+        version_id=_version_id(obj.get("version-id"), "object version-id"),
+        etag=_clean_etag(obj.get("etag") or obj.get("eTag")),
+        size=_size(obj.size),
         sequencer=_optional_text(obj.get("sequencer"), "object sequencer"),
         event_name=(
-            f"ObjectCreated:{_optional_text(detail.get('reason'), 'reason') or 'EventBridge'}"
+            f"ObjectCreated:{_optional_text(detail.reason, 'reason') or 'EventBridge'}"
             if detail_type == "Object Created"
             else "ObjectRemoved:Delete"
         ),
-        event_time=_optional_text(event.get("time"), "time"),
+        event_time=_event_time(event.get("time"), "time"),
     )
 
 
 def _with_request(ref: ObjectRef | str, payload: dict[str, Any]) -> ObjectRef | str:
     """Our own tools add ``imageAnalysis.reprocess`` beside the S3 records they send."""
-    request = _mapping(_mapping(payload.get("imageAnalysis"), "imageAnalysis").get("reprocess"), "reprocess")
-    if isinstance(ref, str) or not request.get("id"):
+    tools = payload.get("imageAnalysis")
+    if isinstance(ref, str) or tools is None:
+        return ref
+    if not isinstance(tools, dict):
+        raise MalformedRecord("imageAnalysis is not an object")
+    request = tools.get("reprocess") or {}
+    if not isinstance(request, dict):
+        raise MalformedRecord("reprocess is not an object")
+    if not request.get("id"):
         return ref
     return replace(
         ref,
@@ -227,14 +283,14 @@ def _objects_in(payload: Any) -> Iterator[Found]:
         yield "s3:TestEvent"
         return
     if payload.get("source") == "aws.s3" and "detail" in payload:
-        yield _judged(lambda: _from_eventbridge(payload))
+        yield _judged(lambda: _from_eventbridge(S3EventBridgeNotificationEvent(payload)))
         return
     records = payload.get("Records")
     if not isinstance(records, list) or not records:
         yield "no S3 records"
         return
-    for record in records:
-        if isinstance(record, dict):
+    for record in S3Event(payload).records:
+        if isinstance(record.raw_event, dict):
             yield _judged(lambda record=record: _with_request(_from_s3_record(record), payload))
         else:
             yield MalformedRecord("S3 record is not an object")
@@ -245,7 +301,7 @@ def _judged(parse: Any) -> Found:
         return parse()
     except MalformedRecord as exc:
         return exc
-    except (AttributeError, TypeError, ValueError) as exc:  # a shape nobody foresaw: still this record alone
+    except (LookupError, AttributeError, TypeError, ValueError) as exc:  # a shape nobody foresaw: this record alone
         return MalformedRecord(f"unexpected record shape ({type(exc).__name__}: {exc})")
 
 
@@ -266,7 +322,8 @@ def _source_record(message_id: str | None, receive_count: int, payload: Any) -> 
 def _unwrapped(payload: Any, receive_count: int) -> tuple[Any, int]:
     """A Lambda on-failure destination record (a failed direct invocation, kept in the dead-letter
     queue) holds the original event in ``requestPayload``: a redrive processes that event. Its
-    ``approximateInvokeCount`` counts the deliveries it already had."""
+    ``approximateInvokeCount`` counts the deliveries it already had. (Powertools has no data class for
+    these records.)"""
     if isinstance(payload, dict) and "requestPayload" in payload and isinstance(payload.get("requestContext"), dict):
         invokes = payload["requestContext"].get("approximateInvokeCount")
         count = invokes + receive_count if isinstance(invokes, int) and not isinstance(invokes, bool) else receive_count
@@ -280,23 +337,22 @@ def _unwrapped(payload: Any, receive_count: int) -> tuple[Any, int]:
     return payload, receive_count
 
 
-def _receive_count(message: dict[str, Any]) -> int:
-    attributes = message.get("attributes")
-    raw = attributes.get("ApproximateReceiveCount", "1") if isinstance(attributes, dict) else "1"
+def _receive_count(message: SQSRecord) -> int:
+    if not isinstance(message.get("attributes"), dict):
+        return 1
     try:
-        return max(1, int(raw))
-    except (TypeError, ValueError):
+        return max(1, int(message.attributes.approximate_receive_count))
+    except (KeyError, TypeError, ValueError):
         return 1
 
 
-def _sqs_record(message: dict[str, Any]) -> SourceRecord:
+def _sqs_record(message: SQSRecord) -> SourceRecord:
     message_id = message.get("messageId")
     receive_count = _receive_count(message)
-    body = message.get("body")
-    if not isinstance(body, str):
+    if not isinstance(message.get("body"), str):
         return SourceRecord(message_id, receive_count, (), error="SQS body is not a string")
     try:
-        payload = json.loads(body)
+        payload = message.json_body
     except ValueError:
         return SourceRecord(message_id, receive_count, (), error="SQS body is not JSON")
     payload, receive_count = _unwrapped(payload, receive_count)
@@ -311,6 +367,6 @@ def parse_event(event: Any) -> ParsedEvent:
         and records
         and all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records)
     ):
-        return ParsedEvent(is_sqs=True, records=tuple(_sqs_record(message) for message in records))
+        return ParsedEvent(is_sqs=True, records=tuple(_sqs_record(message) for message in SQSEvent(event).records))
     payload, receive_count = _unwrapped(event, 1)
     return ParsedEvent(is_sqs=False, records=(_source_record(None, receive_count, payload),))
