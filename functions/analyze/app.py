@@ -12,11 +12,16 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 from image_analysis.handler import handle
 from image_analysis.runtime import Runtime, build_runtime
 
+# The template sets POWERTOOLS_SERVICE_NAME to the stack name: the metrics' service dimension, which this
+# stack's alarms and dashboard filter on, so that two stacks in one account and region stay apart.
+SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "image-analysis"
+
+# Log lines keep the project's name as their service: each stack's logs are already a log group of its own.
 logger = Logger(service="image-analysis")
 # The layer's modules log under "image_analysis"; give them the same JSON lines and correlation keys.
 logging.getLogger("image_analysis")
 copy_config_to_registered_loggers(source_logger=logger, include={"image_analysis"})
-metrics = Metrics(namespace="ImageAnalysis", service="image-analysis")
+metrics = Metrics(namespace="ImageAnalysis", service=SERVICE)
 _runtime: Runtime | None = None
 
 
@@ -33,7 +38,7 @@ def _traced(function: Any) -> Any:
     if os.environ.get("POWERTOOLS_TRACE_DISABLED", "true").lower() == "false":
         from aws_lambda_powertools import Tracer
 
-        return Tracer(service="image-analysis").capture_lambda_handler(function)
+        return Tracer(service=SERVICE).capture_lambda_handler(function)
     return function
 
 

@@ -488,11 +488,10 @@ def _is_emitted(name: str) -> bool:
     return name in exact or any(p and name.startswith(p) for p in prefixes)
 
 
-def _dashboard(stack: _Deployment) -> dict[str, Any]:
+def _dashboard(stack: _Deployment, **names: str) -> dict[str, Any]:
     body = stack.resources["Dashboard"]["Properties"]["DashboardBody"]
-    return json.loads(
-        stack.sub(body, AnalyzeFunction="fn", **{"AnalyzeQueue.QueueName": "q", "DeadLetterQueue.QueueName": "dlq"})
-    )
+    names = {"AnalyzeFunction": "fn", "AnalyzeQueue.QueueName": "q", "DeadLetterQueue.QueueName": "dlq"} | names
+    return json.loads(stack.sub(body, **names))
 
 
 def _dashboard_metrics(stack: _Deployment) -> set[str]:
@@ -555,6 +554,79 @@ def test_alarms_go_to_the_operations_topic_and_watch_a_rate_and_the_quota(deploy
         "ImagesRejected",
     }
     assert rate["Threshold"] == "10" and "ImagesFailed" not in {a.get("MetricName") for a in alarms.values()}
+
+
+def _custom_alarm_metrics(stack: _Deployment) -> list[dict[str, Any]]:
+    """Every ImageAnalysis metric an alarm watches: a plain alarm's, or one inside a metric-math alarm."""
+    found = []
+    for alarm in (r["Properties"] for r in stack.resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"):
+        if alarm.get("Namespace") == "ImageAnalysis":
+            found.append({k: alarm[k] for k in ("Namespace", "MetricName", "Dimensions")})
+        found += [m["MetricStat"]["Metric"] for m in alarm.get("Metrics", []) if "MetricStat" in m]
+    return [m for m in found if m["Namespace"] == "ImageAnalysis"]
+
+
+def _dashboard_rows(stack: _Deployment, **names: str) -> list[list[Any]]:
+    widgets = _dashboard(stack, **names)["widgets"]
+    rows = [row for w in widgets for row in w["properties"].get("metrics", [])]
+    return [row for row in rows if row[0] == "ImageAnalysis"]
+
+
+def test_the_function_names_its_metrics_service_after_the_stack(sam, deployment):
+    assert sam["Globals"]["Function"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"] == {
+        "Ref": "AWS::StackName"
+    }
+    variables = deployment().resources["AnalyzeFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["POWERTOOLS_SERVICE_NAME"] == {"Ref": "AWS::StackName"}
+
+
+def test_every_alarm_watches_this_stacks_service_only(deployment):
+    watched = _custom_alarm_metrics(deployment())
+    assert {m["MetricName"] for m in watched} >= {"ProviderQuotaExhausted", "ImagesFailed", "ProviderAuthFailed"}
+    for metric in watched:
+        assert metric["Dimensions"] == [{"Name": "service", "Value": {"Ref": "AWS::StackName"}}], metric["MetricName"]
+
+
+def test_every_dashboard_metric_is_this_stacks_service_only(deployment):
+    stack = deployment()
+    rows = _dashboard_rows(stack)
+    assert len(rows) > 30
+    for row in rows:
+        dimensions = [v for v in row[2:] if not isinstance(v, dict)]
+        assert dimensions == ["service", STACK], row
+    expressions = [
+        r[0]["expression"]
+        for w in _dashboard(stack)["widgets"]
+        for r in w["properties"].get("metrics", [])
+        if isinstance(r[0], dict) and "SEARCH(" in r[0]["expression"]
+    ]
+    assert expressions
+    for expression in expressions:
+        # Quoted: an exact match, so that stack "photos" does not also show "photos-prod".
+        assert f'service="{STACK}"' in expression, expression
+    # Another stack's dashboard shows none of this one's metrics.
+    other = {json.dumps(row[:4]) for row in _dashboard_rows(stack, **{"AWS::StackName": "photos-staging"})}
+    assert other and not other & {json.dumps(row[:4]) for row in rows}
+
+
+def test_the_metrics_the_function_emits_carry_the_dimensions_its_alarms_watch(deployment, monkeypatch):
+    from local.driver import load_function_module
+
+    stack = deployment()
+    variables = stack.resources["AnalyzeFunction"]["Properties"]["Environment"]["Variables"]
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", PSEUDO[variables["POWERTOOLS_SERVICE_NAME"]["Ref"]])
+    metrics = load_function_module().metrics
+    try:
+        metrics.add_metric(name="ProviderQuotaExhausted", unit="Count", value=1)
+        document = metrics.serialize_metric_set()
+    finally:
+        metrics.clear_metrics()
+    (emitted,) = document["_aws"]["CloudWatchMetrics"]
+    emitted_dimensions = [{"Name": n, "Value": document[n]} for n in emitted["Dimensions"][0]]
+    (quota,) = [m for m in _custom_alarm_metrics(stack) if m["MetricName"] == "ProviderQuotaExhausted"]
+    watched = [{"Name": d["Name"], "Value": PSEUDO[d["Value"]["Ref"]]} for d in quota["Dimensions"]]
+    assert emitted["Namespace"] == quota["Namespace"]
+    assert emitted_dimensions == watched == [{"Name": "service", "Value": STACK}]
 
 
 def test_operations_topic_accepts_only_this_stacks_alarms(deployment):
