@@ -165,9 +165,11 @@ class DecodedImage:
     def _reencode(self, formats: frozenset[str], side: int) -> tuple[bytes, str]:
         image = self._source_for(side)
         has_alpha = image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
-        if max(image.size) > side:
-            # Bicubic: a third faster than Lanczos on a big draft, and no vendor tells the difference.
-            image.thumbnail((side, side), Image.Resampling.BICUBIC)
+        target = _fitted((self.width, self.height), side)
+        if image.size != target:
+            # The size follows from the original's, whichever decoded copy it is made from, so a vendor's
+            # boxes map back exactly. Bicubic: a third faster than Lanczos, no vendor tells the difference.
+            image = image.resize(target, Image.Resampling.BICUBIC, reducing_gap=3.0)
         out = io.BytesIO()
         # A PNG stays a PNG (lossless) when the vendor takes PNG; so does anything with transparency.
         if "png" in formats and (self.format == "png" or (has_alpha and "jpeg" not in formats)):
@@ -175,6 +177,15 @@ class DecodedImage:
             return out.getvalue(), "image/png"
         _to_rgb(image).save(out, format="JPEG", quality=88, optimize=True)
         return out.getvalue(), "image/jpeg"
+
+
+def _fitted(size: tuple[int, int], side: int) -> tuple[int, int]:
+    """``size`` scaled down so that its long side is ``side`` (never up), keeping the aspect ratio."""
+    width, height = size
+    if max(width, height) <= side:
+        return width, height
+    scale = side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
