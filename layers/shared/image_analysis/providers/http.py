@@ -133,7 +133,8 @@ def new_client(
     timeout_seconds: float = 10.0,
     *,
     transport: httpx.BaseTransport | None = None,
-    max_connections: int = 16,
+    # Up to ten records at once, each calling several vendors: room for all of them without queueing.
+    max_connections: int = 64,
 ) -> httpx.Client:
     """A client with explicit timeouts, no redirects, and no environment lookups (proxies, netrc).
 
