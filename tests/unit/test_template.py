@@ -743,3 +743,31 @@ def test_every_function_variable_is_one_the_code_reads_and_vendor_options_reach_
     # The one place a deployed stack sets <VENDOR>_* options (endpoints, caps, prices, metadata).
     assert variables["PROVIDER_OPTIONS"] == {"Ref": "ProviderOptions"}
     assert sam["Parameters"]["ProviderOptions"]["Default"] == ""
+
+
+# -- raw vendor answers in the artifacts bucket --------------------------------------------------------
+def _lifecycle(stack: _Deployment) -> dict[str, dict[str, Any]]:
+    rules = stack.resources["ArtifactsBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    return {rule["Prefix"]: rule for rule in rules}
+
+
+def test_raw_answers_are_kept_while_results_are_and_prepared_copies_expire_in_a_day(deployment):
+    kept = _lifecycle(deployment())
+    assert set(kept) == {"prepared/"}, "with ResultTtlDays=0 results are kept: so are their raw answers"
+    assert kept["prepared/"]["ExpirationInDays"] == 1
+    expiring = _lifecycle(deployment(ResultTtlDays="30"))
+    assert expiring["raw/"]["ExpirationInDays"] == "30" and expiring["raw/"]["Status"] == "Enabled"
+    assert expiring["prepared/"]["ExpirationInDays"] == 1
+    # Distinct prefixes: neither rule reaches the other's objects.
+    assert not any(a != b and a.startswith(b) for a in expiring for b in expiring)
+
+
+def test_the_function_may_write_and_delete_raw_answers_but_only_under_raw(deployment):
+    stack = deployment()
+    operations = _calls(LAYER / "raw_archive.py", "_s3")
+    assert operations == {"PutObject", "DeleteObject"}, "raw_archive.py calls S3 in a way this test does not know"
+    for operation in operations:
+        raw = [r for r in stack.allowed(f"s3:{operation}") if "/raw/" in json.dumps(r)]
+        assert raw == [{"Fn::Sub": "${ArtifactsBucket.Arn}/raw/*"}], operation
+    # Read back only by tools, with their own credentials.
+    assert not [r for r in stack.allowed("s3:GetObject") if "/raw/" in json.dumps(r)]

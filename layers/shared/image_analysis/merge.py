@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,24 +124,30 @@ def decide_flags(
     return flags
 
 
-def pack_raw(raw_by_provider: dict[str, Any], budget_bytes: int) -> dict[str, Any]:
+def pack_raw(
+    raw_by_provider: dict[str, Any],
+    budget_bytes: int,
+    offload: Callable[[str, bytes], dict[str, Any] | None] | None = None,
+) -> dict[str, Any]:
     """Vendor answers as base64 of zlib-compressed JSON, smallest first, within the item budget.
 
-    What does not fit is recorded by size, so the item never nears DynamoDB's 400 KB limit.
+    What does not fit goes to ``offload(provider, json_bytes)`` (``RawArchive.writer``: an object in the
+    artifacts bucket, referenced as ``{"s3": url, "bytes": n}``); without one, or when it fails (returns
+    None), it is recorded by size (``{"omitted_bytes": n}``). So the item never nears DynamoDB's 400 KB.
     """
     packed: dict[str, Any] = {}
-    encoded = {
-        name: base64.b64encode(zlib.compress(json.dumps(value, separators=(",", ":")).encode(), 9)).decode()
-        for name, value in raw_by_provider.items()
-        if value
+    documents = {
+        name: json.dumps(value, separators=(",", ":")).encode() for name, value in raw_by_provider.items() if value
     }
+    encoded = {name: base64.b64encode(zlib.compress(document, 9)).decode() for name, document in documents.items()}
     used = 0
     for name, blob in sorted(encoded.items(), key=lambda kv: len(kv[1])):
         if used + len(blob) <= budget_bytes:
             packed[name] = blob
             used += len(blob)
-        else:
-            packed[name] = {"omitted_bytes": len(blob)}
+            continue
+        stored = offload(name, documents[name]) if offload is not None else None
+        packed[name] = stored or {"omitted_bytes": len(blob)}
     return packed
 
 

@@ -7,9 +7,9 @@ it into these.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 SCHEMA_VERSION = 1
 
@@ -37,6 +37,31 @@ ErrorCode = Literal[
 ]
 
 Confidence = Field(ge=0.0, le=1.0)
+
+# ``raw`` entries stay plain JSON values in code (merge.pack_raw and fit_result build and shed them);
+# the published schema names their three shapes.
+RAW_ENTRY_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "string", "description": "base64 of the zlib-compressed JSON answer"},
+        {
+            "type": "object",
+            "description": "The answer as an object in the artifacts bucket (raw/ prefix), gzip JSON.",
+            "properties": {
+                "s3": {"type": "string", "pattern": r"^s3://[^/]+/raw/.+\.json\.gz$"},
+                "bytes": {"type": "integer", "minimum": 0, "description": "Size of the stored object."},
+            },
+            "required": ["s3", "bytes"],
+            "additionalProperties": False,
+        },
+        {
+            "type": "object",
+            "description": "Neither kept nor stored: the size of its encoded answer (see omitted).",
+            "properties": {"omitted_bytes": {"type": "integer", "minimum": 0}},
+            "required": ["omitted_bytes"],
+            "additionalProperties": False,
+        },
+    ]
+}
 
 
 class _Model(BaseModel):
@@ -245,9 +270,11 @@ class AnalysisResult(_Model):
     )
     usage: Usage | None = None
     reprocess: Reprocess | None = None
-    raw: dict[str, Any] = Field(
+    raw: dict[str, Annotated[Any, WithJsonSchema(RAW_ENTRY_SCHEMA)]] = Field(
         default={},
-        description="Vendor responses kept for re-normalization: {provider: base64 of zlib-compressed JSON}, capped.",
+        description="Vendor responses kept for re-normalization, by provider: base64 of zlib-compressed JSON "
+        "within the item's budget; a larger one as a gzip JSON object in the artifacts bucket (which never "
+        "triggers analysis), deleted with the result; or, when that could not be stored, its size.",
     )
     omitted: dict[str, int] = Field(
         default={},

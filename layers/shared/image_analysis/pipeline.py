@@ -253,7 +253,12 @@ class Pipeline:
             flags=flags,
             answered_by=plan.answered_by,
             usage=plan.usage(),
-            raw=pack_raw({name: r.output.raw for name, r in plan.results.items()}, self.raw_budget_bytes),
+            raw=pack_raw(
+                {name: r.output.raw for name, r in plan.results.items()},
+                self.raw_budget_bytes,
+                # Answers too big for the item go to the artifacts bucket, when the store has one.
+                offload=archive.writer(ref.pk) if (archive := self.store.raw_archive) is not None else None,
+            ),
             analyzed_at=_now(),
             **sections,
         )

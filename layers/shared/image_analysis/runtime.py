@@ -14,6 +14,7 @@ from image_analysis.orchestration import Orchestrator
 from image_analysis.pipeline import Pipeline
 from image_analysis.providers import REGISTRY, provider_class
 from image_analysis.providers.base import ProviderDeps
+from image_analysis.raw_archive import RawArchive
 from image_analysis.routing import parse_routing, providers_in
 from image_analysis.settings import Settings
 from image_analysis.store import ResultStore
@@ -80,7 +81,15 @@ def build_runtime(
     )
     pipeline = Pipeline(
         reader=ObjectReader(clients["s3"], settings.max_object_bytes),
-        store=ResultStore(settings.results_table, clients["dynamodb"], settings.result_ttl_days),
+        store=ResultStore(
+            settings.results_table,
+            clients["dynamodb"],
+            settings.result_ttl_days,
+            # Raw vendor answers too big for the item: objects under raw/ in the artifacts bucket.
+            raw_archive=RawArchive(settings.artifacts_bucket, clients["s3"], metric)
+            if settings.artifacts_bucket
+            else None,
+        ),
         publisher=AlertPublisher(settings.alerts_topic_arn, clients["sns"]),
         orchestrator=orchestrator,
         on_delete=settings.on_delete,

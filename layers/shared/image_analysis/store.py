@@ -10,6 +10,11 @@ Who publishes is decided by a claim, never by reading: the winning write of a fl
 taking the claim over with a conditional update, which succeeds only once the claim is older than a
 lease longer than any invocation. So copies of one event processed at the same time publish once, and a
 crash between writing and publishing is still healed by the delivery after the visibility timeout.
+
+Raw vendor answers too big for the item live in the artifacts bucket (``raw_archive``); the store deletes
+the ones an item referenced when a write replaces that item, when the object's result is forgotten or
+reduced to a tombstone, and the ones a write that lost its condition carried (each write has objects of
+its own, so they are nobody else's). A write that fails otherwise keeps them: it may have been applied.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from botocore.exceptions import ClientError
 
 from image_analysis.events import UNSEQUENCED
 from image_analysis.models import AnalysisResult, ErrorInfo
+from image_analysis.raw_archive import RawArchive, referenced_objects
 
 FINAL_STATUSES = ("succeeded", "partial", "rejected", "skipped")
 
@@ -83,11 +89,17 @@ def result_of(item: dict[str, Any]) -> AnalysisResult:
 
 class ResultStore:
     def __init__(
-        self, table_name: str, dynamodb_client: Any, ttl_days: int = 0, clock: Callable[[], float] = time.time
+        self,
+        table_name: str,
+        dynamodb_client: Any,
+        ttl_days: int = 0,
+        clock: Callable[[], float] = time.time,
+        raw_archive: RawArchive | None = None,
     ) -> None:
         self.table_name = table_name
         self._client = dynamodb_client
         self._clock = clock
+        self.raw_archive = raw_archive
         # Optional time-to-live of results (the table's TTL attribute ``expires_at``); 0 keeps them.
         self.ttl_days = ttl_days
         import boto3.dynamodb.types as types
@@ -97,6 +109,17 @@ class ResultStore:
 
     def _marshal(self, item: dict[str, Any]) -> dict[str, Any]:
         return {k: self._serializer.serialize(v) for k, v in item.items()}
+
+    def _unmarshal(self, raw: dict[str, Any] | None) -> dict[str, Any]:
+        return {k: self._deserializer.deserialize(v) for k, v in (raw or {}).items()}
+
+    def _release(self, old: dict[str, Any] | None, kept: dict[str, Any] | None = None) -> None:
+        """Delete the raw objects ``old`` referenced that ``kept`` (the item now stored) does not."""
+        if self.raw_archive is None or not old:
+            return
+        gone = referenced_objects(old.get("raw")) - referenced_objects((kept or {}).get("raw"))
+        if gone:
+            self.raw_archive.delete(gone)
 
     def get(self, pk: str, sk: str) -> dict[str, Any] | None:
         response = self._client.get_item(
@@ -149,17 +172,20 @@ class ResultStore:
         names = {k: v for k, v in names.items() if k in condition}
         values = {k: v for k, v in values.items() if k in condition}
         try:
-            self._client.put_item(
+            response = self._client.put_item(
                 TableName=self.table_name,
                 Item=self._marshal(item),
                 ConditionExpression=condition,
                 ExpressionAttributeValues=self._marshal(values),
+                ReturnValues="ALL_OLD",
                 **({"ExpressionAttributeNames": names} if names else {}),
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                self._release(item)  # this write's own raw objects: no item will ever point at them
                 return False
             raise
+        self._release(self._unmarshal((response or {}).get("Attributes")), kept=item)
         return True
 
     def forget(
@@ -187,7 +213,7 @@ class ResultStore:
                 from datetime import UTC, datetime
 
                 values.update(self._marshal({":now": datetime.now(UTC).isoformat(timespec="seconds")}))
-                self._client.update_item(
+                response = self._client.update_item(
                     TableName=self.table_name,
                     Key=self._marshal({"pk": pk, "sk": sk}),
                     # Every name through a placeholder: several (text, raw) are DynamoDB reserved words.
@@ -196,18 +222,22 @@ class ResultStore:
                     ConditionExpression=condition,
                     ExpressionAttributeNames={f"#{a}": a for a in CONTENT_ATTRIBUTES},
                     ExpressionAttributeValues=values,
+                    ReturnValues="ALL_OLD",
                 )
             else:
-                self._client.delete_item(
+                response = self._client.delete_item(
                     TableName=self.table_name,
                     Key=self._marshal({"pk": pk, "sk": sk}),
                     ConditionExpression=condition,
                     ExpressionAttributeValues=values,
+                    ReturnValues="ALL_OLD",
                 )
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return False
             raise
+        # The object is gone: so are the vendor answers kept about it.
+        self._release(self._unmarshal((response or {}).get("Attributes")))
         return True
 
     def claim_alert(self, pk: str, sk: str, sequence: str, lease_seconds: float) -> bool:
