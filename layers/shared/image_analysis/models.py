@@ -224,6 +224,17 @@ class Reprocess(_Model):
     requested_at: str | None = None
 
 
+class Quarantine(_Model):
+    """What QUARANTINE_TAGS did to the flagged object's tags."""
+
+    applied: list[str] = Field(default=[], description="Our tags now on the object: moderation, flags.")
+    left_out: list[str] = Field(
+        default=[],
+        description="Our tags left off because the object's own tags took S3's 10 (theirs are never dropped); "
+        "without moderation a quarantine policy does not cover the object.",
+    )
+
+
 class ResultLocation(_Model):
     table: str
     pk: str
@@ -270,6 +281,7 @@ class AnalysisResult(_Model):
     )
     usage: Usage | None = None
     reprocess: Reprocess | None = None
+    quarantine: Quarantine | None = None
     raw: dict[str, Annotated[Any, WithJsonSchema(RAW_ENTRY_SCHEMA)]] = Field(
         default={},
         description="Vendor responses kept for re-normalization, by provider: base64 of zlib-compressed JSON "

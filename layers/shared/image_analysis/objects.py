@@ -3,15 +3,46 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 from botocore.exceptions import ClientError
 
 from image_analysis.errors import InputRejected, ObjectSkipped, ObjectUnreadable
 from image_analysis.events import ObjectRef
+from image_analysis.models import Flag
 
 _GONE = {"NoSuchKey", "NoSuchVersion", "404", "PreconditionFailed", "412", "NotFound"}
 _ARCHIVED = {"GLACIER", "DEEP_ARCHIVE"}
+
+
+# S3's limit of tags per object. The quarantine adds two, given room in this order: the tag the
+# quarantine bucket policy denies reads on (template.yaml), then the flags that caused it.
+MAX_OBJECT_TAGS = 10
+QUARANTINE_TAG = {"moderation": "flagged"}
+FLAGS_TAG = "flags"
+
+
+@dataclass(frozen=True)
+class QuarantineTagging:
+    """What ``tag_flagged`` did: our tags now on the object, and those the user's own tags left no room for."""
+
+    applied: tuple[str, ...]
+    left_out: tuple[str, ...]
+
+
+def _version_target(ref: ObjectRef) -> dict[str, Any]:
+    target: dict[str, Any] = {"Bucket": ref.bucket, "Key": ref.key}
+    if ref.version_id:
+        target["VersionId"] = ref.version_id
+    return target
+
+
+def _is_quarantine_tag(tag: dict[str, str]) -> bool:
+    if tag.get("Key") in QUARANTINE_TAG:
+        return tag.get("Value") == QUARANTINE_TAG[tag["Key"]]
+    if tag.get("Key") == FLAGS_TAG:
+        return set((tag.get("Value") or "").split("+")) <= set(get_args(Flag))
+    return False
 
 
 @dataclass(frozen=True)
@@ -72,11 +103,8 @@ class ObjectReader:
         403 counts as absent: without ``s3:ListBucket`` S3 answers a missing key with 403, not 404.
         Anything else (throttling, 5xx) raises, and the record is retried.
         """
-        target: dict[str, Any] = {"Bucket": ref.bucket, "Key": ref.key}
-        if ref.version_id:
-            target["VersionId"] = ref.version_id
         try:
-            self._s3.head_object(**target)
+            self._s3.head_object(**_version_target(ref))
         except ClientError as exc:
             code = str(exc.response.get("Error", {}).get("Code", ""))
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
@@ -96,18 +124,38 @@ class ObjectReader:
             )
         return None
 
-    def tag_flagged(self, ref: ObjectRef, flags: list[str]) -> None:
+    def tag_flagged(self, ref: ObjectRef, flags: list[str]) -> QuarantineTagging:
         """Quarantine tags on a flagged object, merged with the tags it has (PutObjectTagging replaces all).
 
-        Tagging raises no ObjectCreated event, so this never triggers the pipeline again.
+        S3 allows 10 tags per object. The user's own tags are never dropped to make room: ours go in only
+        as far as they fit, ``moderation=flagged`` first (what a quarantine bucket policy matches), and
+        what did not fit is returned in ``left_out``. Tagging raises no ObjectCreated event, so this
+        never triggers the pipeline again.
         """
-        target: dict[str, Any] = {"Bucket": ref.bucket, "Key": ref.key}
-        if ref.version_id:
-            target["VersionId"] = ref.version_id
+        target = _version_target(ref)
         existing = self._s3.get_object_tagging(**target).get("TagSet", [])
-        ours = {"moderation": "flagged", "flags": "+".join(flags)}
-        tags = [t for t in existing if t["Key"] not in ours] + [{"Key": k, "Value": v} for k, v in ours.items()]
-        self._s3.put_object_tagging(**target, Tagging={"TagSet": tags[-10:]})
+        ours = {**QUARANTINE_TAG, FLAGS_TAG: "+".join(flags)}
+        theirs = [t for t in existing if t["Key"] not in ours]
+        room = max(0, MAX_OBJECT_TAGS - len(theirs))
+        applied, left_out = tuple(ours)[:room], tuple(ours)[room:]
+        tags = theirs + [{"Key": name, "Value": ours[name]} for name in applied]
+        if applied or len(tags) != len(existing):
+            self._s3.put_object_tagging(**target, Tagging={"TagSet": tags})
+        return QuarantineTagging(applied=applied, left_out=left_out)
+
+    def remove_quarantine_tags(self, ref: ObjectRef) -> bool:
+        """Take our quarantine tags off an object whose result is no longer flagged; True if any were on.
+
+        Only the values this module writes count as ours, so a user's own ``moderation`` tag stays.
+        """
+        target = _version_target(ref)
+        existing = self._s3.get_object_tagging(**target).get("TagSet", [])
+        kept = [t for t in existing if not _is_quarantine_tag(t)]
+        if len(kept) == len(existing):
+            return False
+        # An empty TagSet is how PutObjectTagging removes the last tags (DeleteObjectTagging is not needed).
+        self._s3.put_object_tagging(**target, Tagging={"TagSet": kept})
+        return True
 
     def read(self, ref: ObjectRef) -> bytes:
         try:

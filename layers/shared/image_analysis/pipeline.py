@@ -24,7 +24,7 @@ from image_analysis.errors import InputRejected, ObjectSkipped, ObjectUnreadable
 from image_analysis.events import ObjectRef
 from image_analysis.imaging import decode
 from image_analysis.merge import Thresholds, decide_flags, fit_result, merged_sections, overall_status, pack_raw
-from image_analysis.models import AnalysisResult, ErrorInfo, Reprocess
+from image_analysis.models import AnalysisResult, ErrorInfo, Quarantine, Reprocess
 from image_analysis.objects import ObjectReader
 from image_analysis.orchestration import Orchestrator
 from image_analysis.providers.base import AnalysisRequest, Deadline
@@ -154,7 +154,7 @@ class Pipeline:
             self.store.put_failure(failed, sequence, ref.ordering_time)
             self._count("ImagesFailed")
             return Outcome("retry", "failed", exc.error.message, result=failed)
-        return self._commit(ref, result, sequence, lease)
+        return self._commit(ref, result, sequence, lease, was_flagged=bool((existing or {}).get("flags")))
 
     def record_failure(self, ref: ObjectRef, error: ErrorInfo, receive_count: int = 1) -> bool:
         """A record handed back for a reason the pipeline did not see (time ran out, an unexpected
@@ -268,7 +268,9 @@ class Pipeline:
         """Bad input: recorded with its reason, acknowledged, never retried, never sent to a vendor."""
         return AnalysisResult(**base, size_bytes=size, status="rejected", error=exc.info(), analyzed_at=_now())
 
-    def _commit(self, ref: ObjectRef, result: AnalysisResult, sequence: str, lease: float) -> Outcome:
+    def _commit(
+        self, ref: ObjectRef, result: AnalysisResult, sequence: str, lease: float, was_flagged: bool = False
+    ) -> Outcome:
         # Whatever the vendors answered, the item stays under DynamoDB's 400 KB: a put that is too big
         # would fail on every delivery.
         result = fit_result(result)
@@ -281,7 +283,11 @@ class Pipeline:
         if result.flags:
             alerted = self._publish(result, sequence)
             if self.quarantine_tags:
-                self._tag(ref, list(result.flags))
+                result = self._tag(ref, result, sequence)
+        elif self.quarantine_tags and was_flagged and result.status != "skipped":
+            # Reprocessed (or re-read) and no longer flagged: the quarantine must not outlive the flag. A
+            # skipped object is gone or replaced, and a new object does not inherit tags.
+            self._untag(ref)
         return Outcome("done", result.status, alerted=alerted, result=result)
 
     def _publish(self, result: AnalysisResult, sequence: str) -> bool:
@@ -295,13 +301,39 @@ class Pipeline:
             self._count(f"Flagged_{flag}")
         return True
 
-    def _tag(self, ref: ObjectRef, flags: list[str]) -> None:
+    def _tag(self, ref: ObjectRef, result: AnalysisResult, sequence: str) -> AnalysisResult:
+        """Tag the flagged object; the result and alert stand whatever happens here (logged, counted)."""
         try:
-            self.reader.tag_flagged(ref, flags)
-        except Exception:  # the result and alert stand; a missing tag is logged and counted, not retried
+            tagging = self.reader.tag_flagged(ref, list(result.flags))
+        except Exception:  # a missing tag is logged and counted, not retried
             self._count("QuarantineTagFailed")
             if self.logger is not None:
                 self.logger.exception("could not tag the flagged object")
+            return result
+        quarantine = Quarantine(applied=list(tagging.applied), left_out=list(tagging.left_out))
+        if tagging.left_out:
+            # The user's tags are kept; the operator learns which flagged objects the policy may not cover.
+            self._count("QuarantineTagsLeftOut")
+            if self.logger is not None:
+                self.logger.warning(
+                    "the object's own tags leave no room for all quarantine tags; theirs are kept",
+                    extra={"applied": quarantine.applied, "left_out": quarantine.left_out},
+                )
+        try:
+            self.store.mark_quarantine(ref.pk, ref.sk, sequence, quarantine)
+        except Exception:
+            if self.logger is not None:
+                self.logger.exception("could not record the quarantine tagging on the item")
+        return result.model_copy(update={"quarantine": quarantine})
+
+    def _untag(self, ref: ObjectRef) -> None:
+        try:
+            if self.reader.remove_quarantine_tags(ref):
+                self._count("QuarantineTagsRemoved")
+        except Exception:
+            self._count("QuarantineTagFailed")
+            if self.logger is not None:
+                self.logger.exception("could not remove the quarantine tags of an object no longer flagged")
 
     def _heal_alert(self, item: dict[str, Any], lease: float) -> bool:
         """A flagged item without ``alert_id``: its writer may still be publishing, or may have crashed.

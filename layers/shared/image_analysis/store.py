@@ -28,7 +28,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from image_analysis.events import UNSEQUENCED
-from image_analysis.models import AnalysisResult, ErrorInfo
+from image_analysis.models import AnalysisResult, ErrorInfo, Quarantine
 from image_analysis.raw_archive import RawArchive, referenced_objects
 
 FINAL_STATUSES = ("succeeded", "partial", "rejected", "skipped")
@@ -256,6 +256,25 @@ class ResultStore:
                 " AND (attribute_not_exists(alert_claimed_at) OR alert_claimed_at < :stale)",
                 ExpressionAttributeValues=self._marshal(
                     {":now": now, ":seq": sequence, ":stale": now - Decimal(str(lease_seconds))}
+                ),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def mark_quarantine(self, pk: str, sk: str, sequence: str, quarantine: Quarantine) -> bool:
+        """Record what the quarantine tagging did, on this exact event's item; False if superseded."""
+        try:
+            self._client.update_item(
+                TableName=self.table_name,
+                Key=self._marshal({"pk": pk, "sk": sk}),
+                UpdateExpression="SET #quarantine = :quarantine",
+                ConditionExpression="seq = :seq",
+                ExpressionAttributeNames={"#quarantine": "quarantine"},
+                ExpressionAttributeValues=self._marshal(
+                    {":quarantine": quarantine.model_dump(mode="json"), ":seq": sequence}
                 ),
             )
         except ClientError as exc:
