@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import platform
 import threading
 from pathlib import Path
 
@@ -42,9 +43,13 @@ def main(argv: list[str] | None = None) -> int:
             "--docker-network host" if args.host == "127.0.0.1" else "--add-host host.docker.internal:host-gateway"
         )
         print(f"Emulator on {args.host}:{args.port}; stack created; bucket {stack.bucket}")
+        # The container runs this machine's CPU: the layer and the template's Architecture must say so.
+        arch = "arm64" if platform.machine() in ("aarch64", "arm64") else "x86_64"
         print("In another shell:")
+        print(f"  make build ARCHITECTURE={arch}")
         print(
-            "  sam build && sam local invoke AnalyzeFunction -e .local/event.json --env-vars .local/env.json", network
+            "  sam local invoke AnalyzeFunction -e .local/event.json --env-vars .local/env.json"
+            f" --parameter-overrides Architecture={arch} {network}"
         )
         print("Ctrl-C to stop.")
         with contextlib.suppress(KeyboardInterrupt):
