@@ -111,6 +111,13 @@ def test_backfill_completes_a_failed_result_that_a_real_event_left(stack, bucket
     item = table.get_item(Key={"pk": f"{bucket}/f/photo.jpg", "sk": "null"})["Item"]
     assert item["status"] == "succeeded" and item["etag"] == etag
     assert item["format"] == "jpeg"
+    # The result keeps the real event's sequence: that event redriven from the dead-letter queue later
+    # is a duplicate, not a second (paid) analysis.
+    assert item["seq"] == padded_sequencer(REAL_SEQUENCER)
+    boto3.client("sqs").send_message(QueueUrl=queue, MessageBody=real_event(bucket, "f/photo.jpg", etag, len(ROCKET)))
+    QueueDriver(handler, queue).drain()
+    again = table.get_item(Key={"pk": f"{bucket}/f/photo.jpg", "sk": "null"})["Item"]
+    assert again["analyzed_at"] == item["analyzed_at"]
 
 
 def test_backfill_after_an_overwrite_analyzes_the_new_bytes_once(stack, bucket, queue, handler, table):

@@ -128,6 +128,10 @@ class Pipeline:
         elif final and not supersedes(existing, sequence, ref.etag, ref.ordering_time):  # type: ignore[arg-type]
             alerted = self._heal_alert(existing, lease)  # type: ignore[arg-type]
             return Outcome("done", "duplicate", "a result for this or a newer event exists", alerted=alerted)
+        elif existing is not None and not final and ref.etag and existing.get("etag") == ref.etag:
+            # Completing a failed item for the same bytes (a backfill event has no sequencer): the result
+            # keeps the real event's sequence, so that event's redrive finds it instead of paying again.
+            sequence = max(sequence, existing.get("seq", sequence))
         base = {
             "bucket": ref.bucket,
             "key": ref.key,
