@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +39,28 @@ def aws_clients(session: Any = None) -> dict[str, Any]:
     config = Config(
         connect_timeout=5, read_timeout=20, retries={"mode": "standard", "max_attempts": 4}, parameter_validation=False
     )
-    return {name: session.client(name, config=config) for name in ("s3", "dynamodb", "sns")}
+    return {
+        "s3": session.client("s3", config=config),
+        "dynamodb": session.client("dynamodb", config=config),
+        # Only a flagged image publishes: most cold starts never need to build this client.
+        "sns": LazyClient(lambda: session.client("sns", config=config)),
+    }
+
+
+class LazyClient:
+    """A boto3 client created on first use, once, even when threads ask for it at the same time."""
+
+    def __init__(self, create: Any) -> None:
+        self._create = create
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._create()
+        return getattr(self._client, name)
 
 
 def build_runtime(
