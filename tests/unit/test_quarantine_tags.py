@@ -216,3 +216,46 @@ def test_an_unflagged_result_reads_no_tags_unless_it_was_flagged_before(existing
     s3 = S3([{"Key": "moderation", "Value": "flagged"}])
     process(s3, Store(existing=existing), ai_confidence=0.5, quarantine_tags=quarantine_tags, ref=REPROCESS)
     assert s3.targets == [] and s3.puts == []
+
+
+def test_a_users_own_tag_under_one_of_our_names_is_neither_dropped_nor_changed():
+    mine = [*user_tags(8), {"Key": "flags", "Value": "customer-owned"}]
+    s3, outcome = tag(mine)
+    assert s3.tags == [*mine, {"Key": "moderation", "Value": "flagged"}]
+    assert outcome.applied == ("moderation",) and outcome.left_out == ("flags",)
+
+
+class ModerationDown(Orchestrator):
+    """builtin answers (not flagged); the moderation vendor is out of quota: nobody decided "safe"."""
+
+    def run(self, request):
+        plan = super().run(request)
+        from image_analysis.models import ErrorInfo
+
+        refused = ProviderRun(
+            name="imagga",
+            status="failed",
+            latency_ms=1,
+            error=ErrorInfo(code="quota_exhausted", message="imagga: the plan's quota is used up"),
+        )
+        plan.results["imagga"] = ProviderResult(run=refused, output=ProviderOutput())
+        return plan
+
+
+def test_a_partial_result_never_lifts_the_quarantine():
+    s3 = S3([{"Key": "moderation", "Value": "flagged"}, {"Key": "flags", "Value": "nsfw"}])
+    store = Store(existing={**PREVIOUSLY_FLAGGED, "flags": ["nsfw"]})
+    pipeline = Pipeline(
+        reader=Reader(s3),
+        store=store,
+        publisher=Publisher(),
+        orchestrator=ModerationDown(0.1),
+        thresholds=Thresholds(ai_generated=0.8),
+        quarantine_tags=True,
+        max_pixels=10_000_000,
+        metrics=Metrics(),
+    )
+    outcome = pipeline.process(REPROCESS, Deadline(60))
+    assert outcome.status == "partial" and outcome.result.flags == []
+    assert s3.tags == [{"Key": "moderation", "Value": "flagged"}, {"Key": "flags", "Value": "nsfw"}]
+    assert s3.puts == []

@@ -135,13 +135,20 @@ class ObjectReader:
         target = _version_target(ref)
         existing = self._s3.get_object_tagging(**target).get("TagSet", [])
         ours = {**QUARANTINE_TAG, FLAGS_TAG: "+".join(flags)}
-        theirs = [t for t in existing if t["Key"] not in ours]
-        room = max(0, MAX_OBJECT_TAGS - len(theirs))
-        applied, left_out = tuple(ours)[:room], tuple(ours)[room:]
-        tags = theirs + [{"Key": name, "Value": ours[name]} for name in applied]
-        if applied or len(tags) != len(existing):
+        # Our tags from an earlier decision make room; the user's tags are never dropped or changed, even
+        # one that uses one of our names (ours is then left out and reported).
+        tags = [dict(t) for t in existing if not _is_quarantine_tag(t)]
+        applied: list[str] = []
+        left_out: list[str] = []
+        for name, value in ours.items():
+            if len(tags) < MAX_OBJECT_TAGS and all(t["Key"] != name for t in tags):
+                tags.append({"Key": name, "Value": value})
+                applied.append(name)
+            else:
+                left_out.append(name)
+        if tags != existing:
             self._s3.put_object_tagging(**target, Tagging={"TagSet": tags})
-        return QuarantineTagging(applied=applied, left_out=left_out)
+        return QuarantineTagging(applied=tuple(applied), left_out=tuple(left_out))
 
     def remove_quarantine_tags(self, ref: ObjectRef) -> bool:
         """Take our quarantine tags off an object whose result is no longer flagged; True if any were on.

@@ -169,6 +169,10 @@ class Pipeline:
             if ref.removed:
                 return False
             existing = self.store.get(ref.pk, ref.sk)
+            sequence = ref.sequence
+            if existing is not None and ref.etag and existing.get("etag") == ref.etag:
+                # As in process: an event without a sequencer never wipes the real event's sequence.
+                sequence = max(sequence, existing.get("seq", sequence))
             failed = AnalysisResult(
                 bucket=ref.bucket,
                 key=ref.key,
@@ -180,7 +184,7 @@ class Pipeline:
                 error=error,
                 analyzed_at=_now(),
             )
-            return self.store.put_failure(fit_result(failed), ref.sequence, ref.ordering_time)
+            return self.store.put_failure(fit_result(failed), sequence, ref.ordering_time)
         except Exception:
             if self.logger is not None:
                 self.logger.exception("could not record the failure on the item")
@@ -288,9 +292,10 @@ class Pipeline:
             alerted = self._publish(result, sequence)
             if self.quarantine_tags:
                 result = self._tag(ref, result, sequence)
-        elif self.quarantine_tags and was_flagged and result.status != "skipped":
-            # Reprocessed (or re-read) and no longer flagged: the quarantine must not outlive the flag. A
-            # skipped object is gone or replaced, and a new object does not inherit tags.
+        elif self.quarantine_tags and was_flagged and result.status == "succeeded":
+            # Reprocessed (or re-read) and no longer flagged by a complete answer: the quarantine must not
+            # outlive the flag. A partial or rejected result decided nothing (a capped or refused
+            # moderation provider is no verdict of "safe"); a skipped object is gone or replaced.
             self._untag(ref)
         return Outcome("done", result.status, alerted=alerted, result=result)
 
