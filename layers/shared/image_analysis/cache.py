@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from image_analysis.providers.base import ProviderOutput
 
@@ -57,7 +57,7 @@ class ContentCache:
     def get(self, key: str) -> CachedAnswer | None:
         try:
             item = self._client.get_item(TableName=self.table_name, Key={"pk": {"S": key}}).get("Item")
-        except ClientError:
+        except (ClientError, BotoCoreError):  # throttled, timed out, unreachable
             return None  # a cache that cannot answer is a miss, never a failure
         if not item or int(item.get("expires_at", {}).get("N", "0")) < self._clock():
             return None
@@ -79,6 +79,6 @@ class ContentCache:
                     "expires_at": {"N": str(int(self._clock()) + self.ttl_seconds)},
                 },
             )
-        except ClientError:
+        except (ClientError, BotoCoreError):  # the answer stands; only its reuse is lost
             return False
         return True
