@@ -71,3 +71,21 @@ def test_an_image_that_may_be_transparent_is_never_sent_from_the_rgb_working_cop
     payload, mime = decode(out.getvalue(), max_pixels=100_000_000).encoded_for(frozenset({"png"}), 5_000_000, 450)
     copy = Image.open(io.BytesIO(payload))
     assert mime == "image/png" and copy.mode == "RGBA" and copy.getpixel((0, 0))[3] == 0
+
+
+def test_saving_a_copy_leaves_the_shared_decoded_images_as_they_were():
+    small = decode(_jpeg(400, 300), max_pixels=100_000_000)
+    before = dict(vars(small.working))
+    small.for_vendor(keep_metadata=True).encoded_for(frozenset({"png"}), 5_000_000, max_side=400)  # re-encoded
+    # Pillow's save records its settings on the image it is called on: never on one that threads share.
+    assert dict(vars(small.working)) == before
+
+
+def test_the_metadata_check_parses_the_file_once_for_every_vendor(monkeypatch):
+    image = decode(_jpeg(640, 480), max_pixels=100_000_000)
+    opened = []
+    real_open = type(image).open
+    monkeypatch.setattr(type(image), "open", lambda self: opened.append(1) or real_open(self))
+    for side in (300, 350, 400):
+        image.for_vendor(keep_metadata=False).encoded_for(JPEG, 5_000_000, max_side=side)
+    assert opened == [1]

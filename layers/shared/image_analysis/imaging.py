@@ -87,7 +87,11 @@ class DecodedImage:
 
     def for_vendor(self, keep_metadata: bool) -> DecodedImage:
         """The same image under a vendor's metadata policy (AI detectors may want the metadata)."""
-        return replace(self, strip_metadata=not keep_metadata)
+        copy = replace(self, strip_metadata=not keep_metadata)
+        if not keep_metadata:
+            # Answered once on this image for every vendor copy: the same bytes need no second parse.
+            copy.__dict__["has_personal_metadata"] = self.has_personal_metadata
+        return copy
 
     @cached_property
     def has_personal_metadata(self) -> bool:
@@ -152,7 +156,8 @@ class DecodedImage:
         """The decoded image to downscale to ``side``, cheapest first: the working copy, the draft, the file.
 
         The working copy is already RGB, so it serves only images without transparency."""
-        # Shared, never changed in place: _reencode only reads its source (resize and convert return new images).
+        # Shared between threads: _reencode resizes or copies it before saving (save writes encoder
+        # settings onto the image it is called on).
         if side <= max(self.working.size) and self.mode not in _MAY_HAVE_ALPHA:
             return self.working
         if self.draft is not None and side <= max(self.draft.size):
@@ -172,6 +177,8 @@ class DecodedImage:
             # boxes map back exactly. Bilinear: Pillow widens its support when it shrinks, so there is no
             # aliasing, at half the time of Lanczos on a big draft.
             image = image.resize(target, Image.Resampling.BILINEAR, reducing_gap=2.0)
+        elif image is self.working or image is self.draft:
+            image = image.copy()
         out = io.BytesIO()
         # A PNG stays a PNG (lossless) when the vendor takes PNG; so does anything with transparency.
         if "png" in formats and (self.format == "png" or (has_alpha and "jpeg" not in formats)):
