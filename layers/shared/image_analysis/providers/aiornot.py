@@ -61,7 +61,7 @@ from image_analysis.providers.base import (
     ProviderDeps,
     ProviderOutput,
 )
-from image_analysis.providers.common import ProviderKeys, base_url
+from image_analysis.providers.common import ProviderKeys, base_url, unexpected_payload, unfit_result
 from image_analysis.providers.common import VendorPayload as _Loose
 from image_analysis.providers.common import opaque_name as _opaque_name
 from image_analysis.providers.http import VendorClient, VendorProfile
@@ -246,10 +246,7 @@ def _guarded[**P, R](func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            raise BadResponseError(
-                PROVIDER, f"a value does not fit the result model ({first.get('type')}); the API may have changed"
-            ) from None
+            raise unfit_result(PROVIDER, exc) from None
 
     return inner
 
@@ -258,11 +255,7 @@ def _parse[M: BaseModel](payload: Any, model: type[M]) -> M:
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or "the body"
-        raise BadResponseError(
-            PROVIDER, f"unexpected answer at {where} ({first.get('type')}); the API may have changed"
-        ) from None
+        raise unexpected_payload(PROVIDER, exc, where="the body") from None
 
 
 def _unit(value: float | None, what: str) -> float | None:

@@ -9,9 +9,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from image_analysis.errors import AuthError
+from image_analysis.errors import AuthError, BadResponseError
 
 if TYPE_CHECKING:
     from image_analysis.credentials import Credentials
@@ -21,6 +21,26 @@ class VendorPayload(BaseModel):
     """Base of the private models vendor answers are parsed into: fields may be added at any time."""
 
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+
+
+_CHANGED = "; the API may have changed"
+
+
+def unexpected_payload(
+    provider: str, exc: ValidationError, context: str = "", what: str = "answer", where: str = "body"
+) -> BadResponseError:
+    """A vendor body that does not fit its payload model: where and how, in one message for every vendor."""
+    first = exc.errors()[0]
+    at = ".".join(str(p) for p in first.get("loc", ())) or where
+    lead = f"{context}: " if context else ""
+    return BadResponseError(provider, f"{lead}unexpected {what} at {at} ({first.get('type')}){_CHANGED}")
+
+
+def unfit_result(provider: str, exc: ValidationError, context: str = "") -> BadResponseError:
+    """A vendor value that parsed but does not fit the house result model (e.g. a confidence out of range)."""
+    lead = f"{context}: " if context else ""
+    kind = exc.errors()[0].get("type")
+    return BadResponseError(provider, f"{lead}a value does not fit the result model ({kind}){_CHANGED}")
 
 
 def base_url(raw: str, setting: str, path: str) -> str:

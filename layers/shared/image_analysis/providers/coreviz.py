@@ -53,7 +53,7 @@ from image_analysis.providers.base import (
     ProviderDeps,
     ProviderOutput,
 )
-from image_analysis.providers.common import ProviderKeys, base_url
+from image_analysis.providers.common import ProviderKeys, base_url, unexpected_payload
 from image_analysis.providers.common import VendorPayload as _Loose
 from image_analysis.providers.common import int_setting as _int_setting
 from image_analysis.providers.common import opaque_name as _opaque_name
@@ -178,11 +178,7 @@ def _guarded[**P, R](mode: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
             try:
                 return func(*args, **kwargs)
             except ValidationError as exc:
-                first = exc.errors()[0]
-                where = ".".join(str(p) for p in first.get("loc", ())) or "body"
-                raise BadResponseError(
-                    PROVIDER, f"{mode}: unexpected answer at {where} ({first.get('type')}); the API may have changed"
-                ) from None
+                raise unexpected_payload(PROVIDER, exc, mode) from None
 
         return inner
 

@@ -46,7 +46,7 @@ from image_analysis.providers.base import (
     ProviderDeps,
     ProviderOutput,
 )
-from image_analysis.providers.common import ProviderKeys, base_url
+from image_analysis.providers.common import ProviderKeys, base_url, unexpected_payload, unfit_result
 from image_analysis.providers.common import VendorPayload as _Loose
 from image_analysis.providers.common import int_setting as _int_setting
 from image_analysis.providers.common import opaque_name as _opaque_name
@@ -345,10 +345,7 @@ def _guarded[**P, R](kind: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
             try:
                 return func(*args, **kwargs)
             except ValidationError as exc:
-                first = exc.errors()[0]
-                raise BadResponseError(
-                    PROVIDER, f"{kind}: a value does not fit the result model ({first.get('type')})"
-                ) from None
+                raise unfit_result(PROVIDER, exc, kind) from None
 
         return inner
 
@@ -390,11 +387,7 @@ def _items(payload: Any, kind: str) -> list[_Item | str]:
         data = envelope.data or {}
         answered = _Data.model_validate(data).type
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or "body"
-        raise BadResponseError(
-            PROVIDER, f"{kind}: unexpected answer at {where} ({first.get('type')}); the API may have changed"
-        ) from None
+        raise unexpected_payload(PROVIDER, exc, kind) from None
     if answered is not None and answered.strip().lower() not in TYPE_ALIASES[kind]:
         raise BadResponseError(PROVIDER, f"{kind}: the answer is for type {answered[:40]!r}, not the one asked for")
     found = next((data[k] for k in RESULT_KEYS[kind] if data.get(k) is not None), None)
@@ -406,11 +399,7 @@ def _items(payload: Any, kind: str) -> list[_Item | str]:
         try:
             items.append(_Item.model_validate(raw))
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first.get("loc", ())) or "item"
-            raise BadResponseError(
-                PROVIDER, f"{kind}: unexpected finding at {where} ({first.get('type')}); the API may have changed"
-            ) from None
+            raise unexpected_payload(PROVIDER, exc, kind, what="finding", where="item") from None
     return items
 
 

@@ -43,7 +43,7 @@ from image_analysis.providers.base import (
     ProviderDeps,
     ProviderOutput,
 )
-from image_analysis.providers.common import ProviderKeys, base_url
+from image_analysis.providers.common import ProviderKeys, base_url, unexpected_payload, unfit_result
 from image_analysis.providers.common import VendorPayload as _Loose
 from image_analysis.providers.common import opaque_name as _opaque_name
 from image_analysis.providers.http import VendorClient, VendorProfile
@@ -154,10 +154,7 @@ def _guarded[**P, R](func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            raise BadResponseError(
-                PROVIDER, f"a value does not fit the result model ({first.get('type')}); the API may have changed"
-            ) from None
+            raise unfit_result(PROVIDER, exc) from None
 
     return inner
 
@@ -200,11 +197,7 @@ def normalize(payload: Any) -> ProviderOutput:
     try:
         body = _Body.model_validate(payload)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or "the body"
-        raise BadResponseError(
-            PROVIDER, f"unexpected answer at {where} ({first.get('type')}); the API may have changed"
-        ) from None
+        raise unexpected_payload(PROVIDER, exc, where="the body") from None
     if body.success is False:
         code = (body.code or "").strip()[:50] or "(no code)"
         if FAILURE_STATUS.get(code) == 422:

@@ -45,7 +45,7 @@ from image_analysis.providers.base import (
     ProviderDeps,
     ProviderOutput,
 )
-from image_analysis.providers.common import ProviderKeys, base_url
+from image_analysis.providers.common import ProviderKeys, base_url, unexpected_payload, unfit_result
 from image_analysis.providers.common import VendorPayload as _Loose
 from image_analysis.providers.common import opaque_name as _opaque_name
 from image_analysis.providers.http import VendorClient, VendorProfile
@@ -268,11 +268,7 @@ def _result[M: BaseModel](payload: Any, model: type[M], endpoint: str) -> M:
     try:
         return model.model_validate(result)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or "result"
-        raise BadResponseError(
-            PROVIDER, f"{endpoint}: unexpected result at {where} ({first.get('type')}); the API may have changed"
-        ) from None
+        raise unexpected_payload(PROVIDER, exc, endpoint, what="result", where="result") from None
 
 
 def _unit(percent: float, endpoint: str, what: str) -> float:
@@ -301,10 +297,7 @@ def _guarded[**P, R](endpoint: str) -> Callable[[Callable[P, R]], Callable[P, R]
             try:
                 return func(*args, **kwargs)
             except ValidationError as exc:
-                first = exc.errors()[0]
-                raise BadResponseError(
-                    PROVIDER, f"{endpoint}: a value does not fit the result model ({first.get('type')})"
-                ) from None
+                raise unfit_result(PROVIDER, exc, endpoint) from None
 
         return inner
 
