@@ -28,7 +28,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from image_analysis.events import UNSEQUENCED
-from image_analysis.models import AnalysisResult, ErrorInfo, Quarantine
+from image_analysis.models import AnalysisResult, Quarantine
 from image_analysis.raw_archive import RawArchive, referenced_objects
 
 FINAL_STATUSES = ("succeeded", "partial", "rejected", "skipped")
@@ -365,8 +365,3 @@ def supersedes(existing: dict[str, Any], sequence: str, etag: str | None, event_
     if etag:
         return not (event_time and stored_time and stored_time > event_time)
     return bool(event_time and stored_time and stored_time < event_time)
-
-
-def error_of(item: dict[str, Any]) -> ErrorInfo | None:
-    error = item.get("error")
-    return ErrorInfo(**error) if error else None

@@ -37,9 +37,3 @@ class DailyUsage:
                 return False
             raise
         return True
-
-    def used_today(self, provider: str) -> int:
-        item = self._client.get_item(
-            TableName=self.table_name, Key={"pk": {"S": f"{provider}#{self._day()}"}}, ConsistentRead=True
-        ).get("Item")
-        return int(item["calls"]["N"]) if item else 0
