@@ -148,6 +148,9 @@ def run_child(build: Build, mode: str, arg: str, env: dict[str, str]) -> tuple[d
     if completed.returncode != 0:
         raise SystemExit(f"bench child {mode} failed:\n{completed.stderr[-3000:]}")
     report = json.loads(completed.stdout.strip().splitlines()[-1])
+    for operation, times in report.get("aws_calls_ms", {}).items():  # BENCH_CALLS=1
+        median = statistics.median(times)
+        print(f"    {mode:8s} {operation:14s} x{len(times):<3d} median {median:6.2f} ms", file=sys.stderr)
     for response in report.get("responses", []):
         if response.get("batchItemFailures"):
             raise SystemExit(f"bench child {mode}: the handler handed records back: {response}")
@@ -215,13 +218,19 @@ class Bench:
     def warm_record(self) -> Figure:
         with self.vendors(["imagga"], 0.0) as vendor_env:
             env = self.env(PROVIDERS="builtin,imagga", **vendor_env)
-            runs = {}
+            runs, cpu = {}, {}
             for mode in ("handler", "by-hand"):
                 events = single_events(upload_events(self.stack, self.photo, self.repeats * 3 + 1))
                 report, _ = run_child(self.build, mode, events_file(self.tmp, events), env)
                 runs[mode] = report["durations_s"][1:]  # the first is the cold one
+                cpu[mode] = statistics.median(report["cpu_s"][1:])
         handler, by_hand = statistics.median(runs["handler"]), statistics.median(runs["by-hand"])
         self.notes["warm_record_s"] = handler
+        self.notes["warm_record_cpu_s"] = (cpu["handler"], cpu["by-hand"])
+        print(
+            f"    CPU per record: handler {cpu['handler'] * 1000:.1f} ms, by hand {cpu['by-hand'] * 1000:.1f} ms",
+            file=sys.stderr,
+        )
         return Figure(
             "B2",
             "warm per-record time, builtin + Imagga with zero latency",
@@ -463,7 +472,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--latency", type=float, default=0.3, help="vendor latency for B3 and B4, seconds")
     parser.add_argument("--write", type=Path, default=ROOT / "docs/performance.md")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated figure ids to run (e.g. B2,B4), for looking into one figure; writes no document",
+    )
     args = parser.parse_args(argv)
+    only = {part.strip().upper() for part in args.only.split(",") if part.strip()}
     build = Build(
         (args.build_dir / "SharedLayer" / "python").resolve(),
         (args.build_dir / "AnalyzeFunction").resolve(),
@@ -475,16 +490,26 @@ def main(argv: list[str] | None = None) -> int:
         stack = deploy(stack_name="image-analysis-bench", parameters={"Architecture": arch})
         empty_queue(stack.queue_url)
         bench = Bench(stack, build, tmp, args.repeats, args.latency)
-        for step in (bench.cold_start, bench.warm_record, bench.fan_out, bench.batch):
+        steps = {
+            "B1": bench.cold_start,
+            "B2": bench.warm_record,
+            "B3": bench.fan_out,
+            "B4": bench.batch,
+            "B5": bench.large_image,
+            "B6": bench.bytes_sent,
+        }
+        for figure_id, step in steps.items():
+            if only and figure_id not in only:
+                continue
             print(f"  {step.__name__} ...", file=sys.stderr, flush=True)
-            figures.append(step())
-        print("  large_image ...", file=sys.stderr, flush=True)
-        figures.extend(bench.large_image())
-        print("  bytes_sent ...", file=sys.stderr, flush=True)
-        figures.append(bench.bytes_sent())
-    figures.append(layer_figure((args.deploy_build_dir / "SharedLayer").resolve()))
+            made = step()
+            figures.extend(made if isinstance(made, tuple) else [made])
+    if not only or "B7" in only:
+        figures.append(layer_figure((args.deploy_build_dir / "SharedLayer").resolve()))
     bench.notes["latency_ms"] = args.latency * 1000
     print(table(figures))
+    if only:
+        return 0 if all(f.within for f in figures) else 1
     command = "make bench" + (f" BENCH_ARGS='--repeats {args.repeats}'" if args.repeats != 5 else "")
     args.write.write_text(document(figures, bench.notes, command, args.repeats))
     print(f"\nwritten to {args.write}")

@@ -8,8 +8,8 @@ Modes (each prints one JSON line with its own timings):
 - ``handler``: import the built handler, then invoke it once per event; the first invocation is the
   cold one.
 - ``by-hand``: the baseline: import boto3 and httpx and make, in a straight line, the calls the
-  pipeline makes for one record with builtin and Imagga (read the result item, HEAD, GET with
-  IfMatch, read the cache, the two Imagga calls, write the cache, the conditional result write),
+  pipeline makes for one record with builtin and Imagga (read the result item, GET with IfMatch,
+  read the cache, the two Imagga calls, write the cache, the conditional result write),
   writing an item of the same attributes (the image's format and size read by Pillow, the tags and
   nsfw categories normalized in a line each).
 - ``prepare`` / ``naive``: make a 1024 px JPEG of a large file the pipeline's way (``decode`` then
@@ -22,6 +22,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 STARTED = time.perf_counter()
 
@@ -64,24 +67,38 @@ def run_handler(events: list[dict]) -> dict:
     import app  # the built function; the layer is on sys.path
 
     imported = time.perf_counter()
-    # BENCH_PROFILE=<file>: a cProfile of the warm invocations, to find where the time goes.
-    profile_to = os.environ.get("BENCH_PROFILE")
+    durations, cpu_times, responses = [], [], []
+    with _profiled("handler") as warm:
+        for n, event in enumerate(events):
+            if n == 1:
+                warm()
+            began, cpu = time.perf_counter(), time.process_time()
+            with redirect_stdout(io.StringIO()):  # EMF metric lines
+                responses.append(app.lambda_handler(event, _Context(n)))
+            durations.append(time.perf_counter() - began)
+            cpu_times.append(time.process_time() - cpu)
+    return {"import_s": imported - STARTED, "durations_s": durations, "cpu_s": cpu_times, "responses": responses}
+
+
+@contextmanager
+def _profiled(mode: str) -> Iterator[Callable[[], None]]:
+    """BENCH_PROFILE=<prefix>: a cProfile of the warm invocations in ``<prefix>.<mode>``, to find where
+    the time goes. Yields what starts the profile (after the cold invocation)."""
+    prefix = os.environ.get("BENCH_PROFILE")
     profiler = None
-    durations, responses = [], []
-    for n, event in enumerate(events):
-        if n == 1 and profile_to:
+
+    def start() -> None:
+        nonlocal profiler
+        if prefix and profiler is None:
             import cProfile
 
             profiler = cProfile.Profile()
             profiler.enable()
-        began = time.perf_counter()
-        with redirect_stdout(io.StringIO()):  # EMF metric lines
-            responses.append(app.lambda_handler(event, _Context(n)))
-        durations.append(time.perf_counter() - began)
+
+    yield start
     if profiler is not None:
         profiler.disable()
-        profiler.dump_stats(profile_to)
-    return {"import_s": imported - STARTED, "durations_s": durations, "responses": responses}
+        profiler.dump_stats(f"{prefix}.{mode}")
 
 
 def _first_object(event: dict) -> dict:
@@ -97,76 +114,85 @@ def _first_object(event: dict) -> dict:
 
 
 def run_by_hand(events: list[dict]) -> dict:
-    import hashlib
-    import io
-    import zlib
-
     import boto3
     import httpx
     from botocore.config import Config
-    from PIL import Image
+    from PIL import Image  # noqa: F401  (imported up front, as the pipeline's cold start does)
 
     config = Config(connect_timeout=5, read_timeout=20, retries={"mode": "standard", "max_attempts": 4})
     s3 = boto3.client("s3", config=config)
     dynamodb = boto3.client("dynamodb", config=config)
     http = httpx.Client(timeout=httpx.Timeout(10.0))
-    env = os.environ
-    auth = (env["IMAGGA_API_KEY"], env["IMAGGA_API_SECRET"])
+    auth = (os.environ["IMAGGA_API_KEY"], os.environ["IMAGGA_API_SECRET"])
     imported = time.perf_counter()
-    durations = []
-    for event in events:
-        began = time.perf_counter()
-        ref = _first_object(event)
-        pk = {"S": f"{ref['bucket']}/{ref['key']}"}
-        dynamodb.get_item(TableName=env["RESULTS_TABLE"], Key={"pk": pk, "sk": {"S": "null"}}, ConsistentRead=True)
-        match = f'"{ref["etag"]}"'
-        s3.head_object(Bucket=ref["bucket"], Key=ref["key"], IfMatch=match)
-        data = s3.get_object(Bucket=ref["bucket"], Key=ref["key"], IfMatch=match)["Body"].read()
-        cache_key = {"pk": {"S": hashlib.sha256(data).hexdigest() + "#imagga"}}
-        dynamodb.get_item(TableName=env["CACHE_TABLE"], Key=cache_key)
-        with Image.open(io.BytesIO(data)) as image:  # what the item says of the image
-            fmt, (width, height) = image.format.lower(), image.size
-        answers = {}
-        for name, path in (("tags", "/v2/tags"), ("nsfw", "/v2/categories/nsfw_beta")):
-            response = http.post(env["IMAGGA_BASE_URL"] + path, auth=auth, files={"image": ("x.jpg", data)})
-            answers[name] = response.raise_for_status().json()
-        blob = zlib.compress(json.dumps(answers).encode())
-        dynamodb.put_item(TableName=env["CACHE_TABLE"], Item={**cache_key, "output": {"B": blob}})
-        # The same attributes a result holds, normalized in a line each.
-        labels = [
-            {"M": {"name": {"S": t["tag"]["en"]}, "confidence": {"N": str(t["confidence"] / 100)}}}
-            for t in answers["tags"]["result"]["tags"]
-        ]
-        categories = [
-            {"M": {"name": {"S": c["name"]["en"]}, "confidence": {"N": str(c["confidence"] / 100)}}}
-            for c in answers["nsfw"]["result"]["categories"]
-        ]
-        item = {
-            "pk": pk,
-            "sk": {"S": "null"},
-            "bucket": {"S": ref["bucket"]},
-            "key": {"S": ref["key"]},
-            "etag": {"S": ref["etag"]},
-            "size_bytes": {"N": str(len(data))},
-            "format": {"S": fmt},
-            "width": {"N": str(width)},
-            "height": {"N": str(height)},
-            "sha256": {"S": hashlib.sha256(data).hexdigest()},
-            "status": {"S": "succeeded"},
-            "labels": {"L": labels},
-            "moderation": {"M": {"categories": {"L": categories}}},
-            "analyzed_at": {"S": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
-            "raw": {"B": blob},
-            "seq": {"S": ref["sequencer"].ljust(32, "0")},
-        }
-        dynamodb.put_item(
-            TableName=env["RESULTS_TABLE"],
-            Item=item,
-            ConditionExpression="attribute_not_exists(pk) OR seq < :seq",
-            ExpressionAttributeValues={":seq": item["seq"]},
-        )
-        durations.append(time.perf_counter() - began)
-    return {"import_s": imported - STARTED, "durations_s": durations}
+    durations, cpu_times = [], []
+    with _profiled("by-hand") as warm:
+        for n, event in enumerate(events):
+            if n == 1:
+                warm()
+            began, cpu = time.perf_counter(), time.process_time()
+            durations.append(_by_hand_record(event, s3, dynamodb, http, auth) - began)
+            cpu_times.append(time.process_time() - cpu)
+    return {"import_s": imported - STARTED, "durations_s": durations, "cpu_s": cpu_times}
+
+
+def _by_hand_record(event: dict, s3: Any, dynamodb: Any, http: Any, auth: tuple[str, str]) -> float:
+    """One record the baseline's way; returns the time it ended."""
+    import hashlib
+    import io
+    import zlib
+
+    from PIL import Image
+
+    env = os.environ
+    ref = _first_object(event)
+    pk = {"S": f"{ref['bucket']}/{ref['key']}"}
+    dynamodb.get_item(TableName=env["RESULTS_TABLE"], Key={"pk": pk, "sk": {"S": "null"}}, ConsistentRead=True)
+    data = s3.get_object(Bucket=ref["bucket"], Key=ref["key"], IfMatch=f'"{ref["etag"]}"')["Body"].read()
+    cache_key = {"pk": {"S": hashlib.sha256(data).hexdigest() + "#imagga"}}
+    dynamodb.get_item(TableName=env["CACHE_TABLE"], Key=cache_key)
+    with Image.open(io.BytesIO(data)) as image:  # what the item says of the image
+        fmt, (width, height) = image.format.lower(), image.size
+    answers = {}
+    for name, path in (("tags", "/v2/tags"), ("nsfw", "/v2/categories/nsfw_beta")):
+        response = http.post(env["IMAGGA_BASE_URL"] + path, auth=auth, files={"image": ("x.jpg", data)})
+        answers[name] = response.raise_for_status().json()
+    blob = zlib.compress(json.dumps(answers).encode())
+    dynamodb.put_item(TableName=env["CACHE_TABLE"], Item={**cache_key, "output": {"B": blob}})
+    # The same attributes a result holds, normalized in a line each.
+    labels = [
+        {"M": {"name": {"S": t["tag"]["en"]}, "confidence": {"N": str(t["confidence"] / 100)}}}
+        for t in answers["tags"]["result"]["tags"]
+    ]
+    categories = [
+        {"M": {"name": {"S": c["name"]["en"]}, "confidence": {"N": str(c["confidence"] / 100)}}}
+        for c in answers["nsfw"]["result"]["categories"]
+    ]
+    item = {
+        "pk": pk,
+        "sk": {"S": "null"},
+        "bucket": {"S": ref["bucket"]},
+        "key": {"S": ref["key"]},
+        "etag": {"S": ref["etag"]},
+        "size_bytes": {"N": str(len(data))},
+        "format": {"S": fmt},
+        "width": {"N": str(width)},
+        "height": {"N": str(height)},
+        "sha256": {"S": hashlib.sha256(data).hexdigest()},
+        "status": {"S": "succeeded"},
+        "labels": {"L": labels},
+        "moderation": {"M": {"categories": {"L": categories}}},
+        "analyzed_at": {"S": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+        "raw": {"B": blob},
+        "seq": {"S": ref["sequencer"].ljust(32, "0")},
+    }
+    dynamodb.put_item(
+        TableName=env["RESULTS_TABLE"],
+        Item=item,
+        ConditionExpression="attribute_not_exists(pk) OR seq < :seq",
+        ExpressionAttributeValues={":seq": item["seq"]},
+    )
+    return time.perf_counter()
 
 
 def run_prepare(path: str, side: int) -> dict:
@@ -201,9 +227,28 @@ def run_naive(path: str, side: int) -> dict:
     return {"seconds": time.perf_counter() - began, "peak_kib": _peak_rss_kib() - before, "bytes": out.tell()}
 
 
+def _time_aws_calls() -> dict[str, list[float]]:
+    """BENCH_CALLS=1: the wall time of every AWS call by operation, reported beside the durations."""
+    from botocore.client import BaseClient
+
+    calls: dict[str, list[float]] = {}
+    original = BaseClient._make_api_call
+
+    def timed(self: Any, operation: str, params: dict) -> Any:
+        began = time.perf_counter()
+        try:
+            return original(self, operation, params)
+        finally:
+            calls.setdefault(operation, []).append(time.perf_counter() - began)
+
+    BaseClient._make_api_call = timed  # type: ignore[method-assign]
+    return calls
+
+
 def main() -> None:
     mode, layer, function, arg = sys.argv[1:5]
     sys.path[:0] = [layer, function]
+    calls = _time_aws_calls() if os.environ.get("BENCH_CALLS") else None
     if mode in ("prepare", "naive"):
         path, side = arg.split(":")
         report = (run_prepare if mode == "prepare" else run_naive)(path, int(side))
@@ -212,6 +257,8 @@ def main() -> None:
             events = json.load(handle)
         report = (run_handler if mode == "handler" else run_by_hand)(events)
     report["total_s"] = time.perf_counter() - STARTED
+    if calls is not None:
+        report["aws_calls_ms"] = {op: [round(t * 1000, 2) for t in times] for op, times in calls.items()}
     print(json.dumps(report, default=str))
 
 

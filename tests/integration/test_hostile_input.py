@@ -129,7 +129,7 @@ def test_a_valid_image_does_reach_the_configured_vendor(stack, s3, with_imagga, 
     assert imagga.requests and all(r.path.startswith("/v2/") for r in imagga.requests)
 
 
-def test_object_over_the_size_limit_is_rejected_after_a_head_only(stack, s3, with_imagga, prefix, monkeypatch):
+def test_object_over_the_size_limit_is_rejected_without_downloading_it(stack, s3, with_imagga, prefix, monkeypatch):
     monkeypatch.setenv("MAX_OBJECT_BYTES", "100000")
     handler = load_handler()  # a fresh container with the smaller limit (and Imagga configured)
     imagga = with_imagga[1]

@@ -11,8 +11,8 @@ from PIL import Image
 from image_analysis.events import ObjectRef
 from image_analysis.merge import Thresholds
 from image_analysis.models import AIGenerated, ProviderRun, Quarantine
-from image_analysis.objects import ObjectHead, ObjectReader
-from image_analysis.orchestration import Orchestration, ProviderResult
+from image_analysis.objects import ObjectReader
+from image_analysis.orchestration import CacheTraffic, Orchestration, ProviderResult
 from image_analysis.pipeline import Pipeline
 from image_analysis.providers.base import Deadline, ProviderOutput
 
@@ -101,9 +101,6 @@ class Reader(ObjectReader):
         Image.new("RGB", (16, 16), (1, 2, 3)).save(out, format="PNG")
         self.data = out.getvalue()
 
-    def head(self, ref):
-        return ObjectHead(size=len(self.data), etag=ref.etag, version_id=None, storage_class=None)
-
     def read(self, ref):
         return self.data
 
@@ -139,7 +136,10 @@ class Orchestrator:
     def __init__(self, ai_confidence):
         self.ai_confidence = ai_confidence
 
-    def run(self, request):
+    def prefetch(self, sha256):
+        return CacheTraffic()
+
+    def run(self, request, prefetched=None):
         verdict = AIGenerated(verdict="ai", confidence=self.ai_confidence, provider="builtin")
         run = ProviderRun(name="builtin", status="succeeded", latency_ms=1)
         return Orchestration({"builtin": ProviderResult(run=run, output=ProviderOutput(ai_generated=verdict))})
@@ -228,7 +228,7 @@ def test_a_users_own_tag_under_one_of_our_names_is_neither_dropped_nor_changed()
 class ModerationDown(Orchestrator):
     """builtin answers (not flagged); the moderation vendor is out of quota: nobody decided "safe"."""
 
-    def run(self, request):
+    def run(self, request, prefetched=None):
         plan = super().run(request)
         from image_analysis.models import ErrorInfo
 

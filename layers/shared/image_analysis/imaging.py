@@ -219,7 +219,8 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 Image.MAX_IMAGE_PIXELS = None
 
 
-def decode(data: bytes, max_pixels: int) -> DecodedImage:
+def decode(data: bytes, max_pixels: int, sha256: str | None = None) -> DecodedImage:
+    """``sha256``: the bytes' digest when the caller has it already (hashing a large file twice costs)."""
     if not data:
         raise InputRejected("empty_object", "the object is empty (0 bytes)")
     _register_heif_if_needed(data)
@@ -264,7 +265,7 @@ def decode(data: bytes, max_pixels: int) -> DecodedImage:
     if orientation in (5, 6, 7, 8):
         # Rotated a quarter turn by its EXIF orientation: report the dimensions people see.
         width, height = height, width
-    return DecodedImage(
+    decoded = DecodedImage(
         data=data,
         format="heic" if fmt == "heif" else fmt,
         width=width,
@@ -275,3 +276,6 @@ def decode(data: bytes, max_pixels: int) -> DecodedImage:
         working=working,
         draft=draft,
     )
+    if sha256 is not None:
+        decoded.__dict__["sha256"] = sha256  # what the cached_property would compute
+    return decoded

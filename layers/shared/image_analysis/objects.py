@@ -9,10 +9,9 @@ from botocore.exceptions import ClientError
 
 from image_analysis.errors import InputRejected, ObjectSkipped, ObjectUnreadable
 from image_analysis.events import ObjectRef
-from image_analysis.models import Flag
+from image_analysis.models import ErrorCode, Flag
 
 _GONE = {"NoSuchKey", "NoSuchVersion", "404", "PreconditionFailed", "412", "NotFound"}
-_ARCHIVED = {"GLACIER", "DEEP_ARCHIVE"}
 
 
 # S3's limit of tags per object. The quarantine adds two, given room in this order: the tag the
@@ -45,12 +44,12 @@ def _is_quarantine_tag(tag: dict[str, str]) -> bool:
     return False
 
 
-@dataclass(frozen=True)
-class ObjectHead:
-    size: int
-    etag: str | None
-    version_id: str | None
-    storage_class: str | None
+class SizeRejected(InputRejected):
+    """Rejected by the size S3 reports, before any of the object's bytes were read."""
+
+    def __init__(self, code: ErrorCode, message: str, size: int) -> None:
+        super().__init__(code, message)
+        self.size = size
 
 
 def _conditions(ref: ObjectRef) -> dict[str, Any]:
@@ -69,7 +68,9 @@ def _translate(exc: ClientError, ref: ObjectRef) -> Exception:
     if code in _GONE or status in (404, 412):
         return ObjectSkipped("the object was deleted or overwritten before it could be read")
     if code == "InvalidObjectState":
-        return ObjectUnreadable("the object is archived (restore it before analysis)")
+        storage_class = exc.response.get("Error", {}).get("StorageClass")
+        where = f"in the {storage_class} storage class" if storage_class else "archived"
+        return ObjectUnreadable(f"the object is {where}; restore it before analysis")
     if code in ("AccessDenied", "KMS.AccessDeniedException") or status == 403:
         return ObjectUnreadable("access denied reading the object (bucket policy or KMS key does not allow it)")
     if status == 400:
@@ -81,21 +82,6 @@ class ObjectReader:
     def __init__(self, s3_client: Any, max_bytes: int) -> None:
         self._s3 = s3_client
         self.max_bytes = max_bytes
-
-    def head(self, ref: ObjectRef) -> ObjectHead:
-        try:
-            response = self._s3.head_object(**_conditions(ref))
-        except ClientError as exc:
-            raise _translate(exc, ref) from exc
-        head = ObjectHead(
-            size=int(response.get("ContentLength", 0)),
-            etag=(response.get("ETag") or "").strip('"') or None,
-            version_id=response.get("VersionId"),
-            storage_class=response.get("StorageClass"),
-        )
-        if head.storage_class in _ARCHIVED and 'ongoing-request="false"' not in (response.get("Restore") or ""):
-            raise ObjectUnreadable(f"the object is in the {head.storage_class} storage class; restore it first")
-        return head
 
     def exists(self, ref: ObjectRef) -> bool:
         """Whether the key (that version, when versioned) holds an object now, whatever its ETag.
@@ -113,14 +99,14 @@ class ObjectReader:
             raise
         return True
 
-    def size_rejection(self, head: ObjectHead) -> InputRejected | None:
-        """Checked before download, so an oversized upload costs one HEAD."""
-        if head.size == 0:
-            return InputRejected("empty_object", "the object is empty (0 bytes)")
-        if head.size > self.max_bytes:
-            return InputRejected(
+    def size_rejection(self, size: int) -> SizeRejected | None:
+        if size == 0:
+            return SizeRejected("empty_object", "the object is empty (0 bytes)", size)
+        if size > self.max_bytes:
+            return SizeRejected(
                 "too_large",
-                f"the object is {head.size:,} bytes; the limit is {self.max_bytes:,} (MAX_OBJECT_BYTES)",
+                f"the object is {size:,} bytes; the limit is {self.max_bytes:,} (MAX_OBJECT_BYTES)",
+                size,
             )
         return None
 
@@ -165,8 +151,16 @@ class ObjectReader:
         return True
 
     def read(self, ref: ObjectRef) -> bytes:
+        """The bytes, with one GET. Its headers come before the body: an empty or oversized object is
+        rejected from them (``SizeRejected``) and its body is never downloaded. An archived object is
+        refused by S3 itself (``InvalidObjectState``), a restored copy is read."""
         try:
             response = self._s3.get_object(**_conditions(ref))
-            return response["Body"].read()
         except ClientError as exc:
             raise _translate(exc, ref) from exc
+        body = response["Body"]
+        rejection = self.size_rejection(int(response.get("ContentLength", 0)))
+        if rejection is not None:
+            body.close()
+            raise rejection
+        return body.read()

@@ -1,6 +1,7 @@
 """Which providers run for one image, in what order, and whose answer counts.
 
-- ``builtin`` runs first, always (image facts, provenance); it is fast and offline.
+- ``builtin`` always runs (image facts, provenance); it is fast and offline. It runs first when its
+  answer decides whom to ask (ROUTING, ``AI_SKIP_WHEN_PROVEN``), otherwise alongside the vendors.
 - Without ROUTING every other configured provider runs, concurrently, and everything is merged.
 - With ROUTING each capability is asked of the first provider of its chain; providers needed in one
   round run concurrently; a capability whose provider failed (or is capped for today) goes to the next
@@ -13,8 +14,9 @@
   paid detector and counts only when nobody after it answers. ``AI_SKIP_WHEN_PROVEN`` lets that proof
   skip the paid call with or without ROUTING.
 - Every vendor analysis first looks in the content cache (same bytes, same configuration, same
-  question); a fresh answer is stored there. Calls, calls saved, bytes sent and estimated cost are
-  counted per provider, in the result and as metrics.
+  question); a fresh answer is stored there while the record merges and stores its result
+  (``Orchestration.settle`` waits for those writes). Calls, calls saved, bytes sent and estimated cost
+  are counted per provider, in the result and as metrics.
 - Concurrency: providers of every record the handler processes at once share one pool, sized for all
   of them (bounded); ``<VENDOR>_MAX_IN_FLIGHT`` caps one vendor's analyses in flight per container,
   for plans with a concurrency limit (Imagga answers 429 past "the concurrency limit of your current
@@ -26,7 +28,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,10 +82,28 @@ class ProviderResult:
 
 
 @dataclass
+class CacheTraffic:
+    """One image's content-cache lookups started ahead (by key) and writes still going on."""
+
+    lookups: dict[str, Future[Any]] = field(default_factory=dict)
+    writes: list[Future[Any]] = field(default_factory=list)
+
+
+@dataclass
 class Orchestration:
     results: dict[str, ProviderResult]
     # With ROUTING: capability -> the provider whose answer counts (None: nobody answered).
     answered_by: dict[str, str | None] = field(default_factory=dict)
+    # Content-cache writes of fresh answers, still going on: ``settle`` waits for them.
+    writes: list[Future[Any]] = field(default_factory=list)
+
+    def settle(self, timeout: float | None = None) -> int:
+        """Wait (at most ``timeout`` seconds) for the cache writes; returns how many did not land. A cache
+        write never fails a record: the answer is in the result either way."""
+        if not self.writes:
+            return 0
+        done, not_done = wait(self.writes, timeout=timeout)
+        return len(not_done) + sum(1 for write in done if write.exception() is not None or write.result() is False)
 
     @property
     def runs(self) -> list[ProviderRun]:
@@ -172,15 +192,36 @@ class Orchestrator:
         vendors = max(1, len(self.providers) - ("builtin" in self.providers))
         workers = min(MAX_PROVIDER_THREADS, max(1, settings.record_concurrency) * vendors)
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="provider")
+        # Cache reads and writes have threads of their own: they never wait for anything, so a provider
+        # thread waiting for its lookup can never be stuck behind other providers.
+        self._cache_io = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cache-io")
         self._fingerprints = {
             name: config_fingerprint(name, p.normalizer_version, settings.env) for name, p in self.providers.items()
         }
 
     # -- the plan ----------------------------------------------------------------------------------
-    def run(self, request: AnalysisRequest) -> Orchestration:
+    def prefetch(self, sha256: str) -> CacheTraffic:
+        """Start the cache lookups a plan without ROUTING makes (each vendor, for everything it has switched
+        on) as soon as the bytes are known, so that they overlap the decode. ``run`` takes their answers;
+        a plan that asks something else looks up its own keys."""
+        traffic = CacheTraffic()
+        if self.cache is None or self.routes:
+            return traffic
+        for name, provider in self.providers.items():
+            if name != "builtin":
+                key = ContentCache.key(sha256, name, self._fingerprints[name], enabled_capabilities(provider))
+                traffic.lookups[key] = self._cache_io.submit(self.cache.get, key)
+        return traffic
+
+    def run(self, request: AnalysisRequest, prefetched: CacheTraffic | None = None) -> Orchestration:
         attempts: dict[str, list[ProviderResult]] = {}
-        if "builtin" in self.providers:
-            attempts["builtin"] = [self._run_one("builtin", request, None)]
+        traffic = prefetched if prefetched is not None else CacheTraffic()
+        # builtin's answer shapes the plan only under ROUTING (a capability it answers is asked of nobody
+        # else) or AI_SKIP_WHEN_PROVEN (its proof skips the paid detector). Otherwise its pixel work runs
+        # while the vendors are asked, instead of before: the vendors' answers are what a record waits for.
+        builtin_decides = "builtin" in self.providers and (bool(self.routes) or self.settings.ai_skip_when_proven)
+        if builtin_decides:
+            attempts["builtin"] = [self._run_one("builtin", request, None, traffic)]
         builtin = attempts.get("builtin", [None])[0]
         skip_ai = self.settings.ai_skip_when_proven and builtin is not None and builtin.ok and proves_ai(builtin.output)
         if not self.routes:
@@ -195,9 +236,13 @@ class Orchestrator:
                         wanted[name] = enabled - {"ai_generated"}
                     continue  # nothing else to ask: no call at all
                 wanted[name] = None
-            for name, result in self._round(wanted, request).items():
-                attempts[name] = [result]
-            return Orchestration({name: _combined(runs) for name, runs in attempts.items()})
+            if "builtin" in self.providers and not builtin_decides:
+                wanted["builtin"] = None  # last in the round: the calling thread runs it
+            answered = self._round(wanted, request, traffic)
+            # builtin first, as when it ran before the others: the merge reads outputs in this order.
+            for name in sorted(answered, key=lambda n: n != "builtin"):
+                attempts[name] = [answered[name]]
+            return Orchestration({name: _combined(runs) for name, runs in attempts.items()}, writes=traffic.writes)
 
         answered_by: dict[str, str | None] = {}
         if skip_ai and "ai_generated" in self.routes:
@@ -224,10 +269,10 @@ class Orchestrator:
                     answered_by[capability] = self._weaker_answer(chain, attempts, capability)
             if not asks:
                 break
-            for name, result in self._round({n: frozenset(c) for n, c in asks.items()}, request).items():
+            for name, result in self._round({n: frozenset(c) for n, c in asks.items()}, request, traffic).items():
                 attempts.setdefault(name, []).append(result)
         results = {name: _combined(runs) for name, runs in attempts.items()}
-        return Orchestration(results, {cap: answered_by.get(cap) for cap in self.routes})
+        return Orchestration(results, {cap: answered_by.get(cap) for cap in self.routes}, writes=traffic.writes)
 
     def _weaker_answer(
         self, chain: tuple[str, ...], attempts: dict[str, list[ProviderResult]], capability: str
@@ -239,21 +284,29 @@ class Orchestrator:
         return None
 
     def _round(
-        self, wanted: Mapping[str, frozenset[str] | None], request: AnalysisRequest
+        self, wanted: Mapping[str, frozenset[str] | None], request: AnalysisRequest, traffic: CacheTraffic
     ) -> dict[str, ProviderResult]:
         """Every provider of a round at once; the calling thread runs one of them itself."""
         items = list(wanted.items())
         if not items:
             return {}
-        futures = {name: self._executor.submit(self._run_one, name, request, caps) for name, caps in items[:-1]}
+        futures = {
+            name: self._executor.submit(self._run_one, name, request, caps, traffic) for name, caps in items[:-1]
+        }
         last_name, last_caps = items[-1]
-        last = self._run_one(last_name, request, last_caps)
+        last = self._run_one(last_name, request, last_caps, traffic)
         done = {name: future.result() for name, future in futures.items()}
         done[last_name] = last
         return {name: done[name] for name, _ in items}
 
     # -- one provider --------------------------------------------------------------------------------
-    def _run_one(self, name: str, request: AnalysisRequest, capabilities: frozenset[str] | None) -> ProviderResult:
+    def _run_one(
+        self,
+        name: str,
+        request: AnalysisRequest,
+        capabilities: frozenset[str] | None,
+        traffic: CacheTraffic,
+    ) -> ProviderResult:
         provider = self.providers[name]
         started = time.perf_counter()
         asked = sorted(capabilities) if capabilities is not None else []
@@ -263,7 +316,8 @@ class Orchestrator:
         cache_key = None
         if self.cache is not None and name != "builtin":
             cache_key = ContentCache.key(request.image.sha256, name, self._fingerprints[name], covers)
-            cached = self.cache.get(cache_key)
+            lookup = traffic.lookups.pop(cache_key, None)
+            cached = lookup.result() if lookup is not None else self.cache.get(cache_key)
             if cached is not None:
                 self._count(f"CallsSaved_{name}", cached.calls)
                 self._count(f"EstimatedCost_{name}", 0, "None")
@@ -284,7 +338,7 @@ class Orchestrator:
             run = ProviderRun(name=name, status="failed", latency_ms=_ms(started), error=error, calls=0)
             return ProviderResult(run, ProviderOutput(), retryable=True, asked=capabilities)
         try:
-            return self._call(name, provider, request, capabilities, asked, started, cache_key)
+            return self._call(name, provider, request, capabilities, asked, started, cache_key, traffic)
         finally:
             if limit is not None:
                 limit.release()
@@ -298,6 +352,7 @@ class Orchestrator:
         asked: list[str],
         started: float,
         cache_key: str | None,
+        traffic: CacheTraffic,
     ) -> ProviderResult:
         cap = self._caps[name]
         if cap is not None and self.usage is not None and not self.usage.reserve(name, cap):
@@ -346,7 +401,9 @@ class Orchestrator:
             capabilities=asked,
         )
         if error is None and cache_key is not None:
-            self.cache.put(cache_key, output, calls)  # type: ignore[union-attr]
+            # Written while the record merges and stores its result, not before: a lost cache write only
+            # costs a later call, and the record's own write does not wait for it.
+            traffic.writes.append(self._cache_io.submit(self.cache.put, cache_key, output, calls))  # type: ignore[union-attr]
         self._count(f"ProviderLatency_{name}", run.latency_ms, "Milliseconds")
         if name != "builtin":
             self._count(f"CallsMade_{name}", calls)

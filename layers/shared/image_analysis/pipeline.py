@@ -1,8 +1,9 @@
 """One object version from event to stored result and alert.
 
-    ref -> already final? (heal a missing alert, stop) -> HEAD (size, archive) -> GET (IfMatch ETag)
-        -> decode (reject bad input) -> providers, concurrently -> merge + flags -> conditional write
-        (claiming the alert when flagged) -> alert once, then record its id on the item
+    ref -> already final? (heal a missing alert, stop) -> GET (IfMatch ETag; the size checked from its
+        headers before the body is read) -> decode (reject bad input) -> providers, concurrently
+        -> merge + flags -> conditional write (claiming the alert when flagged) -> alert once, then
+        record its id on the item
 
 A delivery that finds a flagged item without ``alert_id`` publishes only after taking over the claim
 (``ResultStore.claim_alert``), which waits out a lease longer than any invocation: copies of one event in
@@ -25,8 +26,8 @@ from image_analysis.events import ObjectRef
 from image_analysis.imaging import decode
 from image_analysis.merge import Thresholds, decide_flags, fit_result, merged_sections, overall_status, pack_raw
 from image_analysis.models import AnalysisResult, ErrorInfo, Quarantine, Reprocess
-from image_analysis.objects import ObjectReader
-from image_analysis.orchestration import Orchestrator
+from image_analysis.objects import ObjectReader, SizeRejected
+from image_analysis.orchestration import Orchestration, Orchestrator
 from image_analysis.providers.base import AnalysisRequest, Deadline
 from image_analysis.store import FINAL_STATUSES, ResultStore, result_of, supersedes
 
@@ -145,8 +146,26 @@ class Pipeline:
             if ref.reprocess_id
             else None,
         }
+        plans: list[Orchestration] = []
         try:
-            result = self._analyze(ref, deadline, base)
+            return self._finish(ref, deadline, base, sequence, lease, existing, plans)
+        finally:
+            for plan in plans:
+                # The vendors' answers are paid for: their cache writes get the time the record has left.
+                plan.settle(timeout=max(0.0, deadline.remaining()))
+
+    def _finish(
+        self,
+        ref: ObjectRef,
+        deadline: Deadline,
+        base: dict[str, Any],
+        sequence: str,
+        lease: float,
+        existing: dict[str, Any] | None,
+        plans: list[Orchestration],
+    ) -> Outcome:
+        try:
+            result = self._analyze(ref, deadline, base, plans)
         except ObjectSkipped as exc:
             result = AnalysisResult(**base, status="skipped", error=exc.info(), analyzed_at=_now())
         except ObjectUnreadable as exc:
@@ -201,19 +220,22 @@ class Pipeline:
         return Outcome("done", "forgotten", "deleted" if self.on_delete == "delete" else "reduced to a tombstone")
 
     # -- steps ---------------------------------------------------------------------------------
-    def _analyze(self, ref: ObjectRef, deadline: Deadline, base: dict[str, Any]) -> AnalysisResult:
+    def _analyze(
+        self, ref: ObjectRef, deadline: Deadline, base: dict[str, Any], plans: list[Orchestration]
+    ) -> AnalysisResult:
         try:
-            head = self.reader.head(ref)
-            rejection = self.reader.size_rejection(head)
-            if rejection is not None:
-                return self._rejected(base, rejection, head.size)
             data = self.reader.read(ref)
+        except SizeRejected as exc:
+            return self._rejected(base, exc, exc.size)
         except (ObjectSkipped, ObjectUnreadable):
             raise
         except Exception as exc:  # throttling, 5xx, network: the SDK retried already
             raise TransientFailure(ErrorInfo(code="server_error", message=f"reading the object failed: {exc}")) from exc
+        sha256 = hashlib.sha256(data).hexdigest()
+        # The vendors' cache lookups need only the bytes: they go out while the image is decoded.
+        prefetched = self.orchestrator.prefetch(sha256)
         try:
-            image = decode(data, self.max_pixels)
+            image = decode(data, self.max_pixels, sha256=sha256)
         except InputRejected as exc:
             return self._rejected(base, exc, len(data))
         request = AnalysisRequest(
@@ -224,7 +246,8 @@ class Pipeline:
             key=ref.key,
             version_id=ref.version_id,
         )
-        plan = self.orchestrator.run(request)
+        plan = self.orchestrator.run(request, prefetched)
+        plans.append(plan)
         transient = plan.transient_error()
         if transient is not None:
             raise TransientFailure(transient)

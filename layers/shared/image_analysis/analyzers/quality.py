@@ -1,9 +1,9 @@
 """Cheap quality signals from the working copy: sharpness, brightness, contrast, exposure.
 
 Sharpness is the variance of the 4-neighbour Laplacian of a grey copy, the usual focus measure. It is
-computed exactly in float: Pillow's ``ImageFilter.Kernel`` clips results to 0..255 and copies the border
-pixels unfiltered, and ``ImageStat`` bins float images into 256 buckets, so both would distort it. The mean
-of a float image is read by a BOX resize to one pixel, which averages in float.
+computed exactly: on an 8-bit image Pillow's ``ImageFilter.Kernel`` would clip results to 0..255, so it
+runs on a 32-bit integer copy, and ``ImageStat`` bins float images into 256 buckets, so means are read by
+a BOX resize to one pixel instead, which averages in float.
 
 Brightness and contrast are the mean and the standard deviation of the luminance (``ImageStat`` on the
 8-bit grey copy is exact), both on a 0..1 scale, so contrast cannot exceed 0.5.
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from PIL import Image, ImageMath, ImageStat
+from PIL import Image, ImageFilter, ImageMath, ImageStat
 
 from image_analysis.models import Quality
 
@@ -34,23 +34,24 @@ def _mean(image: Image.Image) -> float:
     return float(image.resize((1, 1), Image.Resampling.BOX).getpixel((0, 0)))  # type: ignore[arg-type]
 
 
+# The 4-neighbour Laplacian as a Pillow kernel. On a 32-bit integer image the filter sums exactly but
+# clips below zero, so the result is lifted by an offset (grey 0..255 gives -1020..1020) and the mean,
+# which carries the offset, is taken out before squaring: float32 squares of values near 1024 would lose
+# the variance to rounding.
+_LAPLACIAN_OFFSET = 1024
+_LAPLACIAN = ImageFilter.Kernel((3, 3), [0, 1, 0, 1, -4, 1, 0, 1, 0], scale=1, offset=_LAPLACIAN_OFFSET)
+
+
 def laplacian_variance(grey: Image.Image) -> float:
     """The variance of the 4-neighbour Laplacian over the interior pixels of an ``L`` image."""
     width, height = grey.size
     if width < 3 or height < 3:
         return 0.0
-    f = grey.convert("F")
-    laplacian = ImageMath.lambda_eval(
-        lambda a: a["up"] + a["down"] + a["left"] + a["right"] - a["centre"] * 4,
-        centre=f.crop((1, 1, width - 1, height - 1)),
-        up=f.crop((1, 0, width - 1, height - 2)),
-        down=f.crop((1, 2, width - 1, height)),
-        left=f.crop((0, 1, width - 2, height - 1)),
-        right=f.crop((2, 1, width, height - 1)),
-    )
-    squared = ImageMath.lambda_eval(lambda a: a["x"] * a["x"], x=laplacian)
+    # The filter leaves the border pixels as they were: only the interior is the Laplacian.
+    laplacian = grey.convert("I").filter(_LAPLACIAN).crop((1, 1, width - 1, height - 1)).convert("F")
     mean = _mean(laplacian)
-    return max(0.0, _mean(squared) - mean * mean)
+    centred = laplacian.point(lambda v: v - mean)
+    return max(0.0, _mean(ImageMath.lambda_eval(lambda a: a["x"] * a["x"], x=centred)))
 
 
 def exposure(histogram: list[int], brightness: float) -> Exposure:
