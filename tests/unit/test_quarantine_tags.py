@@ -136,8 +136,8 @@ class Orchestrator:
     def __init__(self, ai_confidence):
         self.ai_confidence = ai_confidence
 
-    def prefetch(self, sha256):
-        return CacheTraffic()
+    def prefetch(self, sha256, deferred=None):
+        return CacheTraffic(deferred=deferred)
 
     def run(self, request, prefetched=None):
         verdict = AIGenerated(verdict="ai", confidence=self.ai_confidence, provider="builtin")

@@ -228,8 +228,8 @@ def answered(name: str, output: ProviderOutput) -> ProviderResult:
 
 
 class Orchestrator:
-    def prefetch(self, sha256):
-        return CacheTraffic()
+    def prefetch(self, sha256, deferred=None):
+        return CacheTraffic(deferred=deferred)
 
     def run(self, request, prefetched=None):
         output = ProviderOutput(labels=[Label(name="beach", confidence=0.9, provider="imagga")], raw=BIG)

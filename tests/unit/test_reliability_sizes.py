@@ -87,8 +87,8 @@ def hostile_output(provider: str) -> ProviderOutput:
 
 
 class Orchestrator:
-    def prefetch(self, sha256):
-        return CacheTraffic()
+    def prefetch(self, sha256, deferred=None):
+        return CacheTraffic(deferred=deferred)
 
     def run(self, request, prefetched=None):
         results = {}

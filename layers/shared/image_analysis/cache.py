@@ -65,20 +65,45 @@ class ContentCache:
         calls = int(item["calls"]["N"]) if "calls" in item else max(1, len(output.raw))
         return CachedAnswer(output, calls)
 
-    def put(self, key: str, output: ProviderOutput, calls: int) -> bool:
+    def _item(self, key: str, output: ProviderOutput, calls: int) -> dict[str, Any] | None:
         blob = zlib.compress(output.model_dump_json().encode(), 6)
         if len(blob) > MAX_CACHED_BYTES:
+            return None
+        return {
+            "pk": {"S": key},
+            "output": {"B": blob},
+            "calls": {"N": str(calls)},
+            "expires_at": {"N": str(int(self._clock()) + self.ttl_seconds)},
+        }
+
+    def put(self, key: str, output: ProviderOutput, calls: int) -> bool:
+        item = self._item(key, output, calls)
+        if item is None:
             return False
         try:
-            self._client.put_item(
-                TableName=self.table_name,
-                Item={
-                    "pk": {"S": key},
-                    "output": {"B": blob},
-                    "calls": {"N": str(calls)},
-                    "expires_at": {"N": str(int(self._clock()) + self.ttl_seconds)},
-                },
-            )
+            self._client.put_item(TableName=self.table_name, Item=item)
         except (ClientError, BotoCoreError):  # the answer stands; only its reuse is lost
             return False
         return True
+
+    def put_many(self, answers: Iterable[tuple[str, ProviderOutput, int]], tries: int = 3) -> int:
+        """Several answers with one request per 25 (BatchWriteItem); returns how many were stored. What
+        DynamoDB leaves unprocessed (throttling) is sent again, ``tries`` times in all. When one key
+        comes twice (the same bytes twice in a batch), its last answer is stored."""
+        items = {key: item for key, output, calls in answers if (item := self._item(key, output, calls)) is not None}
+        requests = [{"PutRequest": {"Item": item}} for item in items.values()]
+        stored = 0
+        for start in range(0, len(requests), 25):
+            pending = requests[start : start + 25]
+            for attempt in range(tries):
+                try:
+                    response = self._client.batch_write_item(RequestItems={self.table_name: pending})
+                except (ClientError, BotoCoreError):
+                    break  # the answers stand; only their reuse is lost
+                left = response.get("UnprocessedItems", {}).get(self.table_name, [])
+                stored += len(pending) - len(left)
+                pending = left
+                if not pending:
+                    break
+                time.sleep(0.05 * 2**attempt)
+        return stored

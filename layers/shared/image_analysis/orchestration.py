@@ -1,7 +1,8 @@
 """Which providers run for one image, in what order, and whose answer counts.
 
 - ``builtin`` always runs (image facts, provenance); it is fast and offline. It runs first when its
-  answer decides whom to ask (ROUTING, ``AI_SKIP_WHEN_PROVEN``), otherwise alongside the vendors.
+  answer decides whom to ask (ROUTING, ``AI_SKIP_WHEN_PROVEN``), otherwise alongside the vendors, on
+  one thread that the records in flight share.
 - Without ROUTING every other configured provider runs, concurrently, and everything is merged.
 - With ROUTING each capability is asked of the first provider of its chain; providers needed in one
   round run concurrently; a capability whose provider failed (or is capped for today) goes to the next
@@ -83,10 +84,70 @@ class ProviderResult:
 
 @dataclass
 class CacheTraffic:
-    """One image's content-cache lookups started ahead (by key) and writes still going on."""
+    """One image's content-cache lookups started ahead (by key) and writes still going on. With
+    ``deferred`` (this record's part of a batch's ``SharedAnswers``) fresh answers are only collected
+    there, and cached together with the other records'."""
 
     lookups: dict[str, Future[Any]] = field(default_factory=dict)
     writes: list[Future[Any]] = field(default_factory=list)
+    deferred: RecordAnswers | None = None
+
+
+class SharedAnswers:
+    """The fresh vendor answers of one batch's records, cached with one request (per 25) instead of one
+    each. The request goes out once every record has its answers, while the last results are still
+    being written; ``wait`` sends it if some record never got that far, and waits for it."""
+
+    def __init__(self, records: int, store: Callable[[list[Any]], int], executor: ThreadPoolExecutor) -> None:
+        self._left = records
+        self._store = store
+        self._executor = executor
+        self._answers: list[tuple[str, ProviderOutput, int]] = []
+        self._lock = threading.Lock()
+        self._stored: Future[int] | None = None
+
+    def for_record(self) -> RecordAnswers:
+        return RecordAnswers(self)
+
+    def add(self, answer: tuple[str, ProviderOutput, int]) -> None:
+        with self._lock:
+            self._answers.append(answer)
+
+    def record_done(self) -> None:
+        with self._lock:
+            self._left -= 1
+            if self._left == 0:
+                self._start()
+
+    def _start(self) -> None:
+        if self._stored is None:
+            self._stored = self._executor.submit(self._store, list(self._answers))
+
+    def wait(self, timeout: float | None = None) -> int:
+        """How many answers were stored (0 when none were, or not within ``timeout``)."""
+        with self._lock:
+            self._start()
+            stored = self._stored
+        try:
+            return stored.result(timeout=timeout)  # type: ignore[union-attr]
+        except Exception:
+            return 0
+
+
+class RecordAnswers:
+    """One record's part of ``SharedAnswers``: ``append`` an answer, ``done`` once it has them all."""
+
+    def __init__(self, shared: SharedAnswers) -> None:
+        self._shared = shared
+        self._done = False
+
+    def append(self, answer: tuple[str, ProviderOutput, int]) -> None:
+        self._shared.add(answer)
+
+    def done(self) -> None:
+        if not self._done:
+            self._done = True
+            self._shared.record_done()
 
 
 @dataclass
@@ -195,16 +256,17 @@ class Orchestrator:
         # Cache reads and writes have threads of their own: they never wait for anything, so a provider
         # thread waiting for its lookup can never be stuck behind other providers.
         self._cache_io = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cache-io")
+        self._builtin_lane = ThreadPoolExecutor(max_workers=1, thread_name_prefix="builtin")
         self._fingerprints = {
             name: config_fingerprint(name, p.normalizer_version, settings.env) for name, p in self.providers.items()
         }
 
     # -- the plan ----------------------------------------------------------------------------------
-    def prefetch(self, sha256: str) -> CacheTraffic:
+    def prefetch(self, sha256: str, deferred: RecordAnswers | None = None) -> CacheTraffic:
         """Start the cache lookups a plan without ROUTING makes (each vendor, for everything it has switched
         on) as soon as the bytes are known, so that they overlap the decode. ``run`` takes their answers;
         a plan that asks something else looks up its own keys."""
-        traffic = CacheTraffic()
+        traffic = CacheTraffic(deferred=deferred)
         if self.cache is None or self.routes:
             return traffic
         for name, provider in self.providers.items():
@@ -212,6 +274,21 @@ class Orchestrator:
                 key = ContentCache.key(sha256, name, self._fingerprints[name], enabled_capabilities(provider))
                 traffic.lookups[key] = self._cache_io.submit(self.cache.get, key)
         return traffic
+
+    def shared_answers(self, records: int) -> SharedAnswers:
+        """Where the ``records`` of one batch collect their fresh answers (``prefetch(deferred=...)``)."""
+        return SharedAnswers(records, self._store_answers, self._cache_io)
+
+    def _store_answers(self, answers: list[tuple[str, ProviderOutput, int]]) -> int:
+        """Never raises: a lost cache write only costs a later call."""
+        if self.cache is None or not answers:
+            return 0
+        try:
+            return self.cache.put_many(answers)
+        except Exception:
+            if self.logger is not None:
+                self.logger.exception("could not store the batch's answers in the cache")
+            return 0
 
     def run(self, request: AnalysisRequest, prefetched: CacheTraffic | None = None) -> Orchestration:
         attempts: dict[str, list[ProviderResult]] = {}
@@ -236,12 +313,17 @@ class Orchestrator:
                         wanted[name] = enabled - {"ai_generated"}
                     continue  # nothing else to ask: no call at all
                 wanted[name] = None
+            lane = None
             if "builtin" in self.providers and not builtin_decides:
-                wanted["builtin"] = None  # last in the round: the calling thread runs it
+                # On the container's one builtin thread: with a batch in flight its pixel work then gets
+                # the CPU mostly while vendors are waited for, instead of delaying other records' requests.
+                lane = self._builtin_lane.submit(self._run_one, "builtin", request, None, traffic)
             answered = self._round(wanted, request, traffic)
-            # builtin first, as when it ran before the others: the merge reads outputs in this order.
-            for name in sorted(answered, key=lambda n: n != "builtin"):
-                attempts[name] = [answered[name]]
+            if lane is not None:
+                # builtin first, as when it ran before the others: the merge reads outputs in this order.
+                attempts["builtin"] = [lane.result()]
+            for name, result in answered.items():
+                attempts[name] = [result]
             return Orchestration({name: _combined(runs) for name, runs in attempts.items()}, writes=traffic.writes)
 
         answered_by: dict[str, str | None] = {}
@@ -403,7 +485,10 @@ class Orchestrator:
         if error is None and cache_key is not None:
             # Written while the record merges and stores its result, not before: a lost cache write only
             # costs a later call, and the record's own write does not wait for it.
-            traffic.writes.append(self._cache_io.submit(self.cache.put, cache_key, output, calls))  # type: ignore[union-attr]
+            if traffic.deferred is not None:
+                traffic.deferred.append((cache_key, output, calls))
+            else:
+                traffic.writes.append(self._cache_io.submit(self.cache.put, cache_key, output, calls))  # type: ignore[union-attr]
         self._count(f"ProviderLatency_{name}", run.latency_ms, "Milliseconds")
         if name != "builtin":
             self._count(f"CallsMade_{name}", calls)

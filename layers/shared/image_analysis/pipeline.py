@@ -27,7 +27,7 @@ from image_analysis.imaging import decode
 from image_analysis.merge import Thresholds, decide_flags, fit_result, merged_sections, overall_status, pack_raw
 from image_analysis.models import AnalysisResult, ErrorInfo, Quarantine, Reprocess
 from image_analysis.objects import ObjectReader, SizeRejected
-from image_analysis.orchestration import Orchestration, Orchestrator
+from image_analysis.orchestration import Orchestration, Orchestrator, RecordAnswers, SharedAnswers
 from image_analysis.providers.base import AnalysisRequest, Deadline
 from image_analysis.store import FINAL_STATUSES, ResultStore, result_of, supersedes
 
@@ -44,6 +44,10 @@ class Outcome:
     detail: str = ""
     alerted: bool = False
     result: AnalysisResult | None = None
+
+
+# ``process`` without the stored item: it reads it itself.
+UNREAD = object()
 
 
 class TransientFailure(Exception):
@@ -108,16 +112,40 @@ class Pipeline:
         self.metrics = metrics
 
     # -- the public steps ------------------------------------------------------------------------
+    def read_results(self, refs: list[ObjectRef]) -> dict[tuple[str, str], dict[str, Any] | None]:
+        """The stored items of a batch's uploads, read together (one request instead of one per record);
+        ``process`` takes each as ``existing``. Best effort: what cannot be read here (throttling, an
+        error) is left out, and ``process`` reads it itself."""
+        keys = [(ref.pk, ref.sk) for ref in refs if not ref.removed]
+        if len(keys) < 2:
+            return {}
+        try:
+            return self.store.get_many(keys)
+        except Exception:
+            if self.logger is not None:
+                self.logger.warning("could not read the batch's results together; each record reads its own")
+            return {}
+
     def process(
-        self, ref: ObjectRef, deadline: Deadline, attempts: int = 1, alert_lease_seconds: float | None = None
+        self,
+        ref: ObjectRef,
+        deadline: Deadline,
+        attempts: int = 1,
+        alert_lease_seconds: float | None = None,
+        existing: Any = UNREAD,
+        cache_writes: RecordAnswers | None = None,
     ) -> Outcome:
         """``alert_lease_seconds``: how old another delivery's alert claim must be before this one may
         take it over (default: the pipeline's); the handler passes the configured one, never shorter
-        than the invocation itself."""
+        than the invocation itself. ``existing``: the stored item (or None), when the caller has read it
+        already (``read_results``); the conditional write guards the result whatever was read.
+        ``cache_writes``: this record's part of a batch's ``SharedAnswers`` (``shared_answers``), where its
+        fresh vendor answers are collected instead of being cached by the record itself."""
         lease = self.alert_lease_seconds if alert_lease_seconds is None else alert_lease_seconds
         if ref.removed:
             return self.forget(ref)
-        existing = self.store.get(ref.pk, ref.sk)
+        if existing is UNREAD:
+            existing = self.store.get(ref.pk, ref.sk)
         final = existing is not None and existing.get("status") in FINAL_STATUSES
         sequence = ref.sequence
         if ref.reprocess_id:
@@ -148,7 +176,7 @@ class Pipeline:
         }
         plans: list[Orchestration] = []
         try:
-            return self._finish(ref, deadline, base, sequence, lease, existing, plans)
+            return self._finish(ref, deadline, base, sequence, lease, existing, plans, cache_writes)
         finally:
             for plan in plans:
                 # The vendors' answers are paid for: their cache writes get the time the record has left.
@@ -163,9 +191,10 @@ class Pipeline:
         lease: float,
         existing: dict[str, Any] | None,
         plans: list[Orchestration],
+        cache_writes: RecordAnswers | None,
     ) -> Outcome:
         try:
-            result = self._analyze(ref, deadline, base, plans)
+            result = self._analyze(ref, deadline, base, plans, cache_writes)
         except ObjectSkipped as exc:
             result = AnalysisResult(**base, status="skipped", error=exc.info(), analyzed_at=_now())
         except ObjectUnreadable as exc:
@@ -178,6 +207,11 @@ class Pipeline:
             self._count("ImagesFailed")
             return Outcome("retry", "failed", exc.error.message, result=failed)
         return self._commit(ref, result, sequence, lease, was_flagged=bool((existing or {}).get("flags")))
+
+    def shared_answers(self, records: int) -> SharedAnswers:
+        """Where a batch's ``records`` collect their fresh vendor answers, to be cached with one request
+        (``process(cache_writes=shared.for_record())``, then ``shared.wait()``)."""
+        return self.orchestrator.shared_answers(records)
 
     def record_failure(self, ref: ObjectRef, error: ErrorInfo, receive_count: int = 1) -> bool:
         """A record handed back for a reason the pipeline did not see (time ran out, an unexpected
@@ -221,7 +255,12 @@ class Pipeline:
 
     # -- steps ---------------------------------------------------------------------------------
     def _analyze(
-        self, ref: ObjectRef, deadline: Deadline, base: dict[str, Any], plans: list[Orchestration]
+        self,
+        ref: ObjectRef,
+        deadline: Deadline,
+        base: dict[str, Any],
+        plans: list[Orchestration],
+        cache_writes: RecordAnswers | None = None,
     ) -> AnalysisResult:
         try:
             data = self.reader.read(ref)
@@ -233,7 +272,7 @@ class Pipeline:
             raise TransientFailure(ErrorInfo(code="server_error", message=f"reading the object failed: {exc}")) from exc
         sha256 = hashlib.sha256(data).hexdigest()
         # The vendors' cache lookups need only the bytes: they go out while the image is decoded.
-        prefetched = self.orchestrator.prefetch(sha256)
+        prefetched = self.orchestrator.prefetch(sha256, cache_writes)
         try:
             image = decode(data, self.max_pixels, sha256=sha256)
         except InputRejected as exc:
@@ -248,6 +287,8 @@ class Pipeline:
         )
         plan = self.orchestrator.run(request, prefetched)
         plans.append(plan)
+        if cache_writes is not None:
+            cache_writes.done()  # the batch's answers may be cached while this result is written
         transient = plan.transient_error()
         if transient is not None:
             raise TransientFailure(transient)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -127,6 +127,34 @@ class ResultStore:
         )
         raw = response.get("Item")
         return {k: self._deserializer.deserialize(v) for k, v in raw.items()} if raw else None
+
+    def get_many(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any] | None]:
+        """The items of several ``(pk, sk)`` keys, read consistently with one request per 100 keys (a
+        batch's records, instead of one read each). A key DynamoDB leaves unprocessed (throttling) is
+        absent from the answer, so the caller reads it on its own; a key with no item maps to None."""
+        wanted = list(dict.fromkeys(keys))  # BatchGetItem refuses duplicate keys
+        found: dict[tuple[str, str], dict[str, Any] | None] = {}
+        for start in range(0, len(wanted), 100):
+            chunk = wanted[start : start + 100]
+            response = self._client.batch_get_item(
+                RequestItems={
+                    self.table_name: {
+                        "Keys": [self._marshal({"pk": pk, "sk": sk}) for pk, sk in chunk],
+                        "ConsistentRead": True,
+                    }
+                }
+            )
+            unprocessed = {
+                (key["pk"]["S"], key["sk"]["S"])
+                for key in response.get("UnprocessedKeys", {}).get(self.table_name, {}).get("Keys", [])
+            }
+            for raw in response.get("Responses", {}).get(self.table_name, []):
+                item = self._unmarshal(raw)
+                found[(item["pk"], item["sk"])] = item
+            for key in chunk:
+                if key not in found and key not in unprocessed:
+                    found[key] = None
+        return found
 
     def put_result(self, result: AnalysisResult, sequence: str, event_time: str | None = None) -> bool:
         """Write a result unless a result for the same or a newer event is already final.
