@@ -91,6 +91,9 @@ class CacheTraffic:
     lookups: dict[str, Future[Any]] = field(default_factory=dict)
     writes: list[Future[Any]] = field(default_factory=list)
     deferred: RecordAnswers | None = None
+    # Writes in the background, for a caller that settles them (the pipeline); otherwise before ``run``
+    # returns, so that a caller that runs the same image again finds the answer.
+    background: bool = False
 
 
 class SharedAnswers:
@@ -265,8 +268,9 @@ class Orchestrator:
     def prefetch(self, sha256: str, deferred: RecordAnswers | None = None) -> CacheTraffic:
         """Start the cache lookups a plan without ROUTING makes (each vendor, for everything it has switched
         on) as soon as the bytes are known, so that they overlap the decode. ``run`` takes their answers;
-        a plan that asks something else looks up its own keys."""
-        traffic = CacheTraffic(deferred=deferred)
+        a plan that asks something else looks up its own keys. A run given this traffic caches fresh
+        answers in the background (or in ``deferred``): the caller settles the ``Orchestration``."""
+        traffic = CacheTraffic(deferred=deferred, background=True)
         if self.cache is None or self.routes:
             return traffic
         for name, provider in self.providers.items():
@@ -487,8 +491,10 @@ class Orchestrator:
             # costs a later call, and the record's own write does not wait for it.
             if traffic.deferred is not None:
                 traffic.deferred.append((cache_key, output, calls))
-            else:
+            elif traffic.background:
                 traffic.writes.append(self._cache_io.submit(self.cache.put, cache_key, output, calls))  # type: ignore[union-attr]
+            else:
+                self.cache.put(cache_key, output, calls)  # type: ignore[union-attr]
         self._count(f"ProviderLatency_{name}", run.latency_ms, "Milliseconds")
         if name != "builtin":
             self._count(f"CallsMade_{name}", calls)
