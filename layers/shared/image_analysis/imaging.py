@@ -174,9 +174,9 @@ class DecodedImage:
         target = _fitted((self.width, self.height), side)
         if image.size != target:
             # The size follows from the original's, whichever decoded copy it is made from, so a vendor's
-            # boxes map back exactly. Bilinear: Pillow widens its support when it shrinks, so there is no
-            # aliasing, at half the time of Lanczos on a big draft.
-            image = image.resize(target, Image.Resampling.BILINEAR, reducing_gap=2.0)
+            # boxes map back exactly. BOX (area averaging) does not alias when it shrinks and takes two
+            # thirds of bilinear's time; unlike the working copy, nothing we measure reads these pixels.
+            image = image.resize(target, Image.Resampling.BOX, reducing_gap=2.0)
         elif image is self.working or image is self.draft:
             image = image.copy()
         out = io.BytesIO()
