@@ -171,6 +171,7 @@ def _process_one(
         return _process(item, runtime, deadline, budget, logger, lease, shared)
     finally:
         if "cache_writes" in shared:
+            shared["cache_writes"].end_turn()
             shared["cache_writes"].done()  # this record asks no vendor anything more
 
 
@@ -196,6 +197,9 @@ def _process(
     held = 0
     try:
         held = budget.acquire(ref.size or 0)
+        if "cache_writes" in shared:
+            # After the byte budget, never before: a record waiting for bytes holds no turn.
+            shared["cache_writes"].take_turn(timeout=deadline.remaining() - START_MARGIN_SECONDS)
         outcome = runtime.pipeline.process(
             ref, deadline, attempts=item.record.receive_count, alert_lease_seconds=lease, **shared
         )

@@ -82,6 +82,36 @@ class ProviderResult:
         return self.asked is None or capability in self.asked
 
 
+# Records of a batch preparing their vendor requests at once (``SharedAnswers``): two, so that one can
+# decode while the other waits for S3 or the cache.
+PREPARING_AT_ONCE = 2
+# The longest builtin waits for the batch's records to have asked their vendors.
+BUILTIN_WAIT_SECONDS = 1.0
+
+
+class _Asked:
+    """Calls ``then`` once every named vendor has sent its first request, or finished without one."""
+
+    def __init__(self, names: list[str], then: Callable[[], None]) -> None:
+        self._waiting = set(names)
+        self._then = then
+        self._lock = threading.Lock()
+        if not self._waiting:
+            then()
+
+    def arrived(self, name: str) -> Callable[[], None]:
+        def signal() -> None:
+            with self._lock:
+                if name not in self._waiting:
+                    return
+                self._waiting.discard(name)
+                last = not self._waiting
+            if last:
+                self._then()
+
+        return signal
+
+
 @dataclass
 class CacheTraffic:
     """One image's content-cache lookups started ahead (by key) and writes still going on. With
@@ -99,9 +129,19 @@ class CacheTraffic:
 class SharedAnswers:
     """The fresh vendor answers of one batch's records, cached with one request (per 25) instead of one
     each. The request goes out once every record has its answers, while the last results are still
-    being written; ``wait`` sends it if some record never got that far, and waits for it."""
+    being written; ``wait`` sends it if some record never got that far, and waits for it.
+
+    It also takes the records to their vendors in turns: at most ``PREPARING_AT_ONCE`` of them read,
+    decode and prepare their requests at once (``take_turn``), and a record's turn ends as its requests
+    leave (``end_turn``). Ten records started together would otherwise share the CPU until all ten are
+    nearly ready and ask their vendors at about the same moment; in turns the first ones ask early, and
+    the later ones prepare while the earlier ones wait for their answers."""
 
     def __init__(self, records: int, store: Callable[[list[Any]], int], executor: ThreadPoolExecutor) -> None:
+        self._turns = threading.BoundedSemaphore(PREPARING_AT_ONCE)
+        # Records that have a turn or wait for one: builtin's pixel work waits for none to be left.
+        self._preparing = 0
+        self._quiet = threading.Condition()
         self._left = records
         self._store = store
         self._executor = executor
@@ -126,6 +166,18 @@ class SharedAnswers:
         if self._stored is None:
             self._stored = self._executor.submit(self._store, list(self._answers))
 
+    def _preparing_changed(self, by: int) -> None:
+        with self._quiet:
+            self._preparing += by
+            if self._preparing == 0:
+                self._quiet.notify_all()
+
+    def wait_until_prepared(self, timeout: float) -> None:
+        """Until no record of the batch is preparing its requests (at most ``timeout`` seconds): work that
+        no vendor waits for then takes the CPU while the vendors are waited for."""
+        with self._quiet:
+            self._quiet.wait_for(lambda: self._preparing == 0, timeout=max(0.0, timeout))
+
     def wait(self, timeout: float | None = None) -> int:
         """How many answers were stored (0 when none were, or not within ``timeout``)."""
         with self._lock:
@@ -138,11 +190,36 @@ class SharedAnswers:
 
 
 class RecordAnswers:
-    """One record's part of ``SharedAnswers``: ``append`` an answer, ``done`` once it has them all."""
+    """One record's part of ``SharedAnswers``: ``append`` an answer, ``done`` once it has them all; its
+    turn at preparing (``take_turn``) ends with ``end_turn``, which may be called more than once."""
 
     def __init__(self, shared: SharedAnswers) -> None:
         self._shared = shared
         self._done = False
+        self._turn_lock = threading.Lock()
+        self._has_turn = False
+        self._preparing = False
+
+    def take_turn(self, timeout: float) -> None:
+        """Wait for a turn, at most ``timeout`` seconds (then go ahead anyway: a deadline beats order)."""
+        with self._turn_lock:
+            self._preparing = True
+        self._shared._preparing_changed(+1)
+        got = self._shared._turns.acquire(timeout=max(0.0, timeout))
+        with self._turn_lock:
+            self._has_turn = got
+
+    def end_turn(self) -> None:
+        with self._turn_lock:
+            had, self._has_turn = self._has_turn, False
+            was, self._preparing = self._preparing, False
+        if had:
+            self._shared._turns.release()
+        if was:
+            self._shared._preparing_changed(-1)
+
+    def wait_until_prepared(self, timeout: float) -> None:
+        self._shared.wait_until_prepared(timeout)
 
     def append(self, answer: tuple[str, ProviderOutput, int]) -> None:
         self._shared.add(answer)
@@ -321,7 +398,7 @@ class Orchestrator:
             if "builtin" in self.providers and not builtin_decides:
                 # On the container's one builtin thread: with a batch in flight its pixel work then gets
                 # the CPU mostly while vendors are waited for, instead of delaying other records' requests.
-                lane = self._builtin_lane.submit(self._run_one, "builtin", request, None, traffic)
+                lane = self._builtin_lane.submit(self._builtin_when_prepared, request, traffic)
             answered = self._round(wanted, request, traffic)
             if lane is not None:
                 # builtin first, as when it ran before the others: the merge reads outputs in this order.
@@ -369,18 +446,27 @@ class Orchestrator:
             return "builtin" if answers(self.providers["builtin"], tried[0], capability) else None
         return None
 
+    def _builtin_when_prepared(self, request: AnalysisRequest, traffic: CacheTraffic) -> ProviderResult:
+        """builtin on its lane, once the batch's records have sent their requests (at most a second)."""
+        if traffic.deferred is not None:
+            traffic.deferred.wait_until_prepared(min(BUILTIN_WAIT_SECONDS, request.deadline.remaining() / 4))
+        return self._run_one("builtin", request, None, traffic)
+
     def _round(
         self, wanted: Mapping[str, frozenset[str] | None], request: AnalysisRequest, traffic: CacheTraffic
     ) -> dict[str, ProviderResult]:
         """Every provider of a round at once; the calling thread runs one of them itself."""
         items = list(wanted.items())
+        turn = traffic.deferred
+        asked = _Asked([name for name, _ in items if name != "builtin"], turn.end_turn if turn else lambda: None)
         if not items:
             return {}
         futures = {
-            name: self._executor.submit(self._run_one, name, request, caps, traffic) for name, caps in items[:-1]
+            name: self._executor.submit(self._run_one, name, request, caps, traffic, asked.arrived(name))
+            for name, caps in items[:-1]
         }
         last_name, last_caps = items[-1]
-        last = self._run_one(last_name, request, last_caps, traffic)
+        last = self._run_one(last_name, request, last_caps, traffic, asked.arrived(last_name))
         done = {name: future.result() for name, future in futures.items()}
         done[last_name] = last
         return {name: done[name] for name, _ in items}
@@ -392,6 +478,22 @@ class Orchestrator:
         request: AnalysisRequest,
         capabilities: frozenset[str] | None,
         traffic: CacheTraffic,
+        on_asked: Callable[[], None] | None = None,
+    ) -> ProviderResult:
+        """``on_asked``: called as this vendor's first request leaves, or when it ends without one."""
+        try:
+            return self._run_one_asking(name, request, capabilities, traffic, on_asked)
+        finally:
+            if on_asked is not None:
+                on_asked()
+
+    def _run_one_asking(
+        self,
+        name: str,
+        request: AnalysisRequest,
+        capabilities: frozenset[str] | None,
+        traffic: CacheTraffic,
+        on_asked: Callable[[], None] | None,
     ) -> ProviderResult:
         provider = self.providers[name]
         started = time.perf_counter()
@@ -424,7 +526,7 @@ class Orchestrator:
             run = ProviderRun(name=name, status="failed", latency_ms=_ms(started), error=error, calls=0)
             return ProviderResult(run, ProviderOutput(), retryable=True, asked=capabilities)
         try:
-            return self._call(name, provider, request, capabilities, asked, started, cache_key, traffic)
+            return self._call(name, provider, request, capabilities, asked, started, cache_key, traffic, on_asked)
         finally:
             if limit is not None:
                 limit.release()
@@ -439,6 +541,7 @@ class Orchestrator:
         started: float,
         cache_key: str | None,
         traffic: CacheTraffic,
+        on_asked: Callable[[], None] | None = None,
     ) -> ProviderResult:
         cap = self._caps[name]
         if cap is not None and self.usage is not None and not self.usage.reserve(name, cap):
@@ -448,6 +551,8 @@ class Orchestrator:
             self._quota_exhausted(name)
             return ProviderResult(run, ProviderOutput(), asked=capabilities)
         deadline = request.deadline.metered()
+        if deadline.meter is not None:
+            deadline.meter.on_first_send = on_asked
         keep_metadata = self.settings.vendor(name.upper() + "_", "SEND_METADATA").lower() in ("1", "true", "yes")
         own_request = AnalysisRequest(
             image=request.image.for_vendor(keep_metadata),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -83,11 +84,16 @@ class CallMeter:
         self._lock = threading.Lock()
         self.calls = 0
         self.bytes_sent = 0
+        # Called once, as the first request leaves (the orchestrator's "this vendor has been asked").
+        self.on_first_send: Callable[[], None] | None = None
 
     def record(self, body_bytes: int) -> None:
         with self._lock:
             self.calls += 1
             self.bytes_sent += body_bytes
+            first, self.on_first_send = self.on_first_send, None
+        if first is not None:
+            first()
 
 
 class Deadline:

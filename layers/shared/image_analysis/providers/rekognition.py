@@ -429,9 +429,9 @@ class RekognitionProvider(Provider):
         if not wanted:
             return ProviderOutput()
         image = self.image_parameter(request)
-        if "Bytes" in image and request.deadline.meter is not None:
-            for _ in wanted:
-                request.deadline.meter.record(len(image["Bytes"]))
+        if request.deadline.meter is not None:
+            for _ in wanted:  # one billed request per feature; an S3Object reference sends no image bytes
+                request.deadline.meter.record(len(image.get("Bytes", b"")))
         deadline = request.deadline
         if deadline.remaining() - SAFETY_MARGIN < MIN_TRY_SECONDS:
             raise ProviderTimeoutError(PROVIDER, "no time left in this invocation")
