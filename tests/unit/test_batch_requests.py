@@ -9,11 +9,12 @@ from concurrent.futures import ThreadPoolExecutor
 from image_analysis.cache import ContentCache
 from image_analysis.handler import handle
 from image_analysis.models import Label
-from image_analysis.orchestration import SharedAnswers
+from image_analysis.orchestration import Orchestrator, SharedAnswers
 from image_analysis.pipeline import Outcome
-from image_analysis.providers.base import ProviderOutput
+from image_analysis.providers.base import Provider, ProviderOutput
 from image_analysis.store import ResultStore
 from tests.unit.test_handler import Context, Logger, Runtime, settings, sqs_batch
+from tests.unit.test_orchestration import request as orchestration_request
 
 
 class BatchClient:
@@ -168,3 +169,67 @@ def test_a_single_record_reads_and_caches_on_its_own():
     handle(sqs_batch(["a"]), Context(60), Runtime(settings(), pipeline), Logger())
     assert pipeline.read_calls == [] and pipeline.stored == []
     assert pipeline.given["a"]["existing"] == "unread"
+
+
+def test_at_most_two_records_prepare_at_once_and_a_turn_is_given_back_once():
+    with ThreadPoolExecutor(1) as pool:
+        shared = SharedAnswers(3, lambda answers: 0, pool)
+        first, second, third = (shared.for_record() for _ in range(3))
+        first.take_turn(timeout=1)
+        second.take_turn(timeout=1)
+        got_turn = threading.Event()
+        waiter = threading.Thread(target=lambda: (third.take_turn(timeout=5), got_turn.set()))
+        waiter.start()
+        assert not got_turn.wait(0.1)  # two are preparing: the third waits
+        first.end_turn()
+        first.end_turn()  # a second end from the same record gives nothing back twice
+        assert got_turn.wait(5)
+        waiter.join()
+        quiet = threading.Event()
+        watcher = threading.Thread(target=lambda: (shared.wait_until_prepared(5), quiet.set()))
+        watcher.start()
+        assert not quiet.wait(0.1)  # two records still preparing
+        second.end_turn()
+        third.end_turn()
+        assert quiet.wait(5)
+        watcher.join()
+
+
+class SendsThenWaits(Provider):
+    """A vendor whose request leaves at once and whose answer comes only when the test says so."""
+
+    name = "a"
+    capabilities = frozenset({"labels"})
+
+    def __init__(self):
+        self.enabled = self.capabilities
+        self.answer = threading.Event()
+
+    @classmethod
+    def create(cls, deps):  # pragma: no cover - not used here
+        raise NotImplementedError
+
+    def analyze(self, request):
+        request.deadline.meter.record(100)
+        self.answer.wait(5)
+        return answer("sent")
+
+
+def test_a_records_turn_ends_as_its_vendor_request_leaves_not_when_the_answer_comes():
+    vendor = SendsThenWaits()
+    planner = Orchestrator({"a": vendor}, settings())
+    with ThreadPoolExecutor(1) as pool:
+        shared = SharedAnswers(3, lambda answers: 0, pool)
+        records = [shared.for_record() for _ in range(3)]
+        records[0].take_turn(timeout=1)
+        records[1].take_turn(timeout=1)
+        image_request = orchestration_request()
+        running = threading.Thread(
+            target=lambda: planner.run(image_request, planner.prefetch(image_request.image.sha256, records[0]))
+        )
+        running.start()
+        got_turn = threading.Event()
+        threading.Thread(target=lambda: (records[2].take_turn(timeout=5), got_turn.set())).start()
+        assert got_turn.wait(5)  # the vendor has not answered, yet the next record prepares
+        vendor.answer.set()
+        running.join(5)
