@@ -166,40 +166,24 @@ def _process_one(
     batch: _BatchReads,
 ) -> Outcome | None:
     """One object; ``None`` when it must be retried for a reason the pipeline could not record."""
-    shared = batch.for_record(item.ref)
-    try:
-        return _process(item, runtime, deadline, budget, logger, lease, shared)
-    finally:
-        if "cache_writes" in shared:
-            shared["cache_writes"].end_turn()
-            shared["cache_writes"].done()  # this record asks no vendor anything more
-
-
-def _process(
-    item: _Work,
-    runtime: Runtime,
-    deadline: Deadline,
-    budget: ByteBudget,
-    logger: Any,
-    lease: float,
-    shared: dict[str, Any],
-) -> Outcome | None:
     ref = item.ref
-    if deadline.remaining() < START_MARGIN_SECONDS:
-        logger.warning("too little time left; handing the record back", extra={"object_key": ref.key})
-        _record_failure(
-            runtime,
-            item,
-            ErrorInfo(code="timeout", message="the invocation ran out of time before this object; handed back"),
-        )
-        return None
-    logger.thread_safe_append_keys(bucket=ref.bucket, object_key=ref.key, version_id=ref.version_id)
+    shared = batch.for_record(ref)
+    turn = shared.get("cache_writes")
     held = 0
     try:
+        if deadline.remaining() < START_MARGIN_SECONDS:
+            logger.warning("too little time left; handing the record back", extra={"object_key": ref.key})
+            _record_failure(
+                runtime,
+                item,
+                ErrorInfo(code="timeout", message="the invocation ran out of time before this object; handed back"),
+            )
+            return None
+        logger.thread_safe_append_keys(bucket=ref.bucket, object_key=ref.key, version_id=ref.version_id)
         held = budget.acquire(ref.size or 0)
-        if "cache_writes" in shared:
+        if turn is not None:
             # After the byte budget, never before: a record waiting for bytes holds no turn.
-            shared["cache_writes"].take_turn(timeout=deadline.remaining() - START_MARGIN_SECONDS)
+            turn.take_turn(timeout=deadline.remaining() - START_MARGIN_SECONDS)
         outcome = runtime.pipeline.process(
             ref, deadline, attempts=item.record.receive_count, alert_lease_seconds=lease, **shared
         )
@@ -211,6 +195,9 @@ def _process(
         _record_failure(runtime, item, ErrorInfo(code="server_error", message=reason))
         return None
     finally:
+        if turn is not None:
+            turn.end_turn()
+            turn.done()  # this record asks no vendor anything more
         if held:
             budget.release(held)
         logger.thread_safe_clear_keys()
