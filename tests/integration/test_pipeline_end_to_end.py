@@ -83,7 +83,7 @@ def test_upload_through_the_queue_lands_one_result_with_image_facts(stack, s3, t
     assert stored["colors"] and all(c["hex"].startswith("#") for c in stored["colors"])
     assert stored["ai_generated"]["verdict"] == "unknown"
     assert stored["flags"] == []
-    assert stored["schema_version"] == 1
+    assert stored["schema_version"] == 2
     assert stored["analyzed_at"].endswith("Z")
     # The queue is empty and nothing went to the dead-letter queue.
     sqs = boto3.client("sqs")

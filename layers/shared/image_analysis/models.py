@@ -11,12 +11,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-SCHEMA_VERSION = 1
+# 2: provider status ``partial``; ``frames_analyzed``/``frames_flagged`` and a category's ``frame``; ``pdq``,
+# ``pdq_quality``, ``matches`` and the flag ``known_bad`` (hash banks); ``review`` (human review).
+SCHEMA_VERSION = 2
 
 Status = Literal["succeeded", "partial", "failed", "rejected", "skipped"]
-ProviderStatus = Literal["succeeded", "failed", "rejected", "skipped", "cached"]
+ProviderStatus = Literal["succeeded", "partial", "failed", "rejected", "skipped", "cached"]
 Verdict = Literal["ai", "human", "unknown"]
-Flag = Literal["nsfw", "ai_generated", "deepfake"]
+Flag = Literal["nsfw", "ai_generated", "deepfake", "known_bad"]
+ReviewStatus = Literal["pending", "approved", "rejected", "escalated"]
 HouseCategory = Literal["explicit", "suggestive", "violence", "drugs", "hate", "other", "safe"]
 ErrorCode = Literal[
     "empty_object",
@@ -135,6 +138,9 @@ class ModerationCategory(_Model):
     confidence: float = Confidence
     provider: str
     source_label: str
+    frame: int | None = Field(
+        default=None, ge=0, description="For a file of several frames: the 0-based frame this answer is about."
+    )
 
 
 class Moderation(_Model):
@@ -197,7 +203,9 @@ class Provenance(_Model):
 
 class ProviderRun(_Model):
     name: str
-    status: ProviderStatus
+    status: ProviderStatus = Field(
+        description="partial: some of the provider's endpoints answered; error names the missing sections."
+    )
     latency_ms: int = Field(ge=0)
     error: ErrorInfo | None = None
     calls: int | None = Field(default=None, ge=0, description="Requests sent (tries included).")
@@ -235,6 +243,25 @@ class Quarantine(_Model):
     )
 
 
+class BankMatch(_Model):
+    """A hash-bank entry within the bank's distance of the image's PDQ hash (any rotation or flip)."""
+
+    bank: str
+    distance: int = Field(ge=0, le=256, description="Hamming distance between the two 256-bit PDQ hashes.")
+    label: str | None = None
+    frame: int | None = Field(default=None, ge=0, description="For an animation: the frame that matched.")
+
+
+class Review(_Model):
+    """Human review of a flagged (or borderline) result; absent when no review is needed."""
+
+    status: ReviewStatus
+    reason: str | None = None
+    decided_by: str | None = Field(default=None, description="The deciding caller's identity (IAM ARN or user).")
+    decided_at: str | None = None
+    appeals: int = Field(default=0, ge=0)
+
+
 class ResultLocation(_Model):
     table: str
     pk: str
@@ -255,9 +282,26 @@ class AnalysisResult(_Model):
     width: int | None = Field(default=None, description="As displayed: after the EXIF orientation.")
     height: int | None = Field(default=None, description="As displayed: after the EXIF orientation.")
     orientation: int | None = Field(default=None, ge=1, le=8, description="EXIF orientation tag, when present.")
-    frames: int | None = Field(default=None, ge=1, description="Frames in the file; analysis uses the first.")
+    frames: int | None = Field(default=None, ge=1, description="Frames in the file.")
+    frames_analyzed: list[int] = Field(
+        default=[], description="For more than one frame: the 0-based indexes of the frames analyzed."
+    )
+    frames_flagged: list[int] = Field(
+        default=[], description="For more than one frame: the 0-based indexes of those that reached a threshold."
+    )
     sha256: str | None = None
     phash: str | None = Field(default=None, description="64-bit difference hash as 16 hex digits, for near-duplicates.")
+    pdq: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="Meta's PDQ perceptual hash (256 bits, 64 hex digits) of the image as stored (first frame).",
+    )
+    pdq_quality: int | None = Field(
+        default=None, ge=0, le=100, description="PDQ's quality score; under 50 the hash is neither matched nor banked."
+    )
+    matches: list[BankMatch] = Field(
+        default=[], description="Hash-bank entries within their bank's distance, nearest first."
+    )
     status: Status
     error: ErrorInfo | None = None
     attempts: int = 1
@@ -282,6 +326,7 @@ class AnalysisResult(_Model):
     usage: Usage | None = None
     reprocess: Reprocess | None = None
     quarantine: Quarantine | None = None
+    review: Review | None = None
     raw: dict[str, Annotated[Any, WithJsonSchema(RAW_ENTRY_SCHEMA)]] = Field(
         default={},
         description="Vendor responses kept for re-normalization, by provider: base64 of zlib-compressed JSON "
@@ -311,5 +356,6 @@ class Alert(_Model):
     moderation: Moderation | None = None
     ai_generated: AIGenerated | None = None
     deepfake: Deepfake | None = None
+    matches: list[BankMatch] | None = Field(default=None, description="With known_bad: the bank entries matched.")
     analyzed_at: str
     result: ResultLocation

@@ -77,6 +77,7 @@ STORE_ATTRIBUTES = frozenset(
         "flag_nsfw",
         "flag_ai_generated",
         "flag_deepfake",
+        "flag_known_bad",
     }
 )
 
@@ -330,8 +331,9 @@ class ResultStore:
 
 CONTENT_ATTRIBUTES = (
     "labels", "objects", "faces", "celebrities", "text", "alt_texts", "colors", "classification",
-    "moderation", "ai_generated", "deepfake", "quality", "provenance", "raw", "phash",
-    "flag_nsfw", "flag_ai_generated", "flag_deepfake",
+    "moderation", "ai_generated", "deepfake", "quality", "provenance", "raw", "phash", "pdq", "pdq_quality",
+    "matches", "frames_analyzed", "frames_flagged",
+    "flag_nsfw", "flag_ai_generated", "flag_deepfake", "flag_known_bad",
 )  # fmt: skip
 
 
