@@ -110,7 +110,7 @@ def test_one_bearer_post_with_an_opaque_image_and_the_default_reports(sandbox, h
     assert (output.ai_generated.verdict, output.ai_generated.confidence) == ("ai", 0.9521987438201904)
     assert output.ai_generated.generators["midjourney"] == 0.002055001212283969
     assert output.deepfake is not None and (output.deepfake.detected, output.deepfake.confidence) == (False, 0.1)
-    assert [(c.name, c.source_label) for c in output.moderation or []] == [("safe", "nsfw.is_detected=false")]
+    assert [(c.name, c.confidence, c.source_label) for c in output.moderation or []] == [("other", 0.0, "nsfw")]
     assert output.raw == {"image_sync": json.loads((FIXTURES / "v2_image_sync_1.json").read_text())}
 
 
@@ -124,7 +124,8 @@ def test_deepfake_boxes_are_fractions_of_the_uploaded_image(sandbox, http) -> No
     assert region.box.y == pytest.approx(85 / 600, abs=1e-6)
     assert region.box.width == pytest.approx(260 / 800, abs=1e-6)
     assert region.box.height == pytest.approx(210 / 600, abs=1e-6)
-    assert output.moderation is not None and output.moderation[0].name == "explicit"
+    assert output.moderation is not None
+    assert [(c.name, c.confidence, c.source_label) for c in output.moderation] == [("other", 1.0, "nsfw")]
 
 
 def test_excluding_goes_in_the_query_instead_of_only(sandbox, http) -> None:

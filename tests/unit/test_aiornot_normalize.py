@@ -33,7 +33,8 @@ from image_analysis.imaging import decode
 from image_analysis.providers import provider_class
 from image_analysis.providers.aiornot import (
     DEFAULT_ONLY,
-    NSFW_CATEGORIES,
+    NSFW_CATEGORY,
+    NSFW_SOURCE_LABEL,
     AiOrNotProvider,
     SentImage,
     normalize,
@@ -101,9 +102,7 @@ def test_v2_premium_answer() -> None:
     assert output.deepfake is not None
     assert (output.deepfake.detected, output.deepfake.confidence, output.deepfake.regions) == (False, 0.1, [])
     assert output.moderation is not None
-    assert [(c.name, c.confidence, c.source_label) for c in output.moderation] == [
-        ("safe", 1.0, "nsfw.is_detected=false")
-    ]
+    assert [(c.name, c.confidence, c.source_label) for c in output.moderation] == [("other", 0.0, "nsfw")]
     assert output.quality is not None and output.quality.score == 1.0
     assert output.quality.sharpness is None  # the vendor grades; the offline signals stay builtin's
 
@@ -177,7 +176,7 @@ def test_sections_left_out_with_only_are_not_set() -> None:
     assert output.ai_generated is None
     assert output.deepfake is None
     assert output.quality is None
-    assert output.moderation is not None and output.moderation[0].name == "safe"
+    assert output.moderation is not None and output.moderation[0].source_label == "nsfw"
     assert output.raw["image_sync"]["report"]["reverse_search"]["was_found"] is True  # kept in raw only
     only_ai = normalize(load("v2_image_sync_2.json"))
     assert (only_ai.moderation, only_ai.deepfake, only_ai.quality) == (None, None, None)
@@ -252,19 +251,21 @@ def test_deepfake_without_confidence_takes_the_decision_at_its_word() -> None:
 # -- NSFW and quality tables --------------------------------------------------------------------------
 
 
-def test_nsfw_table_is_exactly_the_boolean() -> None:
-    assert dict(NSFW_CATEGORIES) == {True: "explicit", False: "safe"}
+def test_nsfw_is_never_explicit() -> None:
+    # The vendor: "the mere presence of a child is enough to trigger this flag". A category that mixes
+    # meanings is kept as what it is, never read as explicit content.
+    assert (NSFW_CATEGORY, NSFW_SOURCE_LABEL) == ("other", "nsfw")
 
 
-@pytest.mark.parametrize(("detected", "house", "label"), [(True, "explicit", "true"), (False, "safe", "false")])
-def test_nsfw_mapping(detected: bool, house: str, label: str) -> None:
+@pytest.mark.parametrize(("detected", "confidence"), [(True, 1.0), (False, 0.0)])
+def test_nsfw_mapping(detected: bool, confidence: float) -> None:
     payload = mutated("v2_image_sync_3.json", lambda p: p["report"]["nsfw"].update(is_detected=detected))
     [category] = normalize(payload).moderation
     assert (category.name, category.confidence, category.provider, category.source_label) == (
-        house,
-        1.0,
+        "other",
+        confidence,
         "aiornot",
-        f"nsfw.is_detected={label}",
+        "nsfw",
     )
 
 
@@ -323,7 +324,7 @@ def test_a_rejected_section_that_still_has_content_is_ignored() -> None:
 def test_a_status_outside_the_enum_is_no_statement(status: str | None) -> None:
     payload = mutated("v2_image_sync_1.json", lambda p: p["report"]["meta"]["processing_status"].update(nsfw=status))
     output = normalize(payload, asked=("ai_generated", "deepfake", "nsfw"))
-    assert output.moderation is not None and output.moderation[0].source_label == "nsfw.is_detected=false"
+    assert output.moderation is not None and output.moderation[0].source_label == "nsfw"
     assert output.ai_generated is not None and output.deepfake is not None
 
 

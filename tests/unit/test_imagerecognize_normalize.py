@@ -242,7 +242,6 @@ MALFORMED = [
     ("objects", load("error_401_docs.json")),  # an error body reaching the normalizer
     ("objects", _mutated("objects_docs.json", lambda p: p.update(status=500))),
     ("objects", _mutated("objects_docs.json", lambda p: p["data"].update(objects=12))),
-    ("objects", _mutated("objects_docs.json", lambda p: p["data"].update(error="Image could not be read"))),
     ("objects", _mutated("objects_docs.json", lambda p: p["data"].update(type="nsfw"))),  # not what was asked
     ("objects", _mutated("objects_docs.json", lambda p: p["data"]["objects"][0].update(confidence="high"))),
     ("objects", _mutated("objects_docs.json", lambda p: p["data"]["objects"][0].update(confidence=float("nan")))),
@@ -273,19 +272,50 @@ def _data(kind: str, **data: object) -> dict:
 @pytest.mark.parametrize(
     "payload",
     [
-        {"status": 200, "message": "Success", "data": None},
-        {"status": 200, "message": "Success"},
-        _data("objects", type="objects"),
         _data("objects", type="objects", objects=None),
         {"message": "Success", "data": {"error": "0", "type": "objects", "objects": []}},  # no status
     ],
-    ids=["data-null", "no-data", "no-result-key", "objects-null", "no-status"],
+    ids=["objects-null", "no-status"],
 )
 def test_an_empty_answer_is_an_empty_section(payload: dict) -> None:
     output = normalize("objects", payload)
     assert (output.labels, output.objects) == ([], [])
-    if "type" not in (payload.get("data") or {}):
-        assert normalize("nsfw", payload).moderation == []
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"status": 200, "message": "Success", "data": None},
+        {"status": 200, "message": "Success"},
+        _data("nsfw", type="nsfw"),
+        # A shape the docs do not show and we do not know: its findings under an unknown key.
+        _data("nsfw", type="nsfw", moderation_results=[{"name": "Explicit Nudity", "confidence": 97.0}]),
+    ],
+    ids=["data-null", "no-data", "no-result-key", "unknown-key"],
+)
+def test_an_answer_without_a_result_key_we_know_is_a_bad_response_never_a_clean_section(payload: dict) -> None:
+    # Read as an empty section, an nsfw answer we cannot read would pass an explicit image as clean.
+    with pytest.raises(BadResponseError) as caught:
+        normalize("nsfw", payload)
+    assert "none of the result keys we know" in caught.value.message
+    assert caught.value.retryable is True
+
+
+@pytest.mark.parametrize(
+    ("text", "error", "retryable"),
+    [
+        ("Image could not be read", BadImageError, False),
+        ("Unsupported image content", BadImageError, False),
+        ("Service temporarily unavailable, try again later", ServerError, True),
+        ("Recognizer timed out", ServerError, True),
+    ],
+)
+def test_data_error_is_about_the_image_unless_it_reads_as_passing(text: str, error: type, retryable: bool) -> None:
+    payload = _mutated("objects_docs.json", lambda p: p["data"].update(error=text))
+    with pytest.raises(error) as caught:
+        normalize("objects", payload)
+    assert caught.value.retryable is retryable
+    assert text in caught.value.message
 
 
 def test_type_is_optional_and_its_other_spellings_are_accepted() -> None:
@@ -453,7 +483,7 @@ def test_other_statuses_fall_to_the_shared_table_and_are_retried(status: int, er
     assert len(calls) == 3
 
 
-def test_a_200_whose_data_reports_an_error_is_retried_then_a_bad_response() -> None:
+def test_a_200_whose_data_reports_an_image_error_is_a_bad_image_sent_once_and_not_retried() -> None:
     calls = []
     failed = {"status": 200, "message": "Success", "data": {"error": "Could not decode", "type": "objects"}}
 
@@ -461,11 +491,24 @@ def test_a_200_whose_data_reports_an_error_is_retried_then_a_bad_response() -> N
         calls.append(req)
         return httpx.Response(200, json=failed)
 
-    with pytest.raises(BadResponseError) as caught:
+    with pytest.raises(BadImageError) as caught:
+        make(handler).analyze(request())
+    assert len(calls) == 1  # another try cannot change what the vendor says about the image
+    assert caught.value.retryable is False
+    assert 'the vendor said: "Could not decode"' in caught.value.message
+
+
+def test_a_200_whose_data_reports_a_passing_fault_is_retried() -> None:
+    calls = []
+    failed = {"status": 200, "message": "Success", "data": {"error": "Server busy, try again", "type": "objects"}}
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        calls.append(req)
+        return httpx.Response(200, json=failed)
+
+    with pytest.raises(ServerError):
         make(handler).analyze(request())
     assert len(calls) == 3
-    assert caught.value.retryable is True
-    assert 'the vendor said: "Could not decode"' in caught.value.message
 
 
 # ---------------------------------------------------------------------------------------------------

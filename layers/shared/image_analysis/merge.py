@@ -3,8 +3,11 @@
 Pure functions: no AWS, no HTTP. The rules a subscriber relies on live here:
 - labels from every provider, highest confidence first, bounded;
 - ``moderation.nsfw_score`` is the highest confidence among ``explicit`` categories;
-- an ``unknown`` AI verdict never overrides a provider's ``ai`` or ``human``;
-- a flag is raised when a score reaches its threshold (``>=``).
+- an ``unknown`` AI verdict never overrides a provider's ``ai`` or ``human``; among decided verdicts the
+  most certain wins (``max(c, 1 - c)``: ``confidence`` is the chance that the image is AI-made), a tie
+  going to the provider named first;
+- a flag is raised when a score reaches its threshold (``>=``); a provider whose verdict is its own
+  decision (``Provider.verdict_decides``: AI or Not) flags ``ai_generated`` at its word.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +30,7 @@ from image_analysis.models import (
     ModerationCategory,
     ProviderRun,
 )
-from image_analysis.providers.base import ProviderOutput
+from image_analysis.providers.base import Provider, ProviderOutput
 from image_analysis.settings import Settings
 
 MAX_LABELS = 50
@@ -42,14 +45,21 @@ class Thresholds:
     # Per-category overrides, e.g. {"explicit": 0.95, "suggestive": 0.9} (MODERATION_THRESHOLDS). See
     # ``nsfw_reached`` for which category is held to which bar.
     categories: dict[str, float] | None = None
+    # Bars for one provider's own labels, {(provider, source label, lower case): t}: ``aiornot.nsfw:0.5``.
+    labels: dict[tuple[str, str], float] | None = None
+    # Providers whose AI verdict is their decision, whatever its confidence (Provider.verdict_decides).
+    verdict_decides: frozenset[str] = frozenset()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Thresholds:
+    def from_settings(cls, settings: Settings, providers: Iterable[Provider] = ()) -> Thresholds:
+        """``providers``: the configured adapters, whose ``verdict_decides`` says how their AI verdicts count."""
         return cls(
             nsfw=settings.nsfw_threshold,
             ai_generated=settings.ai_generated_threshold,
             deepfake=settings.deepfake_threshold,
             categories=dict(settings.moderation_thresholds),
+            labels=dict(settings.label_thresholds),
+            verdict_decides=frozenset(p.name for p in providers if p.verdict_decides),
         )
 
 
@@ -67,6 +77,12 @@ def merge_moderation(outputs: Sequence[ProviderOutput]) -> Moderation | None:
     return Moderation(nsfw_score=nsfw_score, categories=categories[:MAX_LIST])
 
 
+def certainty(verdict: AIGenerated) -> float:
+    """How sure a decided verdict is, whichever way it goes; a missing confidence (a free tier's verdict
+    without a score) ranks last."""
+    return -1.0 if verdict.confidence is None else max(verdict.confidence, 1.0 - verdict.confidence)
+
+
 def merge_ai_generated(outputs: Sequence[ProviderOutput]) -> AIGenerated | None:
     verdicts = [o.ai_generated for o in outputs if o.ai_generated is not None]
     if not verdicts:
@@ -76,8 +92,9 @@ def merge_ai_generated(outputs: Sequence[ProviderOutput]) -> AIGenerated | None:
         # Keep every piece of evidence even when nobody could decide.
         evidence = [e for v in verdicts for e in v.evidence]
         return verdicts[0].model_copy(update={"evidence": evidence})
-    # The most confident decided verdict wins; a missing confidence (a vendor's free tier) ranks last.
-    return max(decided, key=lambda v: -1.0 if v.confidence is None else v.confidence)
+    # The most certain decided verdict wins, "human" as well as "ai"; ``max`` keeps the first of equals, and
+    # outputs come in the order of PROVIDERS (builtin first).
+    return max(decided, key=certainty)
 
 
 def merge_deepfake(outputs: Sequence[ProviderOutput]) -> Deepfake | None:
@@ -86,21 +103,43 @@ def merge_deepfake(outputs: Sequence[ProviderOutput]) -> Deepfake | None:
 
 
 def nsfw_reached(moderation: Moderation, thresholds: Thresholds) -> bool:
-    """Per-category overrides replace the global bar, they never add a lower one beside it.
+    """Whether any category reaches its bar. The most specific bar applies, and only one:
 
-    - ``explicit`` (``nsfw_score``) is held to its own MODERATION_THRESHOLDS entry when there is one,
-      else to NSFW_THRESHOLD (default 0.8);
+    - a provider's own label with a bar of its own (``aiornot.nsfw:0.5``) is held to that bar, whatever
+      house category it maps to;
+    - otherwise ``explicit`` is held to its MODERATION_THRESHOLDS entry when there is one, else to
+      NSFW_THRESHOLD (default 0.8);
     - any other category counts only with an entry of its own (default: none), at that threshold;
     - ``safe`` never flags.
     """
+    return bool(flagging_categories(moderation, thresholds))
+
+
+def bar_for(category: ModerationCategory, thresholds: Thresholds) -> float | None:
+    """The threshold a category is held to (``nsfw_reached``), or None when it cannot flag."""
+    label = (category.provider, category.source_label.strip().lower())
+    if thresholds.labels and label in thresholds.labels:
+        return thresholds.labels[label]
     per_category = thresholds.categories or {}
-    if moderation.nsfw_score >= per_category.get("explicit", thresholds.nsfw):
+    if category.name == "explicit":
+        return per_category.get("explicit", thresholds.nsfw)
+    if category.name == "safe":
+        return None
+    return per_category.get(category.name)
+
+
+def flagging_categories(moderation: Moderation, thresholds: Thresholds) -> list[ModerationCategory]:
+    return [c for c in moderation.categories if (bar := bar_for(c, thresholds)) is not None and c.confidence >= bar]
+
+
+def ai_reached(verdict: AIGenerated, thresholds: Thresholds) -> bool:
+    """An "ai" verdict flags when its provider decides by verdict, when it has no confidence (a free tier
+    saying "ai"), or when its confidence reaches AI_GENERATED_THRESHOLD."""
+    if verdict.verdict != "ai":
+        return False
+    if verdict.provider in thresholds.verdict_decides or verdict.confidence is None:
         return True
-    return any(
-        c.confidence >= per_category[c.name]
-        for c in moderation.categories
-        if c.name in per_category and c.name not in ("explicit", "safe")
-    )
+    return verdict.confidence >= thresholds.ai_generated
 
 
 def decide_flags(
@@ -112,12 +151,7 @@ def decide_flags(
     flags: list[Flag] = []
     if moderation is not None and nsfw_reached(moderation, thresholds):
         flags.append("nsfw")
-    # A vendor that says "ai" without a confidence (free tiers) is taken at its word.
-    if (
-        ai_generated is not None
-        and ai_generated.verdict == "ai"
-        and (ai_generated.confidence is None or ai_generated.confidence >= thresholds.ai_generated)
-    ):
+    if ai_generated is not None and ai_reached(ai_generated, thresholds):
         flags.append("ai_generated")
     if deepfake is not None and deepfake.detected and deepfake.confidence >= thresholds.deepfake:
         flags.append("deepfake")

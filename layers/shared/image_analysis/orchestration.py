@@ -37,6 +37,7 @@ from image_analysis.cache import ContentCache, config_fingerprint
 from image_analysis.errors import AnalysisError
 from image_analysis.models import ErrorInfo, ProviderRun, Usage
 from image_analysis.providers.base import AnalysisRequest, Provider, ProviderOutput
+from image_analysis.providers.fanout import PartialAnswer
 from image_analysis.routing import Routes, check_routes, enabled_capabilities
 from image_analysis.settings import Settings
 from image_analysis.usage import DailyUsage
@@ -73,10 +74,13 @@ class ProviderResult:
     retryable: bool = False
     # What this run was asked (None: everything the adapter has switched on).
     asked: frozenset[str] | None = None
+    # A ``partial`` run: the capabilities whose requests failed (the others answered).
+    missing: frozenset[str] = frozenset()
 
     @property
     def ok(self) -> bool:
-        return self.run.status in ("succeeded", "cached")
+        """Answered, at least in part (``partial``: see ``missing``)."""
+        return self.run.status in ("succeeded", "cached", "partial")
 
     def covers(self, capability: str) -> bool:
         return self.asked is None or capability in self.asked
@@ -292,6 +296,8 @@ def answers(provider: Provider, result: ProviderResult, capability: str, *, proo
     """Did this run answer the capability? It must have been asked it, with the capability switched on;
     ``unknown`` is no answer for AI detection, and with ``proof_only`` only a proof is."""
     if not result.ok or not result.covers(capability) or capability not in enabled_capabilities(provider):
+        return False
+    if capability in result.missing:
         return False
     if capability == "ai_generated":
         if proof_only:
@@ -564,9 +570,14 @@ class Orchestrator:
             capabilities=capabilities,
         )
         retryable = False
+        missing: frozenset[str] = frozenset()
         try:
             output = provider.analyze(own_request)
             error = None
+        except PartialAnswer as partial:
+            # The sections that answered are kept and paid for; a later delivery would pay for them again,
+            # so this is no reason to retry the record. Never cached: the next image asks again in full.
+            output, error, missing = partial.output, partial.info(), frozenset(partial.missing)
         except AnalysisError as exc:
             # The error instance knows best: a vendor refusing our request is bad_response, not retryable.
             output, error, retryable = ProviderOutput(), exc.info(), bool(exc.retryable)
@@ -580,7 +591,12 @@ class Orchestrator:
         calls = meter.calls if meter and meter.calls else (0 if name == "builtin" else len(output.raw))
         price = self._prices[name]
         cost = round(calls * price, 6)
-        status = "succeeded" if error is None else ("rejected" if error.code == "bad_image" else "failed")
+        if error is None:
+            status = "succeeded"
+        elif missing:
+            status = "partial"
+        else:
+            status = "rejected" if error.code == "bad_image" else "failed"
         run = ProviderRun(
             name=name,
             status=status,
@@ -605,6 +621,8 @@ class Orchestrator:
             self._count(f"CallsMade_{name}", calls)
             self._count(f"EstimatedCost_{name}", cost, "None")
             self._count("BytesSent", run.bytes_sent or 0, "Bytes")
+        if missing:
+            self._count(f"ProviderPartial_{name}", 1)
         if error is not None and error.code == "quota_exhausted":
             self._quota_exhausted(name)
         elif error is not None:
@@ -612,7 +630,7 @@ class Orchestrator:
             if error.code == "auth":
                 # A fixed name an alarm can watch: this needs a person (fix the key).
                 self._count("ProviderAuthFailed", 1)
-        return ProviderResult(run, output, retryable, asked=capabilities)
+        return ProviderResult(run, output, retryable, asked=capabilities, missing=missing)
 
     def _quota_exhausted(self, name: str) -> None:
         """A vendor's quota or credit used up, or this stack's daily cap for it reached: a person decides."""
@@ -631,8 +649,11 @@ def _combined(results: list[ProviderResult]) -> ProviderResult:
         return results[0]
     runs = [r.run for r in results]
     failed = next((r for r in reversed(results) if not r.ok), None)
+    partial = next((r for r in reversed(results) if r.run.status == "partial"), None)
     if failed is not None:
         status, error = failed.run.status, failed.run.error
+    elif partial is not None:
+        status, error = "partial", partial.run.error
     else:
         status, error = ("cached" if all(r.status == "cached" for r in runs) else "succeeded"), None
     costs = [r.cost_units for r in runs if r.cost_units is not None]
@@ -658,7 +679,11 @@ def _combined(results: list[ProviderResult]) -> ProviderResult:
         else:
             merged[name] = present[0] if present else None
     asked = None if any(r.asked is None for r in results) else frozenset().union(*(r.asked or () for r in results))
-    return ProviderResult(run, ProviderOutput(**merged), failed.retryable if failed else False, asked)
+    # Rounds happen only under ROUTING, which asks for named capabilities: missing in one round and
+    # answered in another is answered.
+    answered = frozenset().union(*((r.asked or frozenset()) - r.missing for r in results if r.ok))
+    missing = frozenset().union(*(r.missing for r in results)) - answered
+    return ProviderResult(run, ProviderOutput(**merged), failed.retryable if failed else False, asked, missing)
 
 
 def _ms(started: float) -> int:

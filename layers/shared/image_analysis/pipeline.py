@@ -368,7 +368,8 @@ class Pipeline:
         # A reprocessed result is a new decision: its alert gets an id of its own.
         alert_id = alert_id_for(pk, sk, result.etag, sequence + (result.reprocess.id if result.reprocess else ""))
         alert = build_alert(result, alert_id, self.store.table_name)
-        self.publisher.publish(alert, [r.name for r in result.providers if r.status in ("succeeded", "cached")])
+        answered = [r.name for r in result.providers if r.status in ("succeeded", "cached", "partial")]
+        self.publisher.publish(alert, answered)
         self.store.mark_alerted(pk, sk, alert_id, sequence)
         for flag in result.flags:
             self._count(f"Flagged_{flag}")

@@ -116,7 +116,7 @@ def build_runtime(
         orchestrator=orchestrator,
         on_delete=settings.on_delete,
         quarantine_tags=settings.quarantine_tags,
-        thresholds=Thresholds.from_settings(settings),
+        thresholds=Thresholds.from_settings(settings, providers.values()),
         max_pixels=settings.max_pixels,
         raw_budget_bytes=settings.raw_item_budget_bytes,
         logger=logger,

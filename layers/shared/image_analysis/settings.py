@@ -57,24 +57,51 @@ def parse_providers(raw: str) -> tuple[str, ...]:
 
 
 def parse_category_thresholds(raw: str) -> dict[str, float]:
-    """``explicit:0.8,suggestive:0.95`` -> {"explicit": 0.8, "suggestive": 0.95}.
+    """``explicit:0.8,suggestive:0.95`` -> {"explicit": 0.8, "suggestive": 0.95} (house categories only;
+    per provider label entries are ``parse_label_thresholds``'s).
 
     A misspelt category would silently never flag, and ``safe`` reaching a bar is no reason to flag
     nsfw, so both are refused.
     """
+    return {name: value for name, value in _moderation_entries(raw) if isinstance(name, str)}
+
+
+def parse_label_thresholds(raw: str) -> dict[tuple[str, str], float]:
+    """``aiornot.nsfw:0.5,imagga.underwear:0.9`` -> {("aiornot", "nsfw"): 0.5, ...}: a bar for one provider's
+    own label (its ``source_label``, compared without case), whatever house category it maps to."""
+    return {name: value for name, value in _moderation_entries(raw) if isinstance(name, tuple)}
+
+
+def _moderation_entries(raw: str) -> list[tuple[str | tuple[str, str], float]]:
+    """Every ``MODERATION_THRESHOLDS`` entry: ``category:t`` or ``provider.source_label:t``."""
     flaggable = [c for c in get_args(HouseCategory) if c != "safe"]
-    thresholds: dict[str, float] = {}
+    entries: list[tuple[str | tuple[str, str], float]] = []
     for part in raw.split(","):
         if not part.strip():
             continue
-        name, sep, value = part.partition(":")
-        if not sep:
-            raise ValueError(f"MODERATION_THRESHOLDS entry {part!r} is not category:threshold")
+        name, sep, value = part.rpartition(":")
+        if not sep or not name.strip():
+            raise ValueError(
+                f"MODERATION_THRESHOLDS entry {part!r} is not category:threshold or provider.source_label:threshold"
+            )
         name = name.strip().lower()
+        bar = _float({f"MODERATION_THRESHOLDS {name}": value}, f"MODERATION_THRESHOLDS {name}", 0.0)
+        provider, dot, label = name.partition(".")
+        if dot:
+            if provider not in REGISTRY or provider == "builtin":
+                vendors = ", ".join(n for n in REGISTRY if n != "builtin")
+                raise ValueError(f"MODERATION_THRESHOLDS names provider {provider!r}; providers: {vendors}")
+            if not label.strip():
+                raise ValueError(f"MODERATION_THRESHOLDS entry {part!r} names no source label after {provider}.")
+            entries.append(((provider, label.strip()), bar))
+            continue
         if name not in flaggable:
-            raise ValueError(f"MODERATION_THRESHOLDS names {name!r}; categories that can flag: {', '.join(flaggable)}")
-        thresholds[name] = _float({f"MODERATION_THRESHOLDS {name}": value}, f"MODERATION_THRESHOLDS {name}", 0.0)
-    return thresholds
+            raise ValueError(
+                f"MODERATION_THRESHOLDS names {name!r}; categories that can flag: {', '.join(flaggable)} "
+                "(or provider.source_label, e.g. aiornot.nsfw)"
+            )
+        entries.append((name, bar))
+    return entries
 
 
 def apply_provider_options(env: Mapping[str, str]) -> dict[str, str]:
@@ -137,6 +164,8 @@ class Settings:
     ai_generated_threshold: float = 0.8
     deepfake_threshold: float = 0.8
     moderation_thresholds: dict[str, float] = field(default_factory=dict)
+    # Bars for one provider's own labels: {(provider, source label in lower case): threshold}.
+    label_thresholds: dict[tuple[str, str], float] = field(default_factory=dict)
     max_object_bytes: int = 50 * 1024 * 1024
     max_pixels: int = 100_000_000
     raw_item_budget_bytes: int = 100_000
@@ -178,6 +207,7 @@ class Settings:
             ai_generated_threshold=_float(env, "AI_GENERATED_THRESHOLD", 0.8),
             deepfake_threshold=_float(env, "DEEPFAKE_THRESHOLD", 0.8),
             moderation_thresholds=parse_category_thresholds(env.get("MODERATION_THRESHOLDS", "")),
+            label_thresholds=parse_label_thresholds(env.get("MODERATION_THRESHOLDS", "")),
             max_object_bytes=_int(env, "MAX_OBJECT_BYTES", 50 * 1024 * 1024),
             max_pixels=_int(env, "MAX_PIXELS", 100_000_000),
             http_timeout_seconds=float(env.get("HTTP_TIMEOUT_SECONDS", "10") or 10),

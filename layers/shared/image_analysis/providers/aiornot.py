@@ -105,12 +105,11 @@ _EXTENSIONS: Mapping[str, str] = {
 # ---------------------------------------------------------------------------------------------------
 # Moderation mapping: the NSFW report is one boolean (``NSFWReportScheme.is_detected``: "True if NSFW
 # content found in the image. Please note that for us, the mere presence of a child is enough to trigger
-# this flag."). It carries no score, so the vendor's decision is taken at its word: confidence 1.0 for
-# the category it names. ``source_label`` says which answer it was.
-NSFW_CATEGORIES: Mapping[bool, HouseCategory] = {
-    True: "explicit",
-    False: "safe",
-}
+# this flag."). A flag that a family photo raises is not a finding of explicit content: it is kept as what
+# it is, house category "other" with source label "nsfw", 1.0 when raised and 0.0 when not. It flags
+# nothing unless the user asks for it per provider label (MODERATION_THRESHOLDS=aiornot.nsfw:0.5).
+NSFW_CATEGORY: HouseCategory = "other"
+NSFW_SOURCE_LABEL = "nsfw"
 
 # ``processing_status`` values (``ReportStatus`` enum).
 PROCESSED, REJECTED, ERRORED = "processed", "rejected", "errored"
@@ -360,16 +359,16 @@ def normalize_deepfake(section: _Deepfake, sent: SentImage | None) -> Deepfake |
 
 
 def normalize_nsfw(section: _Detected) -> list[ModerationCategory] | None:
-    """The NSFW boolean as one house category through ``NSFW_CATEGORIES``; None when it is null."""
+    """The NSFW boolean as house category "other" (source label "nsfw"); None when it is null."""
     detected = section.is_detected
     if detected is None:
         return None
     return [
         ModerationCategory(
-            name=NSFW_CATEGORIES[detected],
-            confidence=1.0,
+            name=NSFW_CATEGORY,
+            confidence=1.0 if detected else 0.0,
             provider=PROVIDER,
-            source_label=f"nsfw.is_detected={str(detected).lower()}",
+            source_label=NSFW_SOURCE_LABEL,
         )
     ]
 
@@ -518,6 +517,11 @@ class AiOrNotProvider(Provider):
     price_per_call: ClassVar[float] = 0.0
     accepted_formats: ClassVar[frozenset[str]] = ACCEPTED_FORMATS
     max_upload_bytes: ClassVar[int] = MAX_UPLOAD_BYTES
+    # The report's ``verdict`` is the vendor's decision: it decides the ai_generated flag, and its
+    # confidence is kept as information (AI_GENERATED_THRESHOLD is for providers that give only a score).
+    verdict_decides: ClassVar[bool] = True
+    # 2: nsfw is "other"/"nsfw", never "explicit".
+    normalizer_version: ClassVar[str] = "2"
 
     def __init__(
         self,

@@ -153,6 +153,9 @@ class Provider(ABC):
     max_upload_bytes: ClassVar[int] = 10 * 1024 * 1024
     # Bumped when the adapter's normalization changes, so cached answers from before are not reused.
     normalizer_version: ClassVar[str] = "1"
+    # Whether the provider's ``ai_generated.verdict`` is its own decision (it flags at "ai" whatever the
+    # confidence), rather than a reading of a score that AI_GENERATED_THRESHOLD decides.
+    verdict_decides: ClassVar[bool] = False
     # Estimated price of one request in US dollars (list price; ``<VENDOR>_PRICE_PER_CALL`` overrides).
     price_per_call: ClassVar[float] = 0.0
     # What this configured instance has switched on (a subset of ``capabilities``): routing asks an

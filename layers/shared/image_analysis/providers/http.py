@@ -205,7 +205,9 @@ class VendorProfile:
     ``status_kinds`` overrides single codes of the generic table (Imagga: 403 means a subscription limit,
     so quota). ``body_status`` returns a status code carried in a JSON body, which then wins over the
     HTTP one (ImageRecognize answers ``{"status": 401, ...}``). ``body_failed`` says a 2xx body still
-    reports a failure (Imagga ``status.type != "success"``): that is a ``bad_response`` and retried.
+    reports a failure (Imagga ``status.type != "success"``): that is a ``bad_response`` and retried, unless
+    ``body_failure_kind`` names another kind for that body (ImageRecognize's ``data.error`` about the image
+    is a ``bad_image``, never retried).
     ``hints`` say what to do, per kind; ``base_url_setting`` names the setting to fix for a bad URL.
     """
 
@@ -214,6 +216,7 @@ class VendorProfile:
     status_kinds: Mapping[int, ErrorKind] = field(default_factory=dict)
     body_status: Callable[[Any], int | None] | None = None
     body_failed: Callable[[Any], bool] | None = None
+    body_failure_kind: Callable[[Any], ErrorKind | None] | None = None
     error_text: Callable[[Any], str | None] = default_error_text
     base_url_setting: str = ""
 
@@ -512,8 +515,13 @@ class VendorClient:
         if parse_error is not None:
             raise _TryFailed("bad_response", f"{label} with a body that is not JSON: {parse_error}", retry=True)
         if profile.body_failed is not None and _safe_call(profile.body_failed, body):
+            named = _safe_call(profile.body_failure_kind, body) if profile.body_failure_kind is not None else None
+            failure: ErrorKind = named if named in ERROR_CLASSES else "bad_response"
             raise _TryFailed(
-                "bad_response", f"{label} but the body reports a failure", vendor_text=vendor_text, retry=True
+                failure,
+                f"{label} but the body reports a failure",
+                vendor_text=vendor_text,
+                retry=True if failure == "bad_response" else None,
             )
         return VendorResponse(
             status_code=status,

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 
-from image_analysis.errors import BadResponseError, ProviderError
+from image_analysis.errors import BadImageError, BadResponseError, ServerError
 from image_analysis.models import Box, Detection, HouseCategory, Label, ModerationCategory, TextItem
 from image_analysis.providers.base import (
     AnalysisRequest,
@@ -50,6 +50,7 @@ from image_analysis.providers.common import ProviderKeys, base_url, unexpected_p
 from image_analysis.providers.common import VendorPayload as _Loose
 from image_analysis.providers.common import int_setting as _int_setting
 from image_analysis.providers.common import opaque_name as _opaque_name
+from image_analysis.providers.fanout import combine, fan_out
 from image_analysis.providers.http import ErrorKind, VendorClient, VendorProfile
 
 if TYPE_CHECKING:
@@ -221,6 +222,26 @@ def _data_error(body: Any) -> str | None:
     return str(error)
 
 
+# ``data.error`` is "a brief error description" of what went wrong with this request. Unless it reads as a
+# passing fault of the vendor's, it is about the image or the request, which another try cannot change.
+_TRANSIENT_WORDS = (
+    "timeout", "timed out", "temporar", "try again", "retry", "unavailable", "overload", "busy",
+    "rate limit", "too many", "server error", "internal error", "maintenance", "later",
+)  # fmt: skip
+
+
+def _is_transient(text: str) -> bool:
+    lowered = text.lower()
+    return any(word in lowered for word in _TRANSIENT_WORDS)
+
+
+def _data_error_kind(body: Any) -> ErrorKind | None:
+    failure = _data_error(body)
+    if failure is None:
+        return None
+    return "server_error" if _is_transient(failure) else "bad_image"
+
+
 def _body_failed(body: Any) -> bool:
     """A 2xx answer that is not a JSON object, or whose ``data.error`` is not 0, reports a failure. A
     success without data (null or absent) is an empty answer, left to the normalizers."""
@@ -263,6 +284,7 @@ PROFILE = VendorProfile(
     status_kinds=STATUS_KINDS,
     body_status=_body_status,
     body_failed=_body_failed,
+    body_failure_kind=_data_error_kind,
     error_text=_error_text,
     base_url_setting="IMAGERECOGNIZE_BASE_URL",
 )
@@ -368,10 +390,13 @@ def _raw_items(found: Any, kind: str) -> list[Any]:
 
 
 def _items(payload: Any, kind: str) -> list[_Item | str]:
-    """The findings of a successful answer for ``kind``; a failed or unusable answer is a BadResponseError.
+    """The findings of a successful answer for ``kind``; a failed or unusable answer raises.
 
-    A status other than 2xx, ``data.error`` other than 0, or a ``data.type`` that names another type is a
-    failure. No findings at all (``objects: []`` or null, no result key, ``data`` null) is an empty answer.
+    A status other than 2xx or a ``data.type`` that names another type is a ``BadResponseError``; a
+    ``data.error`` other than 0 a ``BadImageError`` (or a ``ServerError`` when it reads as a passing fault).
+    A result key present with nothing in it (``objects: []`` or null) is an empty answer: the recognizer
+    found nothing. ``data`` holding none of the result keys we know (or no ``data`` at all) is a
+    ``BadResponseError``, never an empty section: a moderation answer we cannot read is no verdict of "safe".
     """
     if not isinstance(payload, dict):
         raise BadResponseError(PROVIDER, f"{kind}: the answer is not a JSON object; the API may have changed")
@@ -381,10 +406,18 @@ def _items(payload: Any, kind: str) -> list[_Item | str]:
     failure = _data_error(payload)
     if failure is not None:
         reason = " ".join(failure.split())[:200]
-        raise BadResponseError(PROVIDER, f'{kind}: the answer reports an error: "{reason}"')
+        error = ServerError if _is_transient(failure) else BadImageError
+        raise error(PROVIDER, f'{kind}: the answer reports an error: "{reason}"')
     try:
         envelope = _Envelope.model_validate(payload)
-        data = envelope.data or {}
+        data = envelope.data
+        if data is None or not any(k in data for k in RESULT_KEYS[kind]):
+            held = ", ".join(sorted(data)[:8]) if data else "no data"
+            raise BadResponseError(
+                PROVIDER,
+                f"{kind}: the answer holds none of the result keys we know ({', '.join(RESULT_KEYS[kind])}; "
+                f"it has {held}); the API may have changed",
+            )
         answered = _Data.model_validate(data).type
     except ValidationError as exc:
         raise unexpected_payload(PROVIDER, exc, kind) from None
@@ -538,14 +571,7 @@ def normalize(kind: str, payload: Any) -> ProviderOutput:
 
 def merge_outputs(outputs: list[ProviderOutput]) -> ProviderOutput:
     """Type outputs fill disjoint sections; put them together."""
-    merged: dict[str, Any] = {"raw": {}}
-    for output in outputs:
-        for name in output.model_fields_set:
-            if name == "raw":
-                merged["raw"].update(output.raw)
-            else:
-                merged[name] = getattr(output, name)
-    return ProviderOutput(**merged)
+    return combine(outputs)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -576,6 +602,9 @@ class ImageRecognizeProvider(Provider):
     price_per_call: ClassVar[float] = 0.0  # the seed documents no price: IMAGERECOGNIZE_PRICE_PER_CALL
     accepted_formats: ClassVar[frozenset[str]] = frozenset({"jpeg", "png"})
     max_upload_bytes: ClassVar[int] = MAX_UPLOAD_BYTES
+    # 2: an answer without a known result key is a bad response (was an empty section); data.error is about
+    # the image unless it reads as passing; partial answers kept.
+    normalizer_version: ClassVar[str] = "2"
 
     def __init__(
         self,
@@ -656,13 +685,13 @@ class ImageRecognizeProvider(Provider):
             )
             return normalize(kind, response.body)
 
-        results = self._run(call, types)
-        errors = [r for r in results if isinstance(r, ProviderError)]
-        if errors:
-            # A lasting error (auth, quota, bad image) says more than a passing one; else the first.
-            lasting = [e for e in errors if not e.retryable]
-            raise (lasting or errors)[0]
-        return merge_outputs([r for r in results if isinstance(r, ProviderOutput)])
+        return fan_out(
+            PROVIDER,
+            types,
+            call,
+            capabilities=lambda kind: TYPES[kind].capabilities,
+            executor=self._executor if self.max_concurrency > 1 else None,
+        )
 
     def types_for(self, asked: frozenset[str] | None) -> tuple[str, ...]:
         """The configured types, narrowed to the capabilities routing asks of this provider (if any):
@@ -680,24 +709,6 @@ class ImageRecognizeProvider(Provider):
         elif kind == "nsfw":
             form["nsfw_min_confidence"] = str(self.nsfw_min_confidence)
         return form
-
-    def _run(
-        self, call: Callable[[str], ProviderOutput], types: tuple[str, ...]
-    ) -> list[ProviderOutput | ProviderError]:
-        def guarded(kind: str) -> ProviderOutput | ProviderError:
-            try:
-                return call(kind)
-            except ProviderError as exc:
-                return exc
-
-        if len(types) == 1 or self.max_concurrency == 1:
-            results: list[ProviderOutput | ProviderError] = []
-            for kind in types:
-                results.append(guarded(kind))
-                if isinstance(results[-1], ProviderError) and not results[-1].retryable:
-                    break  # a bad key or an empty quota fails the next call too: do not pay for it
-            return results
-        return list(self._executor().map(guarded, types))
 
     def _executor(self) -> ThreadPoolExecutor:
         with self._lock:

@@ -2,7 +2,8 @@
 
 The image goes up as the multipart field ``image`` of a POST to each selected endpoint (the documented
 ``curl -F "image=@/path/to/image.jpg"`` form), named by the opaque object id, never the S3 key. Options
-go as form fields next to it. Auth is HTTP Basic with ``api_key:api_secret`` (docs, "Authentication":
+(``language``, ``limit``, ``threshold``, ``extract_object_colors``) go where the docs list them: in the
+query string of the POST. Auth is HTTP Basic with ``api_key:api_secret`` (docs, "Authentication":
 "Currently the only supported method for authentication is Basic").
 
 Settings (environment): ``IMAGGA_BASE_URL`` (scheme://host[:port], default https://api.imagga.com),
@@ -10,7 +11,8 @@ Settings (environment): ``IMAGGA_BASE_URL`` (scheme://host[:port], default https
 ``IMAGGA_LANGUAGE`` (default en), ``IMAGGA_TAGS_LIMIT`` (integer), ``IMAGGA_TAGS_THRESHOLD`` (Imagga's own
 0-100 scale; "you cannot go lower than" 7), ``IMAGGA_MAX_CONCURRENCY`` (default 2).
 
-The selected endpoints are called concurrently on the shared client, at most ``IMAGGA_MAX_CONCURRENCY``
+The selected endpoints are called concurrently on the shared client (``fanout.fan_out``: the endpoints
+that answered are kept when another fails, and the provider is ``partial``), at most ``IMAGGA_MAX_CONCURRENCY``
 at a time: with the default two endpoints the provider takes one round trip instead of two. The cap
 stays small because Imagga's 429 means "You have reached the concurrency limit of your current
 subscription plan" (``/usage`` reports a plan's ``limits.concurrency``), and every Lambda instance
@@ -36,7 +38,7 @@ import httpx
 from PIL import Image
 from pydantic import BaseModel, ValidationError
 
-from image_analysis.errors import BadImageError, BadResponseError, ProviderError
+from image_analysis.errors import BadImageError, BadResponseError
 from image_analysis.models import Box, Color, Detection, HouseCategory, Label, ModerationCategory, TextItem
 from image_analysis.providers.base import (
     AnalysisRequest,
@@ -48,6 +50,7 @@ from image_analysis.providers.base import (
 from image_analysis.providers.common import ProviderKeys, base_url, unexpected_payload, unfit_result
 from image_analysis.providers.common import VendorPayload as _Loose
 from image_analysis.providers.common import opaque_name as _opaque_name
+from image_analysis.providers.fanout import combine, fan_out
 from image_analysis.providers.http import VendorClient, VendorProfile
 
 if TYPE_CHECKING:
@@ -79,6 +82,10 @@ DEFAULT_ENDPOINTS = ("tags", "nsfw")
 # provide you with the same great results." OCR (/text, "experimental") reads small print, so it gets
 # the image at full size (within the byte limit) instead.
 UPLOAD_SHORT_SIDE: Mapping[str, int | None] = {"tags": 300, "nsfw": 300, "colors": 300, "faces": 300, "text": None}
+
+# /v2/tags "threshold": "By default all tags with confidence above 7 are being returned and you cannot go
+# lower than that." A lower IMAGGA_TAGS_THRESHOLD would promise tags the vendor never sends.
+TAGS_THRESHOLD_FLOOR = 7
 
 # The seed documents no upload size or format list; JPEG and PNG are what every example sends.
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
@@ -436,14 +443,7 @@ def normalize(endpoint: str, payload: Any, *, sent: SentImage, language: str = "
 
 def merge_outputs(outputs: list[ProviderOutput]) -> ProviderOutput:
     """Endpoint outputs fill disjoint sections; put them together."""
-    merged: dict[str, Any] = {"raw": {}}
-    for output in outputs:
-        for name in output.model_fields_set:
-            if name == "raw":
-                merged["raw"].update(output.raw)
-            else:
-                merged[name] = getattr(output, name)
-    return ProviderOutput(**merged)
+    return combine(outputs)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -487,6 +487,8 @@ class ImaggaProvider(Provider):
     price_per_call: ClassVar[float] = 0.0  # the seed documents no price: IMAGGA_PRICE_PER_CALL
     accepted_formats: ClassVar[frozenset[str]] = frozenset({"jpeg", "png"})
     max_upload_bytes: ClassVar[int] = MAX_UPLOAD_BYTES
+    # 2: options as query parameters, colors without the object split, partial answers kept.
+    normalizer_version: ClassVar[str] = "2"
 
     def __init__(
         self,
@@ -524,8 +526,9 @@ class ImaggaProvider(Provider):
             endpoints=_endpoints(settings.vendor(prefix, "ENDPOINTS", ",".join(DEFAULT_ENDPOINTS))),
             language=language,
             tags_limit=_optional_number(settings.vendor(prefix, "TAGS_LIMIT"), int, "IMAGGA_TAGS_LIMIT", 1, 10_000),
+            # Docs: "all tags with confidence above 7 are being returned and you cannot go lower than that".
             tags_threshold=_optional_number(
-                settings.vendor(prefix, "TAGS_THRESHOLD"), float, "IMAGGA_TAGS_THRESHOLD", 0, 100
+                settings.vendor(prefix, "TAGS_THRESHOLD"), float, "IMAGGA_TAGS_THRESHOLD", TAGS_THRESHOLD_FLOOR, 100
             ),
             max_concurrency=_optional_number(
                 settings.vendor(prefix, "MAX_CONCURRENCY"), int, "IMAGGA_MAX_CONCURRENCY", 1, 16
@@ -558,36 +561,14 @@ class ImaggaProvider(Provider):
                 "POST",
                 ENDPOINTS[endpoint].path,
                 deadline=request.deadline,
-                data=self._form(endpoint),
+                params=self.query(endpoint),
                 files={"image": (file_stem + extension, payload, mime)},
                 auth=httpx.BasicAuth(key, secret),
                 secrets=(key, secret),
             )
             return normalize(endpoint, response.body, sent=sent, language=self.language)
 
-        results = self._run(call, endpoints)
-        errors = [r for r in results if isinstance(r, ProviderError)]
-        if errors:
-            # A lasting error (auth, quota, bad image) says more than a passing one; else the first.
-            lasting = [e for e in errors if not e.retryable]
-            raise (lasting or errors)[0]
-        return merge_outputs([r for r in results if isinstance(r, ProviderOutput)])
-
-    def _run(self, call: Callable[[str], ProviderOutput], endpoints: list[str]) -> list[ProviderOutput | ProviderError]:
-        def guarded(endpoint: str) -> ProviderOutput | ProviderError:
-            try:
-                return call(endpoint)
-            except ProviderError as exc:
-                return exc
-
-        if len(endpoints) == 1 or self.max_concurrency == 1:
-            results: list[ProviderOutput | ProviderError] = []
-            for endpoint in endpoints:
-                results.append(guarded(endpoint))
-                if isinstance(results[-1], ProviderError) and not results[-1].retryable:
-                    break  # a bad key or an empty quota fails the next call too: do not pay for it
-            return results
-        return list(self._executor().map(guarded, endpoints))
+        return fan_out(PROVIDER, endpoints, call, executor=self._executor if self.max_concurrency > 1 else None)
 
     def _executor(self) -> ThreadPoolExecutor:
         with self._lock:
@@ -595,16 +576,21 @@ class ImaggaProvider(Provider):
                 self._pool = ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="imagga")
             return self._pool
 
-    def _form(self, endpoint: str) -> dict[str, str]:
+    def query(self, endpoint: str) -> dict[str, str]:
+        """The endpoint's options. The docs list them as query parameters of the POST, beside the file."""
+        if endpoint == "colors":
+            # Only the overall colors are read (normalize_colors): the object/background split is work the
+            # vendor would do for nothing.
+            return {"extract_object_colors": "0"}
         if endpoint != "tags":
             # nsfw_beta is asked in English on purpose: NSFW_CATEGORIES matches English names.
             return {}
-        form = {"language": self.language}
+        query = {"language": self.language}
         if self.tags_limit is not None:
-            form["limit"] = str(self.tags_limit)
+            query["limit"] = str(self.tags_limit)
         if self.tags_threshold is not None:
-            form["threshold"] = f"{self.tags_threshold:g}"
-        return form
+            query["threshold"] = f"{self.tags_threshold:g}"
+        return query
 
 
 def _prepare(image: DecodedImage, short_side: int | None) -> tuple[bytes, str, SentImage]:

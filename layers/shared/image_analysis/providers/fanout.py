@@ -1,0 +1,113 @@
+"""One analysis as several vendor requests (Imagga's endpoints, ImageRecognize's types): every answered
+section is kept, and the ones that failed are reported instead of throwing the paid answers away.
+
+    fan_out(parts, call, ...)  -> ProviderOutput             every part answered
+                               -> raises PartialAnswer        some answered: .output holds them, .failures
+                                                              (part -> ProviderError) the others
+                               -> raises a ProviderError      none answered (the most lasting error)
+
+A lasting error (auth, quota, a refused image) says more than a passing one. Sent one at a time, the
+parts after a lasting error are not sent: a bad key or an empty quota fails them too, and would be paid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from image_analysis.errors import ProviderError
+from image_analysis.models import ErrorInfo
+from image_analysis.providers.base import ProviderOutput
+
+
+class PartialAnswer(Exception):
+    """Some parts of one provider's analysis answered, others failed. Not an ``AnalysisError``: the answered
+    sections stand (the orchestrator records the provider as ``partial``), and another delivery of the
+    record would pay for them again, so it is not a reason to retry."""
+
+    def __init__(
+        self,
+        provider: str,
+        output: ProviderOutput,
+        failures: Mapping[str, ProviderError],
+        missing: frozenset[str] = frozenset(),
+    ) -> None:
+        self.provider = provider
+        self.output = output
+        self.failures = dict(failures)
+        # The capabilities the failed parts would have answered (routing asks another provider for them).
+        self.missing = missing
+        super().__init__(self.info().message)
+
+    def info(self) -> ErrorInfo:
+        """The most lasting failure's code; the message names every missing part and why."""
+        lasting = [e for e in self.failures.values() if not e.retryable]
+        code = (lasting or list(self.failures.values()))[0].code
+        reasons = "; ".join(f"{part}: {_without_provider(e, self.provider)}" for part, e in self.failures.items())
+        answered = ", ".join(sorted(self.output.raw)) or "nothing else"
+        return ErrorInfo(
+            code=code,
+            message=f"{self.provider}: missing {', '.join(self.failures)} ({reasons}); answered: {answered}",
+        )
+
+
+def _without_provider(error: ProviderError, provider: str) -> str:
+    prefix = f"{provider}: "
+    return error.message[len(prefix) :] if error.message.startswith(prefix) else error.message
+
+
+def fan_out(
+    provider: str,
+    parts: Sequence[str],
+    call: Callable[[str], ProviderOutput],
+    *,
+    capabilities: Callable[[str], Iterable[str]] = lambda part: (),
+    executor: Callable[[], ThreadPoolExecutor] | None = None,
+) -> ProviderOutput:
+    """``call(part)`` for every part: at once on ``executor()`` when given and there is more than one part,
+    else one after the other. Returns the parts' outputs put together (they fill disjoint sections).
+    ``capabilities(part)``: what a part answers, so that a partial answer says which are missing."""
+
+    def guarded(part: str) -> ProviderOutput | ProviderError:
+        try:
+            return call(part)
+        except ProviderError as exc:
+            return exc
+
+    results: dict[str, ProviderOutput | ProviderError] = {}
+    if executor is None or len(parts) == 1:
+        for part in parts:
+            results[part] = guarded(part)
+            failed = results[part]
+            if isinstance(failed, ProviderError) and not failed.retryable:
+                break  # the parts left would fail the same way, and be paid for
+    else:
+        results = dict(zip(parts, executor().map(guarded, parts), strict=True))
+    failures = {part: r for part, r in results.items() if isinstance(r, ProviderError)}
+    # A part never sent (after a lasting error) is missing for the same reason.
+    first_lasting = next((e for e in failures.values() if not e.retryable), None)
+    for part in parts:
+        if part not in results and first_lasting is not None:
+            failures[part] = first_lasting
+    answered = [r for r in results.values() if isinstance(r, ProviderOutput)]
+    if not answered:
+        lasting = [e for e in failures.values() if not e.retryable]
+        raise (lasting or list(failures.values()))[0]
+    output = combine(answered)
+    if failures:
+        missing = frozenset(c for part in failures for c in capabilities(part))
+        raise PartialAnswer(provider, output, failures, missing)
+    return output
+
+
+def combine(outputs: Sequence[ProviderOutput]) -> ProviderOutput:
+    """Outputs of disjoint sections put together; their raw answers side by side."""
+    merged: dict[str, Any] = {"raw": {}}
+    for output in outputs:
+        for name in output.model_fields_set:
+            if name == "raw":
+                merged["raw"].update(output.raw)
+            else:
+                merged[name] = getattr(output, name)
+    return ProviderOutput(**merged)
