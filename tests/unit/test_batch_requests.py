@@ -144,7 +144,9 @@ class BatchPipeline:
     def shared_answers(self, records):
         return SharedAnswers(records, lambda answers: self.stored.append(answers) or len(answers), self.pool)
 
-    def process(self, ref, deadline, attempts=1, alert_lease_seconds=None, existing="unread", cache_writes=None):
+    def process(
+        self, ref, deadline, attempts=1, alert_lease_seconds=None, existing="unread", cache_writes=None, memory=None
+    ):
         with self.lock:
             self.given[ref.key] = {"existing": existing}
         if cache_writes is not None:

@@ -651,7 +651,7 @@ def test_defaults() -> None:
     assert provider.url_ttl_seconds == 300
     assert provider.url_source == "copy"  # the vendor never sees the bucket or key by default
     assert provider.region == "eu-central-1"
-    assert provider.single is True
+    assert provider.single is False  # per-choice scores need single=false
     assert provider.body("https://example.test/a.jpg") == {"image": "https://example.test/a.jpg"}
 
 

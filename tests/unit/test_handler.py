@@ -43,7 +43,7 @@ class Pipeline:
         self.max_running = 0
         self.max_bytes = 0
 
-    def process(self, ref, deadline, attempts=1, alert_lease_seconds=None):
+    def process(self, ref, deadline, attempts=1, alert_lease_seconds=None, memory=None):
         with self.lock:
             self.running += 1
             self.bytes += ref.size

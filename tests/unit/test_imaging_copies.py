@@ -65,12 +65,42 @@ def test_a_copy_no_larger_than_the_working_copy_is_made_from_it(monkeypatch):
     assert Image.open(io.BytesIO(payload)).size == (450, 338)
 
 
-def test_an_image_that_may_be_transparent_is_never_sent_from_the_rgb_working_copy():
+def _png(image: Image.Image) -> bytes:
     out = io.BytesIO()
-    Image.new("RGBA", (640, 480), (255, 0, 0, 0)).save(out, format="PNG")
-    payload, mime = decode(out.getvalue(), max_pixels=100_000_000).encoded_for(frozenset({"png"}), 5_000_000, 450)
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+def _white_text_on_transparency() -> Image.Image:
+    """What a dark page shows and a white one hides: white strokes, everything else transparent."""
+    image = Image.new("RGBA", (640, 480), (0, 0, 0, 0))
+    for x in range(100, 540, 40):
+        for y in range(100, 380):
+            for dx in range(10):
+                image.putpixel((x + dx, y), (255, 255, 255, 255))
+    return image
+
+
+def test_a_transparent_image_is_judged_and_sent_on_the_backdrop_that_shows_it():
+    decoded = decode(_png(_white_text_on_transparency()), max_pixels=100_000_000)
+    assert decoded.backdrop == "black"
+    # The offline analysis sees the strokes: on white it would see a blank page.
+    assert decoded.working.convert("L").getextrema() == (0, 255)
+    payload, mime = decoded.encoded_for(frozenset({"png"}), 5_000_000, 450)
     copy = Image.open(io.BytesIO(payload))
-    assert mime == "image/png" and copy.mode == "RGBA" and copy.getpixel((0, 0))[3] == 0
+    assert payload != decoded.data  # never the original, whose transparency a vendor may draw on white
+    assert mime == "image/png" and copy.mode == "RGB"
+    assert copy.getpixel((0, 0)) == (0, 0, 0) and copy.getpixel((int(105 * 450 / 640), 200)) == (255, 255, 255)
+
+
+def test_dark_strokes_on_transparency_go_on_white_and_an_opaque_alpha_channel_is_no_transparency():
+    dark = Image.new("RGBA", (200, 200), (0, 0, 0, 0))
+    dark.paste((10, 10, 10, 255), (50, 50, 150, 150))
+    assert decode(_png(dark), max_pixels=100_000_000).backdrop == "white"
+    opaque = Image.new("RGBA", (200, 200), (30, 60, 90, 255))
+    plain = decode(_png(opaque), max_pixels=100_000_000)
+    assert plain.backdrop is None
+    assert plain.encoded_for(frozenset({"png"}), 5_000_000)[0] is plain.data  # sent as it is
 
 
 def test_saving_a_copy_leaves_the_shared_decoded_images_as_they_were():

@@ -136,7 +136,7 @@ class Orchestrator:
     def __init__(self, ai_confidence):
         self.ai_confidence = ai_confidence
 
-    def prefetch(self, sha256, deferred=None):
+    def prefetch(self, sha256, deferred=None, lookups=True):
         return CacheTraffic(deferred=deferred)
 
     def run(self, request, prefetched=None):

@@ -228,7 +228,7 @@ def answered(name: str, output: ProviderOutput) -> ProviderResult:
 
 
 class Orchestrator:
-    def prefetch(self, sha256, deferred=None):
+    def prefetch(self, sha256, deferred=None, lookups=True):
         return CacheTraffic(deferred=deferred)
 
     def run(self, request, prefetched=None):

@@ -87,7 +87,7 @@ def hostile_output(provider: str) -> ProviderOutput:
 
 
 class Orchestrator:
-    def prefetch(self, sha256, deferred=None):
+    def prefetch(self, sha256, deferred=None, lookups=True):
         return CacheTraffic(deferred=deferred)
 
     def run(self, request, prefetched=None):

@@ -1,10 +1,13 @@
 """Content cache: a provider's answer for the same bytes, configuration and question is never paid twice.
 
 Key: SHA-256 of the bytes, the provider id, a hash of the provider's configuration (its ``<VENDOR>_*``
-settings except keys, and its normalizer version) and the capabilities the answer covers (what it was
-asked, within what the adapter has switched on). So a changed option or a new normalizer never reuses
-a stale answer, and an answer to a narrower question (routing asked only for moderation) is never
-taken for a wider one. The item also keeps how many vendor requests the answer took: a hit saves that
+settings except keys, its normalizer version, and the schema version of the normalized output) and the
+capabilities the answer covers (what it was asked, within what the adapter has switched on). So a changed
+option, a new normalizer or a new result schema never reuses a stale answer, and an answer to a narrower
+question (routing asked only for moderation) is never taken for a wider one. The bytes are those sent:
+the file, or for a frame of an animation that frame's own bytes. An entry that does not decompress or
+validate against today's model is a miss, never a failure of the record.
+The item also keeps how many vendor requests the answer took: a hit saves that
 many. Items expire through the table's time-to-live attribute.
 """
 
@@ -20,6 +23,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from image_analysis.models import SCHEMA_VERSION
 from image_analysis.providers.base import ProviderOutput
 
 # Larger answers are not cached: the item must stay under DynamoDB's 400 KB.
@@ -32,7 +36,9 @@ def config_fingerprint(provider: str, normalizer_version: str, env: Mapping[str,
     options = sorted(
         (name, value) for name, value in env.items() if name.startswith(prefix) and not name.endswith(_SECRET_SUFFIXES)
     )
-    text = json.dumps({"provider": provider, "normalizer": normalizer_version, "options": options})
+    text = json.dumps(
+        {"provider": provider, "normalizer": normalizer_version, "schema": SCHEMA_VERSION, "options": options}
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -61,8 +67,12 @@ class ContentCache:
             return None  # a cache that cannot answer is a miss, never a failure
         if not item or int(item.get("expires_at", {}).get("N", "0")) < self._clock():
             return None
-        output = ProviderOutput.model_validate_json(zlib.decompress(item["output"]["B"]))
-        calls = int(item["calls"]["N"]) if "calls" in item else max(1, len(output.raw))
+        try:
+            output = ProviderOutput.model_validate_json(zlib.decompress(item["output"]["B"]))
+            calls = int(item["calls"]["N"]) if "calls" in item else max(1, len(output.raw))
+        except (KeyError, TypeError, ValueError, zlib.error):  # ValidationError is a ValueError
+            # Written by another version, or damaged: asking the vendor again beats a record that never ends.
+            return None
         return CachedAnswer(output, calls)
 
     def _item(self, key: str, output: ProviderOutput, calls: int) -> dict[str, Any] | None:

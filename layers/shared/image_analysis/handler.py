@@ -3,8 +3,9 @@
 For SQS it processes every message and returns ``batchItemFailures`` for exactly the messages to
 retry; for a direct invocation a failure raises, so Lambda's own retries and the on-failure
 destination apply. Objects of one batch are processed concurrently (vendor calls are mostly waiting),
-bounded by a count and by the bytes they may hold at once. It stops starting new objects when the
-invocation is nearly out of time and hands those back instead of being killed mid-write. A record
+bounded by a count and by the decoded bytes they may hold at once (``memory.ByteBudget``). It stops
+starting new objects when the invocation is nearly out of time and hands those back instead of being
+killed mid-write. A record
 handed back for a reason the pipeline did not record itself (time ran out, an unexpected exception)
 gets a ``failed`` item with that reason, best effort, so a dead-letter message always has one.
 """
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from image_analysis.events import ObjectRef, SourceRecord, parse_event
+from image_analysis.memory import ByteBudget
 from image_analysis.merge import MAX_TEXT_CHARS, cap_text
 from image_analysis.models import ErrorInfo
 from image_analysis.pipeline import Outcome
@@ -30,27 +32,6 @@ START_MARGIN_SECONDS = 10.0
 
 class RecordsFailed(Exception):
     """A direct invocation had objects to retry."""
-
-
-class ByteBudget:
-    """At most ``limit`` bytes of objects in memory at once; one object larger than that still runs alone."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._used = 0
-        self._condition = threading.Condition()
-
-    def acquire(self, size: int) -> int:
-        size = min(max(size if isinstance(size, int) else 1, 1), self.limit)
-        with self._condition:
-            self._condition.wait_for(lambda: self._used + size <= self.limit)
-            self._used += size
-        return size
-
-    def release(self, size: int) -> None:
-        with self._condition:
-            self._used -= size
-            self._condition.notify_all()
 
 
 @dataclass
@@ -169,7 +150,7 @@ def _process_one(
     ref = item.ref
     shared = batch.for_record(ref)
     turn = shared.get("cache_writes")
-    held = 0
+    memory = budget.hold()
     try:
         if deadline.remaining() < START_MARGIN_SECONDS:
             logger.warning("too little time left; handing the record back", extra={"object_key": ref.key})
@@ -180,12 +161,13 @@ def _process_one(
             )
             return None
         logger.thread_safe_append_keys(bucket=ref.bucket, object_key=ref.key, version_id=ref.version_id)
-        held = budget.acquire(ref.size or 0)
+        # The download first; the pipeline grows the hold to the decoded size once the header is read.
+        memory.resize(ref.size or 0)
         if turn is not None:
             # After the byte budget, never before: a record waiting for bytes holds no turn.
             turn.take_turn(timeout=deadline.remaining() - START_MARGIN_SECONDS)
         outcome = runtime.pipeline.process(
-            ref, deadline, attempts=item.record.receive_count, alert_lease_seconds=lease, **shared
+            ref, deadline, attempts=item.record.receive_count, alert_lease_seconds=lease, memory=memory, **shared
         )
         _log_outcome(logger, outcome)
         return outcome
@@ -198,8 +180,7 @@ def _process_one(
         if turn is not None:
             turn.end_turn()
             turn.done()  # this record asks no vendor anything more
-        if held:
-            budget.release(held)
+        memory.release()
         logger.thread_safe_clear_keys()
 
 

@@ -1,9 +1,26 @@
 """Identify an upload by its bytes (never its name), enforce the limits, and prepare copies for vendors.
 
-``decode`` either returns a ``DecodedImage`` or raises ``InputRejected`` with the contract's code:
-``empty_object``, ``not_an_image``, ``unsupported_format``, ``truncated``, ``too_many_pixels``.
-Decoding happens once, into a small RGB working copy (JPEG draft mode makes that cheap for big photos);
-vendors that need other sizes or formats get a re-encoded copy from ``encoded_for``.
+``probe`` reads the header only: format, size, mode, and the bytes a decode will take (``decoded_bytes``),
+which the batch's memory budget counts before any pixel is decoded. ``decode`` either returns a
+``DecodedImage`` or raises ``InputRejected`` with the contract's code: ``empty_object``, ``not_an_image``,
+``unsupported_format``, ``truncated``, ``too_many_pixels``. Whatever a decoder raises on a file (libheif's
+RuntimeError, a plugin's IndexError or struct.error) is a ``truncated`` rejection; only a ``MemoryError``
+is left to the caller, since it says nothing about the file.
+
+The file is decoded once, into copies of bounded size: a working copy (at most ``WORKING_SIDE``) for the
+offline analysis, and a master (at most ``MASTER_MAX_PIXELS``) that every vendor copy is made from. A
+JPEG is decoded at a reduced scale (draft mode) for the working copy, and its master only when a vendor
+needs a copy larger than that. The full-size decode of a huge PNG is dropped as soon as the master is made.
+
+Transparency is judged as a viewer would see it: a transparent image is flattened onto the backdrop
+(white or black) that keeps the most contrast, so that content drawn for a dark page does not pass as a
+blank one; such an image is never sent as it is.
+
+Files of several frames (animated GIF, WebP and PNG, multi-page TIFF, multi-image HEIF/AVIF) are sampled:
+at most ``FrameLimits.samples`` frames, spread evenly over the frame indexes with the first and the last
+included, found by decoding at most ``FrameLimits.scan_limit`` frames in order. Each sampled frame is a
+``DecodedImage`` of its own (``views``): a PNG of the flattened, bounded frame, whose bytes are what
+vendors are sent and what their cached answers are keyed by.
 """
 
 from __future__ import annotations
@@ -11,15 +28,24 @@ from __future__ import annotations
 import hashlib
 import io
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, ImageStat, UnidentifiedImageError
 
 from image_analysis.errors import InputRejected
 
 # The working copy the offline analyzer reads: big enough for colors, hashes and quality signals.
 WORKING_SIDE = 512
+# The one copy vendor copies are made from: 16 megapixels keep every detail a vendor documents a use for
+# (Imagga needs 300 px, OCR small print) while a 100-megapixel upload shrinks to a sixth of its decode.
+MASTER_MAX_PIXELS = 4096 * 4096
+# An analyzed frame of an animation is kept at most this large: eight of them stay under 40 MB.
+FRAME_MAX_SIDE = 1280
+# Formats whose extra frames are frames of the picture (MPO's second image is a depth map or stereo pair).
+MULTI_FRAME_FORMATS = frozenset({"gif", "webp", "png", "tiff", "heic", "heif", "avif"})
 
 MIME_BY_FORMAT = {
     "jpeg": "image/jpeg",
@@ -43,9 +69,6 @@ _KNOWN_NON_RASTER = (
     (b"PK\x03\x04", "ZIP archives"),
 )
 
-# Modes whose pixels may carry transparency (a palette may declare a transparent entry).
-_MAY_HAVE_ALPHA = frozenset({"RGBA", "LA", "PA", "P", "RGBa", "La"})
-
 _HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"mif1", b"msf1", b"heim", b"heis")
 
 
@@ -64,6 +87,69 @@ _PERSONAL_EXIF_TAGS = frozenset(
 
 
 @dataclass(frozen=True)
+class FrameLimits:
+    """How many frames of an animation are analyzed (FRAME_SAMPLES) and decoded to find them (FRAME_SCAN_LIMIT)."""
+
+    samples: int = 8
+    scan_limit: int = 300
+
+
+def sample_frames(frames: int, limits: FrameLimits) -> list[int]:
+    """At most ``limits.samples`` indexes spread evenly over the first ``limits.scan_limit`` frames, the
+    first and the last of them included."""
+    last = min(frames, max(1, limits.scan_limit)) - 1
+    count = min(max(1, limits.samples), last + 1)
+    if count == 1:
+        return [0]
+    return sorted({round(i * last / (count - 1)) for i in range(count)})
+
+
+# Bytes per pixel of Pillow's decoded modes (what the decoder allocates before any conversion).
+_BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "LA": 2, "PA": 2, "La": 2, "I;16": 2, "I;16B": 2, "I;16L": 2}
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What the header says, before any pixel is decoded."""
+
+    format: str
+    width: int
+    height: int
+    mode: str
+    frames: int = 1
+
+    @property
+    def animated(self) -> bool:
+        """Frames after the first will be analyzed too (their bytes, not the file's, key the cache)."""
+        return self.frames > 1 and self.format in MULTI_FRAME_FORMATS
+
+    @property
+    def decoded_bytes(self) -> int:
+        """Memory a decode takes at its peak: width x height x the decoded mode's bytes per pixel, plus the
+        RGB(A) copy that anything but plain RGB is converted or flattened into."""
+        per_pixel = _BYTES_PER_PIXEL.get(self.mode, 4 if self.mode not in ("RGB", "YCbCr", "LAB", "HSV") else 3)
+        extra = 0 if self.mode == "RGB" else 4
+        return self.width * self.height * (per_pixel + extra)
+
+
+class _Master:
+    """The bounded copy vendor copies are made from, made at most once even when threads ask at once."""
+
+    def __init__(self, image: Image.Image | None = None, load: Callable[[], Image.Image] | None = None) -> None:
+        self._image = image
+        self._load = load
+        self._lock = threading.Lock()
+
+    def get(self) -> Image.Image:
+        with self._lock:
+            if self._image is None:
+                assert self._load is not None
+                self._image = self._load()
+                self._load = None
+            return self._image
+
+
+@dataclass(frozen=True)
 class DecodedImage:
     data: bytes
     format: str
@@ -73,13 +159,23 @@ class DecodedImage:
     mode: str
     frames: int
     orientation: int | None
-    # RGB, EXIF-rotated, first frame, at most WORKING_SIDE on its long side.
+    # RGB, EXIF-rotated, flattened, this frame, at most WORKING_SIDE on its long side.
     working: Image.Image = field(repr=False, compare=False)
     # Whether copies for vendors drop EXIF (location, camera serials), XMP, comments and text chunks.
     strip_metadata: bool = True
     # A JPEG decoded once at a reduced scale (draft mode), EXIF-rotated: vendor copies up to its size are
-    # made from it instead of decoding the file again. None for other formats and small JPEGs.
+    # made from it. None for other formats and small JPEGs.
     draft: Image.Image | None = field(default=None, repr=False, compare=False)
+    # "white" or "black" when the image is transparent: the backdrop it is judged and sent on.
+    backdrop: str | None = None
+    # This image's frame of the file (0 for the file itself) and, for a frame, the file it comes from.
+    frame_index: int = 0
+    source: DecodedImage | None = field(default=None, repr=False, compare=False)
+    # The sampled frames of a file of several frames (``analyzed``); empty for one frame.
+    views: tuple[DecodedImage, ...] = field(default=(), repr=False, compare=False)
+    # Sampled frames that could not be decoded (the file broke off before them).
+    frames_unreadable: int = 0
+    _master: _Master = field(default_factory=_Master, repr=False, compare=False)
     # Vendor copies already made, by (formats, max_bytes, max_side, strip): providers asking for the same
     # copy share one encoding. Shared by the copies ``for_vendor`` makes, guarded by its lock.
     _copies: dict = field(default_factory=dict, repr=False, compare=False)
@@ -92,6 +188,16 @@ class DecodedImage:
             # Answered once on this image for every vendor copy: the same bytes need no second parse.
             copy.__dict__["has_personal_metadata"] = self.has_personal_metadata
         return copy
+
+    @property
+    def analyzed(self) -> tuple[DecodedImage, ...]:
+        """What is analyzed: the sampled frames of an animation, else the image itself."""
+        return self.views or (self,)
+
+    @property
+    def file(self) -> DecodedImage:
+        """The uploaded file this image is (or is a frame of): its metadata, its provenance."""
+        return self.source or self
 
     @cached_property
     def has_personal_metadata(self) -> bool:
@@ -117,6 +223,19 @@ class DecodedImage:
     def size_bytes(self) -> int:
         return len(self.data)
 
+    @property
+    def retained_bytes(self) -> int:
+        """Memory this image keeps once decoded: its bytes, the working copy, the draft, the master (or the
+        most a JPEG's master, made on demand, can take) and its frames'."""
+        images = [self.working, self.draft]
+        held = len(self.data) + sum(_image_bytes(i) for i in images if i is not None)
+        master = self._master._image
+        if master is not None and master is not self.working:
+            held += _image_bytes(master)
+        elif master is None:
+            held += min(self.width * self.height, 4 * MASTER_MAX_PIXELS) * 3
+        return held + sum(view.retained_bytes for view in self.views)
+
     def open(self) -> Image.Image:
         """A fresh Pillow image on the original bytes (for metadata readers)."""
         _register_heif_if_needed(self.data)
@@ -130,13 +249,15 @@ class DecodedImage:
     ) -> tuple[bytes, str]:
         """The bytes to send to a vendor that accepts ``formats`` up to ``max_bytes``.
 
-        The original goes as it is when the vendor takes it; otherwise the first frame is converted to
-        JPEG (PNG when it has transparency and the vendor takes PNG), downscaled when asked or when the
+        The original goes as it is when the vendor takes it and it is what a viewer sees (one frame, no
+        transparency); otherwise a copy is made from the master, flattened onto the image's backdrop:
+        PNG when the original is PNG and the vendor takes PNG, else JPEG; downscaled when asked or when the
         file would still be too big. Never rejected for a reason we can fix.
         """
         fits_side = max_side is None or max(self.width, self.height) <= max_side
         clean = not self.strip_metadata or not self.has_personal_metadata
-        if self.format in formats and len(self.data) <= max_bytes and fits_side and self.frames == 1 and clean:
+        as_seen = self.frames == 1 and self.backdrop is None
+        if self.format in formats and len(self.data) <= max_bytes and fits_side and as_seen and clean:
             return self.data, self.content_type
         wanted = (formats, max_bytes, max_side, self.strip_metadata)
         with self._copies_lock:
@@ -153,39 +274,40 @@ class DecodedImage:
         return payload, mime
 
     def _source_for(self, side: int) -> Image.Image:
-        """The decoded image to downscale to ``side``, cheapest first: the working copy, the draft, the file.
+        """The decoded copy to downscale to ``side``, cheapest first: the working copy, the draft, the master.
 
-        The working copy is already RGB, so it serves only images without transparency."""
+        The working copy is already flattened RGB; the master may still carry its transparency, which
+        ``_reencode`` flattens after resizing."""
         # Shared between threads: _reencode resizes or copies it before saving (save writes encoder
         # settings onto the image it is called on).
-        if side <= max(self.working.size) and self.mode not in _MAY_HAVE_ALPHA:
+        if side <= max(self.working.size):
             return self.working
         if self.draft is not None and side <= max(self.draft.size):
             return self.draft
-        image = self.open()
-        if image.format == "JPEG":
-            image.draft("RGB", (side, side))
-        image.seek(0)
-        return ImageOps.exif_transpose(image)
+        return self._master.get()
 
     def _reencode(self, formats: frozenset[str], side: int) -> tuple[bytes, str]:
         image = self._source_for(side)
-        has_alpha = image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
         target = _fitted((self.width, self.height), side)
         if image.size != target:
             # The size follows from the original's, whichever decoded copy it is made from, so a vendor's
             # boxes map back exactly. BOX (area averaging) does not alias when it shrinks and takes two
             # thirds of bilinear's time; unlike the working copy, nothing we measure reads these pixels.
             image = image.resize(target, Image.Resampling.BOX, reducing_gap=2.0)
-        elif image is self.working or image is self.draft:
+        elif image is self.working or image is self.draft or image is self._master._image:
             image = image.copy()
+        image = _to_rgb(image, self.backdrop or "white")
         out = io.BytesIO()
-        # A PNG stays a PNG (lossless) when the vendor takes PNG; so does anything with transparency.
-        if "png" in formats and (self.format == "png" or (has_alpha and "jpeg" not in formats)):
-            image.convert("RGBA" if has_alpha else "RGB").save(out, format="PNG", optimize=True)
+        # A PNG stays a PNG (lossless) when the vendor takes PNG.
+        if "png" in formats and (self.format == "png" or "jpeg" not in formats):
+            image.save(out, format="PNG", optimize=True)
             return out.getvalue(), "image/png"
-        _to_rgb(image).save(out, format="JPEG", quality=88, optimize=True)
+        image.save(out, format="JPEG", quality=88, optimize=True)
         return out.getvalue(), "image/jpeg"
+
+
+def _image_bytes(image: Image.Image) -> int:
+    return image.width * image.height * len(image.getbands())
 
 
 def _fitted(size: tuple[int, int], side: int) -> tuple[int, int]:
@@ -197,14 +319,49 @@ def _fitted(size: tuple[int, int], side: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
+def _within_pixels(size: tuple[int, int], pixels: int) -> tuple[int, int]:
+    width, height = size
+    if width * height <= pixels:
+        return width, height
+    scale = (pixels / (width * height)) ** 0.5
+    return max(1, int(width * scale)), max(1, int(height * scale))
+
+
+def _has_alpha_mode(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (image.mode == "P" and "transparency" in image.info)
+
+
+def is_transparent(image: Image.Image) -> bool:
+    """Whether any pixel is less than opaque (a declared alpha channel that is all opaque is not)."""
+    if not _has_alpha_mode(image):
+        return False
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    low, _ = image.getchannel("A").getextrema()
+    return low < 255
+
+
+def _on(image: Image.Image, color: str) -> Image.Image:
+    rgba = image.convert("RGBA")
+    background = Image.new("RGB", rgba.size, (255, 255, 255) if color == "white" else (0, 0, 0))
+    background.paste(rgba, mask=rgba.getchannel("A"))
+    return background
+
+
+def best_backdrop(image: Image.Image) -> str:
+    """The backdrop (white or black) on which a transparent image keeps the most contrast: what is drawn
+    for a dark page shows on black and vanishes on white. White on a tie (a page's usual colour)."""
+    small = image.copy()
+    small.thumbnail((256, 256), Image.Resampling.BOX)
+    spread = {color: ImageStat.Stat(_on(small, color).convert("L")).stddev[0] for color in ("white", "black")}
+    return "black" if spread["black"] > spread["white"] + 1.0 else "white"
+
+
+def _to_rgb(image: Image.Image, backdrop: str = "white") -> Image.Image:
     if image.mode == "RGB":
         return image
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGB", rgba.size, (255, 255, 255))
-        background.paste(rgba, mask=rgba.getchannel("A"))
-        return background
+    if _has_alpha_mode(image):
+        return _on(image, backdrop)
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         # 16-bit and 32-bit grey: scale to 8 bits instead of clipping everything to white.
         return image.point(lambda v: v / 256).convert("L").convert("RGB")
@@ -214,38 +371,45 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 # Pillow's bomb guard is one process-wide number that warns at that many pixels and fails at twice as
 # many; changing it per call (or turning its warning into an error with ``warnings.catch_warnings``) is
 # not thread-safe, and records of a batch are decoded at once. So it is set once, out of the way, and
-# ``decode`` holds every image to MAX_PIXELS exactly, from the header's width x height, before any pixel
+# ``probe`` holds every image to MAX_PIXELS exactly, from the header's width x height, before any pixel
 # is decoded.
 Image.MAX_IMAGE_PIXELS = None
 
 
-def decode(data: bytes, max_pixels: int, sha256: str | None = None) -> DecodedImage:
-    """``sha256``: the bytes' digest when the caller has it already (hashing a large file twice costs)."""
+def probe(data: bytes, max_pixels: int) -> Probe:
+    """The header's facts, or the ``InputRejected`` a decode would raise for them (no pixel decoded)."""
     if not data:
         raise InputRejected("empty_object", "the object is empty (0 bytes)")
-    _register_heif_if_needed(data)
-    try:
+    with _rejections(data, max_pixels):
+        _register_heif_if_needed(data)
         image = Image.open(io.BytesIO(data))  # reads the header only
-        fmt = (image.format or "").lower()
         width, height = image.size
         if width * height > max_pixels:
             raise Image.DecompressionBombError("too many pixels")
-        frames = getattr(image, "n_frames", 1)
-        orientation = image.getexif().get(0x0112)
-        mode = image.mode
-        if image.format == "JPEG":
-            image.draft("RGB", (WORKING_SIDE * 2, WORKING_SIDE * 2))
-        image.seek(0)
-        image.load()
-        # A JPEG that draft mode decoded at a reduced scale is kept for the vendors' copies.
-        reduced = image.format == "JPEG" and image.size != (width, height)
-        # exif_transpose copies even an upright image: only rotate what needs it.
-        upright = ImageOps.exif_transpose(image) if orientation in range(2, 9) else image
-        draft = upright if reduced else None
-        # resize returns a new image: the draft stays as decoded for the vendors' copies.
-        working = _to_rgb(
-            upright.resize(_fitted(upright.size, WORKING_SIDE), Image.Resampling.BILINEAR, reducing_gap=1.0)
-        )
+        fmt = (image.format or "").lower()
+        return Probe("heic" if fmt == "heif" else fmt, width, height, image.mode, getattr(image, "n_frames", 1))
+
+
+def decode(data: bytes, max_pixels: int, sha256: str | None = None, frames: FrameLimits | None = None) -> DecodedImage:
+    """``sha256``: the bytes' digest when the caller has it already (hashing a large file twice costs).
+    ``frames``: how many frames of an animation to sample (default: the first only)."""
+    if not data:
+        raise InputRejected("empty_object", "the object is empty (0 bytes)")
+    with _rejections(data, max_pixels):
+        _register_heif_if_needed(data)
+        decoded = _decode(data, max_pixels, frames)
+    if sha256 is not None:
+        decoded.__dict__["sha256"] = sha256  # what the cached_property would compute
+    return decoded
+
+
+@contextmanager
+def _rejections(data: bytes, max_pixels: int) -> Iterator[None]:
+    """Every way a decoder fails on a file, as the contract's rejection; a MemoryError passes through."""
+    try:
+        yield
+    except (InputRejected, MemoryError):
+        raise
     except Image.DecompressionBombError:
         raise InputRejected(
             "too_many_pixels", f"the image has more than the {max_pixels:,} pixels allowed (MAX_PIXELS)"
@@ -262,6 +426,43 @@ def decode(data: bytes, max_pixels: int, sha256: str | None = None) -> DecodedIm
         if "truncated" in text or "broken data stream" in text or isinstance(exc, EOFError):
             raise InputRejected("truncated", "the image is truncated or corrupt and cannot be decoded") from None
         raise InputRejected("truncated", f"the image cannot be decoded: {exc}") from None
+    except Exception as exc:
+        # A decoder's own crash on this file (libheif's RuntimeError, a plugin's IndexError, struct.error):
+        # the same bytes would crash it again, so it is a rejection, never a retry.
+        reason = " ".join(str(exc).split())[:200] or "no message"
+        raise InputRejected(
+            "truncated", f"the image cannot be decoded (the decoder failed: {type(exc).__name__}: {reason})"
+        ) from None
+
+
+def _decode(data: bytes, max_pixels: int, limits: FrameLimits | None) -> DecodedImage:
+    image = Image.open(io.BytesIO(data))  # reads the header only
+    fmt = (image.format or "").lower()
+    width, height = image.size
+    if width * height > max_pixels:
+        raise Image.DecompressionBombError("too many pixels")
+    frames = getattr(image, "n_frames", 1)
+    orientation = image.getexif().get(0x0112)
+    mode = image.mode
+    if image.format == "JPEG":
+        image.draft("RGB", (WORKING_SIDE * 2, WORKING_SIDE * 2))
+    image.seek(0)
+    image.load()
+    # A JPEG that draft mode decoded at a reduced scale is kept for the vendors' copies; its master is made
+    # from the file only if a vendor needs more than that.
+    reduced = image.format == "JPEG" and image.size != (width, height)
+    first = _bounded_frame(image, orientation, MASTER_MAX_PIXELS)
+    backdrop = best_backdrop(first) if is_transparent(first) else None
+    working = _to_rgb(
+        first.resize(_fitted(first.size, WORKING_SIDE), Image.Resampling.BILINEAR, reducing_gap=1.0),
+        backdrop or "white",
+    )
+    if reduced:
+        draft = _to_rgb(first)
+        master = _Master(load=lambda: _jpeg_master(data, orientation))
+    else:
+        draft = None
+        master = _Master(first if first.size != working.size or first.mode != "RGB" else working)
     if orientation in (5, 6, 7, 8):
         # Rotated a quarter turn by its EXIF orientation: report the dimensions people see.
         width, height = height, width
@@ -275,7 +476,82 @@ def decode(data: bytes, max_pixels: int, sha256: str | None = None) -> DecodedIm
         orientation=orientation,
         working=working,
         draft=draft,
+        backdrop=backdrop,
+        _master=master,
     )
-    if sha256 is not None:
-        decoded.__dict__["sha256"] = sha256  # what the cached_property would compute
+    if frames > 1 and limits is not None and decoded.format in MULTI_FRAME_FORMATS:
+        views, unreadable = _frame_views(image, decoded, orientation, limits)
+        object.__setattr__(decoded, "views", views)  # built after the file's image, which they point back at
+        object.__setattr__(decoded, "frames_unreadable", unreadable)
     return decoded
+
+
+def _bounded_frame(image: Image.Image, orientation: int | None, pixels: int) -> Image.Image:
+    """The loaded frame upright, in a mode that resizes well, within ``pixels``: what copies are made from.
+
+    Palette and bilevel images are converted first (resizing them would pick pixels, not average them)."""
+    if image.mode in ("P", "PA", "1"):
+        image = image.convert("RGBA" if _has_alpha_mode(image) else "RGB")
+    # exif_transpose copies even an upright image: only rotate what needs it.
+    if orientation in range(2, 9):
+        image = ImageOps.exif_transpose(image)
+    target = _within_pixels(image.size, pixels)
+    if target != image.size:
+        image = image.resize(target, Image.Resampling.BOX, reducing_gap=2.0)
+    return image
+
+
+def _jpeg_master(data: bytes, orientation: int | None) -> Image.Image:
+    """A JPEG's master, decoded on demand at the smallest scale that still holds MASTER_MAX_PIXELS."""
+    image = Image.open(io.BytesIO(data))
+    side = int(MASTER_MAX_PIXELS**0.5)
+    image.draft("RGB", (side, side))
+    image.load()
+    return _to_rgb(_bounded_frame(image, orientation, MASTER_MAX_PIXELS))
+
+
+def _frame_views(
+    image: Image.Image, file: DecodedImage, orientation: int | None, limits: FrameLimits
+) -> tuple[tuple[DecodedImage, ...], int]:
+    """The sampled frames as images of their own. Frames are decoded in order (delta-coded formats need
+    the frames before); a frame that fails to decode ends the scan, and the frames after it are counted
+    as unreadable rather than failing the file whose first frames are fine."""
+    wanted = sample_frames(file.frames, limits)
+    views: list[DecodedImage] = []
+    for index in wanted:
+        try:
+            image.seek(index)
+            image.load()
+        except MemoryError:
+            raise
+        except Exception:
+            if index == 0:
+                raise
+            break
+        views.append(_frame_view(image, file, orientation, index))
+    return tuple(views), len(wanted) - len(views)
+
+
+def _frame_view(image: Image.Image, file: DecodedImage, orientation: int | None, index: int) -> DecodedImage:
+    frame = _bounded_frame(image, orientation, FRAME_MAX_SIDE * FRAME_MAX_SIDE)
+    if max(frame.size) > FRAME_MAX_SIDE:
+        frame = frame.resize(_fitted(frame.size, FRAME_MAX_SIDE), Image.Resampling.BOX, reducing_gap=2.0)
+    backdrop = best_backdrop(frame) if is_transparent(frame) else None
+    flat = _to_rgb(frame, backdrop or "white")
+    out = io.BytesIO()
+    # Lossless and deterministic: the same frame always gives the same bytes, hence the same cache key.
+    flat.save(out, format="PNG", compress_level=1)
+    working = flat.resize(_fitted(flat.size, WORKING_SIDE), Image.Resampling.BILINEAR, reducing_gap=1.0)
+    return DecodedImage(
+        data=out.getvalue(),
+        format="png",
+        width=flat.width,
+        height=flat.height,
+        mode="RGB",
+        frames=1,
+        orientation=None,
+        working=working,
+        frame_index=index,
+        source=file,
+        _master=_Master(flat),
+    )

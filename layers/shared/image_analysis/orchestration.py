@@ -348,13 +348,14 @@ class Orchestrator:
         }
 
     # -- the plan ----------------------------------------------------------------------------------
-    def prefetch(self, sha256: str, deferred: RecordAnswers | None = None) -> CacheTraffic:
+    def prefetch(self, sha256: str, deferred: RecordAnswers | None = None, lookups: bool = True) -> CacheTraffic:
         """Start the cache lookups a plan without ROUTING makes (each vendor, for everything it has switched
         on) as soon as the bytes are known, so that they overlap the decode. ``run`` takes their answers;
         a plan that asks something else looks up its own keys. A run given this traffic caches fresh
-        answers in the background (or in ``deferred``): the caller settles the ``Orchestration``."""
+        answers in the background (or in ``deferred``): the caller settles the ``Orchestration``.
+        ``lookups`` False: the runs will send other bytes than these (an animation's frames)."""
         traffic = CacheTraffic(deferred=deferred, background=True)
-        if self.cache is None or self.routes:
+        if self.cache is None or self.routes or not lookups:
             return traffic
         for name, provider in self.providers.items():
             if name != "builtin":

@@ -1,8 +1,10 @@
 """One object version from event to stored result and alert.
 
     ref -> already final? (heal a missing alert, stop) -> GET (IfMatch ETag; the size checked from its
-        headers before the body is read) -> decode (reject bad input) -> providers, concurrently
-        -> merge + flags -> conditional write (claiming the alert when flagged) -> alert once, then
+        headers before the body is read) -> header probe (reject bad input; hold its decoded bytes in
+        the batch's memory budget) -> decode once into bounded copies (and an animation's sampled
+        frames) -> providers, concurrently, for every analyzed frame -> merge + flags (any frame)
+        -> conditional write (claiming the alert when flagged) -> alert once, then
         record its id on the item
 
 A delivery that finds a flagged item without ``alert_id`` publishes only after taking over the claim
@@ -23,11 +25,13 @@ from typing import Any, Literal
 from image_analysis.alerts import AlertPublisher, alert_id_for, build_alert
 from image_analysis.errors import InputRejected, ObjectSkipped, ObjectUnreadable
 from image_analysis.events import ObjectRef
-from image_analysis.imaging import decode
-from image_analysis.merge import Thresholds, decide_flags, fit_result, merged_sections, overall_status, pack_raw
+from image_analysis.frames import FramePlans, judge, run_frames
+from image_analysis.imaging import FrameLimits, decode, probe
+from image_analysis.memory import Hold as MemoryHold
+from image_analysis.merge import Thresholds, fit_result, overall_status, pack_raw
 from image_analysis.models import AnalysisResult, ErrorInfo, Quarantine, Reprocess
 from image_analysis.objects import ObjectReader, SizeRejected
-from image_analysis.orchestration import Orchestration, Orchestrator, RecordAnswers, SharedAnswers
+from image_analysis.orchestration import Orchestrator, RecordAnswers, SharedAnswers
 from image_analysis.providers.base import AnalysisRequest, Deadline
 from image_analysis.store import FINAL_STATUSES, ResultStore, result_of, supersedes
 
@@ -93,6 +97,7 @@ class Pipeline:
         on_delete: str = "delete",
         quarantine_tags: bool = False,
         max_pixels: int,
+        frame_limits: FrameLimits | None = None,
         raw_budget_bytes: int = 100_000,
         alert_lease_seconds: float = ALERT_LEASE_SECONDS,
         logger: Any = None,
@@ -106,6 +111,7 @@ class Pipeline:
         self.quarantine_tags = quarantine_tags
         self.thresholds = thresholds
         self.max_pixels = max_pixels
+        self.frame_limits = frame_limits or FrameLimits()
         self.raw_budget_bytes = raw_budget_bytes
         self.alert_lease_seconds = alert_lease_seconds
         self.logger = logger
@@ -134,13 +140,16 @@ class Pipeline:
         alert_lease_seconds: float | None = None,
         existing: Any = UNREAD,
         cache_writes: RecordAnswers | None = None,
+        memory: MemoryHold | None = None,
     ) -> Outcome:
         """``alert_lease_seconds``: how old another delivery's alert claim must be before this one may
         take it over (default: the pipeline's); the handler passes the configured one, never shorter
         than the invocation itself. ``existing``: the stored item (or None), when the caller has read it
         already (``read_results``); the conditional write guards the result whatever was read.
         ``cache_writes``: this record's part of a batch's ``SharedAnswers`` (``shared_answers``), where its
-        fresh vendor answers are collected instead of being cached by the record itself."""
+        fresh vendor answers are collected instead of being cached by the record itself. ``memory``: the
+        record's share of the batch's memory budget, grown to the decoded size before the decode and cut
+        to what the record keeps after it."""
         lease = self.alert_lease_seconds if alert_lease_seconds is None else alert_lease_seconds
         if ref.removed:
             return self.forget(ref)
@@ -174,9 +183,9 @@ class Pipeline:
             if ref.reprocess_id
             else None,
         }
-        plans: list[Orchestration] = []
+        plans: list[FramePlans] = []
         try:
-            return self._finish(ref, deadline, base, sequence, lease, existing, plans, cache_writes)
+            return self._finish(ref, deadline, base, sequence, lease, existing, plans, cache_writes, memory)
         finally:
             for plan in plans:
                 # The vendors' answers are paid for: their cache writes get the time the record has left.
@@ -190,11 +199,12 @@ class Pipeline:
         sequence: str,
         lease: float,
         existing: dict[str, Any] | None,
-        plans: list[Orchestration],
+        plans: list[FramePlans],
         cache_writes: RecordAnswers | None,
+        memory: MemoryHold | None = None,
     ) -> Outcome:
         try:
-            result = self._analyze(ref, deadline, base, plans, cache_writes)
+            result = self._analyze(ref, deadline, base, plans, cache_writes, memory)
         except ObjectSkipped as exc:
             result = AnalysisResult(**base, status="skipped", error=exc.info(), analyzed_at=_now())
         except ObjectUnreadable as exc:
@@ -259,8 +269,9 @@ class Pipeline:
         ref: ObjectRef,
         deadline: Deadline,
         base: dict[str, Any],
-        plans: list[Orchestration],
+        plans: list[FramePlans],
         cache_writes: RecordAnswers | None = None,
+        memory: MemoryHold | None = None,
     ) -> AnalysisResult:
         try:
             data = self.reader.read(ref)
@@ -271,12 +282,27 @@ class Pipeline:
         except Exception as exc:  # throttling, 5xx, network: the SDK retried already
             raise TransientFailure(ErrorInfo(code="server_error", message=f"reading the object failed: {exc}")) from exc
         sha256 = hashlib.sha256(data).hexdigest()
-        # The vendors' cache lookups need only the bytes: they go out while the image is decoded.
-        prefetched = self.orchestrator.prefetch(sha256, cache_writes)
         try:
-            image = decode(data, self.max_pixels, sha256=sha256)
+            header = probe(data, self.max_pixels)
         except InputRejected as exc:
             return self._rejected(base, exc, len(data))
+        # The vendors' cache lookups need only the bytes: they go out while the image is decoded. An
+        # animation's answers are keyed by its frames' bytes, known only once they are decoded.
+        prefetched = self.orchestrator.prefetch(sha256, cache_writes, lookups=not header.animated)
+        if memory is not None:
+            # Counted in decoded bytes, not file bytes: a 0.7 MB PNG can decode to 400 MB.
+            memory.resize(len(data) + header.decoded_bytes)
+        try:
+            image = decode(data, self.max_pixels, sha256=sha256, frames=self.frame_limits)
+        except InputRejected as exc:
+            return self._rejected(base, exc, len(data))
+        except MemoryError as exc:
+            # Not the file's fault: another delivery, alone or in a larger container, can decode it.
+            raise TransientFailure(
+                ErrorInfo(code="server_error", message="out of memory while decoding the image; it will be retried")
+            ) from exc
+        if memory is not None:
+            memory.resize(image.retained_bytes)
         request = AnalysisRequest(
             image=image,
             object_id=opaque_id(ref),
@@ -285,30 +311,30 @@ class Pipeline:
             key=ref.key,
             version_id=ref.version_id,
         )
-        plan = self.orchestrator.run(request, prefetched)
-        plans.append(plan)
+        frame_plans = run_frames(self.orchestrator, request, prefetched)
+        plans.append(frame_plans)
         if cache_writes is not None:
             cache_writes.done()  # the batch's answers may be cached while this result is written
-        transient = plan.transient_error()
+        transient = frame_plans.transient_error()
         if transient is not None:
             raise TransientFailure(transient)
-        runs = plan.runs
-        sections = merged_sections(plan.outputs())
-        flags = decide_flags(sections["moderation"], sections["ai_generated"], sections["deepfake"], self.thresholds)
+        judged = judge(frame_plans, self.thresholds)
+        runs = judged.runs
         error = None
-        if plan.answered_by:
-            status = "partial" if plan.missing else "succeeded"
-            if plan.missing:
+        if judged.answered_by:
+            status = "partial" if judged.missing else "succeeded"
+            if judged.missing:
                 failed = [r.error for r in runs if r.error is not None]
                 error = (
                     failed[0]
                     if failed
-                    else ErrorInfo(code="bad_response", message=f"no provider answered: {', '.join(plan.missing)}")
+                    else ErrorInfo(code="bad_response", message=f"no provider answered: {', '.join(judged.missing)}")
                 )
         else:
             status = overall_status(runs)
             failed = [r.error for r in runs if r.error is not None]
             error = failed[0] if status != "succeeded" and failed else None
+        omitted = {"frames": image.frames_unreadable} if image.frames_unreadable else {}
         return AnalysisResult(
             **base,
             size_bytes=image.size_bytes,
@@ -318,21 +344,24 @@ class Pipeline:
             height=image.height,
             orientation=image.orientation if image.orientation in range(1, 9) else None,
             frames=image.frames,
+            frames_analyzed=judged.frames_analyzed,
+            frames_flagged=judged.frames_flagged,
             sha256=image.sha256,
             status=status,
             error=error,
             providers=runs,
-            flags=flags,
-            answered_by=plan.answered_by,
-            usage=plan.usage(),
+            flags=judged.flags,
+            answered_by=judged.answered_by,
+            usage=judged.usage,
             raw=pack_raw(
-                {name: r.output.raw for name, r in plan.results.items()},
+                judged.raw,
                 self.raw_budget_bytes,
                 # Answers too big for the item go to the artifacts bucket, when the store has one.
                 offload=archive.writer(ref.pk) if (archive := self.store.raw_archive) is not None else None,
             ),
+            omitted=omitted,
             analyzed_at=_now(),
-            **sections,
+            **judged.sections,
         )
 
     @staticmethod

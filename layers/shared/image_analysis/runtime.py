@@ -9,6 +9,7 @@ from typing import Any
 from image_analysis.alerts import AlertPublisher
 from image_analysis.cache import ContentCache
 from image_analysis.credentials import Credentials
+from image_analysis.imaging import FrameLimits
 from image_analysis.merge import Thresholds
 from image_analysis.objects import ObjectReader
 from image_analysis.orchestration import Orchestrator
@@ -118,6 +119,7 @@ def build_runtime(
         quarantine_tags=settings.quarantine_tags,
         thresholds=Thresholds.from_settings(settings, providers.values()),
         max_pixels=settings.max_pixels,
+        frame_limits=FrameLimits(settings.frame_samples, settings.frame_scan_limit),
         raw_budget_bytes=settings.raw_item_budget_bytes,
         logger=logger,
         metrics=metrics,

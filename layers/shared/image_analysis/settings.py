@@ -42,6 +42,13 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
 
 
+def _bounded_int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    value = _int(env, name, default)
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
     value = env.get(name, "").strip().lower() or default
     if value not in choices:
@@ -173,10 +180,14 @@ class Settings:
     max_attempts_per_call: int = 3
     # First backoff step between vendor tries; doubles per try (capped), with full jitter.
     retry_base_delay_seconds: float = 0.5
-    # Objects of one batch processed at once, and the object bytes they may hold together. Decoding
-    # multiplies memory, so the default budget is a quarter of the function's memory.
+    # Objects of one batch processed at once, and the decoded bytes they may hold together (``memory``):
+    # half the function's memory by default; the rest is the runtime, the libraries and what the
+    # estimate leaves out.
     record_concurrency: int = 10
-    batch_memory_budget_bytes: int = 256 * 1024 * 1024
+    batch_memory_budget_bytes: int = 512 * 1024 * 1024
+    # Frames of an animation analyzed, and decoded at most to find them (contract: "Multi-frame images").
+    frame_samples: int = 8
+    frame_scan_limit: int = 300
     # How old another delivery's alert claim must be before a delivery may take it over and publish:
     # longer than the function timeout (120 s), shorter than the queue's visibility timeout (720 s).
     alert_claim_lease_seconds: int = 300
@@ -215,8 +226,10 @@ class Settings:
             retry_base_delay_seconds=float(env.get("RETRY_BASE_DELAY_SECONDS", "0.5") or 0.5),
             record_concurrency=max(1, _int(env, "RECORD_CONCURRENCY", 10)),
             batch_memory_budget_bytes=_int(
-                env, "BATCH_MEMORY_BUDGET_BYTES", _int(env, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", 1024) * 1024 * 1024 // 4
+                env, "BATCH_MEMORY_BUDGET_BYTES", _int(env, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", 1024) * 1024 * 1024 // 2
             ),
+            frame_samples=_bounded_int(env, "FRAME_SAMPLES", 8, 1, 64),
+            frame_scan_limit=_bounded_int(env, "FRAME_SCAN_LIMIT", 300, 1, 10_000),
             alert_claim_lease_seconds=max(1, _int(env, "ALERT_CLAIM_LEASE_SECONDS", 300)),
             env=env,
         )

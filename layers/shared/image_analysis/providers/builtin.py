@@ -1,7 +1,9 @@
 """The offline provider that always runs: colors, quality, a near-duplicate hash, provenance and an AI verdict.
 
 It needs no key and no network, so every result has these sections even when every vendor is down.
-Pixel work reads only the <=512 px working copy; provenance reads the original bytes' metadata.
+Pixel work reads only the <=512 px working copy; provenance reads the original bytes' metadata. For a
+file of several frames it runs on each analyzed frame: the pixel work per frame, provenance (a property of
+the file) with the first.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ class BuiltinProvider(Provider):
     def analyze(self, request: AnalysisRequest) -> ProviderOutput:
         image = request.image
         working = image.working
-        provenance, ai_generated = inspect(image, provider=self.name)
+        provenance, ai_generated = inspect(image.file, provider=self.name) if image.frame_index == 0 else (None, None)
         return ProviderOutput(
             colors=dominant_colors(working, provider=self.name),
             quality=measure_quality(working, provider=self.name),

@@ -26,7 +26,10 @@ from the raw answer kept in the result (``<presigned URL removed>``). Nothing bu
 its prepared copy is ever presigned.
 
 Modes: ``tags`` (default), ``prompt`` (``COREVIZ_PROMPT`` set), ``classification`` (``COREVIZ_CHOICES``,
-a comma list; ``COREVIZ_SINGLE`` true by default). Tags come as ``{tag, confidence}`` objects (docs) or
+a comma list). ``single`` is sent with every classification, false unless ``COREVIZ_SINGLE=true``: the
+per-choice scores (``all_scores``, "Scores for all choices (when single: false)") are what the
+classification's ``scores`` hold, and with ``single: true`` only the best match comes back.
+Tags come as ``{tag, confidence}`` objects (docs) or
 as plain strings: ``{tags: [...]}``, ``{result: [...]}`` or ``{tag: "..."}`` (the official SDK's parser,
 shared/fixtures/SOURCES.md "CoreViz"). A plain string has no score: it gets ``UNSCORED_CONFIDENCE``.
 """
@@ -374,6 +377,8 @@ class CoreVizProvider(Provider):
     price_per_call: ClassVar[float] = 0.0  # the seed documents no price: COREVIZ_PRICE_PER_CALL
     accepted_formats: ClassVar[frozenset[str]] = ACCEPTED_FORMATS
     max_upload_bytes: ClassVar[int] = DEFAULT_MAX_IMAGE_BYTES
+    # 2: classifications ask for every choice's score (single=false) by default.
+    normalizer_version: ClassVar[str] = "2"
 
     def __init__(
         self,
@@ -385,7 +390,7 @@ class CoreVizProvider(Provider):
         s3: Any = None,
         prompt: str = "",
         choices: tuple[str, ...] = (),
-        single: bool = True,
+        single: bool = False,
         url_ttl_seconds: int = DEFAULT_URL_TTL_SECONDS,
         max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
         url_source: UrlSource = "copy",
@@ -428,7 +433,7 @@ class CoreVizProvider(Provider):
             s3=deps.extra.get("coreviz_s3"),
             prompt=prompt,
             choices=choices,
-            single=_bool_setting(settings.vendor(prefix, "SINGLE"), "COREVIZ_SINGLE", True),
+            single=_bool_setting(settings.vendor(prefix, "SINGLE"), "COREVIZ_SINGLE", False),
             # Long enough for the call and its retries; SigV4 allows up to 7 days, which nobody needs.
             url_ttl_seconds=_int_setting(
                 settings.vendor(prefix, "URL_TTL_SECONDS"), "COREVIZ_URL_TTL_SECONDS", 30, 3600, DEFAULT_URL_TTL_SECONDS
