@@ -95,6 +95,20 @@ def photo(width: int, height: int, seed: int = 1) -> bytes:
     return out.getvalue()
 
 
+def decompression_bomb(side: int = 10_000) -> bytes:
+    """A PNG of about 0.7 MB that decodes to ``side`` x ``side`` (100 megapixels) of RGB: coarse random
+    blocks, which PNG's filters compress almost away, with a fine pattern on top so the file is not tiny."""
+    from PIL import Image
+
+    blocks = Image.effect_noise((side // 40, side // 40), 64).convert("RGB")
+    image = blocks.resize((side, side), Image.Resampling.NEAREST)
+    stripes = Image.linear_gradient("L").resize((side, side)).convert("RGB")
+    image = Image.blend(image, stripes, 0.25)
+    out = io.BytesIO()
+    image.save(out, format="PNG", compress_level=6)
+    return out.getvalue()
+
+
 # -- events -------------------------------------------------------------------------------------------
 
 
@@ -106,9 +120,10 @@ def upload_events(stack: LocalStack, data: bytes, count: int) -> list[dict[str, 
         "QueueArn"
     ]
     keys = set()
+    suffix = ".png" if data.startswith(b"\x89PNG") else ".jpg"
     for _ in range(count):
-        key = f"bench/{uuid.uuid4().hex}.jpg"
-        # Bytes after the JPEG's end marker: every decoder ignores them, the SHA-256 differs.
+        key = f"bench/{uuid.uuid4().hex}{suffix}"
+        # Bytes after the file's end marker: every decoder ignores them, the SHA-256 differs.
         s3.put_object(Bucket=stack.bucket, Key=key, Body=data + uuid.uuid4().bytes)
         keys.add(key)
     records = []
@@ -334,6 +349,33 @@ class Bench:
             ),
         )
 
+    def decompression_batch(self) -> Figure:
+        """B8: the peak RSS of a fresh process handling one batch of ten 100-megapixel PNGs (tracemalloc
+        would not see Pillow's buffers), against the function's MemorySize."""
+        bomb = decompression_bomb()
+        peaks = []
+        for _ in range(self.repeats):
+            records = upload_events(self.stack, bomb, 10)
+            env = self.env(PROVIDERS="builtin")
+            report, _ = run_child(self.build, "handler", events_file(self.tmp, [{"Records": records}]), env)
+            statuses = {
+                self.item(json.loads(r["body"])["Records"][0]["s3"]["object"]["key"])["status"] for r in records
+            }
+            if statuses != {"succeeded"}:
+                raise SystemExit(f"B8: the batch ended {statuses}, not succeeded: the figure would measure nothing")
+            peaks.append(report["peak_kib"] / 1024)
+        self.notes["b8_file_mb"] = len(bomb) / 1e6
+        return Figure(
+            "B8",
+            f"peak memory (RSS) of a fresh process handling one batch of 10 PNGs of {len(bomb) / 1e6:.2f} MB that "
+            "each decode to 100 megapixels",
+            statistics.median(peaks),
+            MEMORY_MB,
+            "MiB",
+            0.8,
+            f"baseline: the function's MemorySize; worst run {max(peaks):.0f} MiB",
+        )
+
     def bytes_sent(self) -> Figure:
         data = photo(4000, 3000, seed=2)
         with self.vendors(["imagga"], 0.0) as vendor_env:
@@ -555,6 +597,7 @@ def main(argv: list[str] | None = None) -> int:
             "B4": bench.batch,
             "B5": bench.large_image,
             "B6": bench.bytes_sent,
+            "B8": bench.decompression_batch,
         }
         for figure_id, step in steps.items():
             if only and figure_id not in only:

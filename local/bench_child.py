@@ -77,7 +77,14 @@ def run_handler(events: list[dict]) -> dict:
                 responses.append(app.lambda_handler(event, _Context(n)))
             durations.append(time.perf_counter() - began)
             cpu_times.append(time.process_time() - cpu)
-    return {"import_s": imported - STARTED, "durations_s": durations, "cpu_s": cpu_times, "responses": responses}
+    return {
+        "import_s": imported - STARTED,
+        "durations_s": durations,
+        "cpu_s": cpu_times,
+        "responses": responses,
+        # The whole process's high-water mark, import included: what Lambda's memory limit is measured on.
+        "peak_kib": _peak_rss_kib(),
+    }
 
 
 @contextmanager

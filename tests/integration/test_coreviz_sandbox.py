@@ -220,7 +220,7 @@ def test_classification_end_to_end(s3, sandbox, http) -> None:
     req = upload(s3, "docs/scan-1.jpg", image_bytes("JPEG"))
     output = provider(sandbox, http, COREVIZ_CHOICES="receipt,invoice,contract,other").analyze(req)
     body = json.loads(sandbox.requests[0].body)
-    assert body["choices"] == ["receipt", "invoice", "contract", "other"] and body["single"] is True
+    assert body["choices"] == ["receipt", "invoice", "contract", "other"] and body["single"] is False
     assert output.classification is not None
     assert (output.classification.label, output.classification.confidence) == ("invoice", 0.92)
     assert output.labels == []

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -105,7 +106,12 @@ def sample_frames(frames: int, limits: FrameLimits) -> list[int]:
 
 
 # Bytes per pixel of Pillow's decoded modes (what the decoder allocates before any conversion).
-_BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "LA": 2, "PA": 2, "La": 2, "I;16": 2, "I;16B": 2, "I;16L": 2}
+# Bytes per pixel as Pillow stores a mode: one for 1, L and P, two for 16-bit grey, and four for everything
+# else (RGB included: Pillow keeps it as RGBX).
+_BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2}
+# An animation of huge frames is scanned only as far as this many decoded pixels (a 100-megapixel
+# animated PNG: 20 frames, not FRAME_SCAN_LIMIT's 300).
+FRAME_SCAN_PIXELS = 2_000_000_000
 
 
 @dataclass(frozen=True)
@@ -125,11 +131,15 @@ class Probe:
 
     @property
     def decoded_bytes(self) -> int:
-        """Memory a decode takes at its peak: width x height x the decoded mode's bytes per pixel, plus the
-        RGB(A) copy that anything but plain RGB is converted or flattened into."""
-        per_pixel = _BYTES_PER_PIXEL.get(self.mode, 4 if self.mode not in ("RGB", "YCbCr", "LAB", "HSV") else 3)
-        extra = 0 if self.mode == "RGB" else 4
-        return self.width * self.height * (per_pixel + extra)
+        """Memory a decode takes at its peak: width x height x bytes per pixel as Pillow stores the decoded
+        mode, plus the full-size RGB(A) copy a palette or bilevel image is converted into, plus the bounded
+        master made from it; an animation also keeps the previous frame (delta-coded frames build on it)."""
+        pixels = self.width * self.height
+        decoded = pixels * _BYTES_PER_PIXEL.get(self.mode, 4)
+        if self.animated:
+            decoded *= 2
+        converted = pixels * 4 if self.mode in ("P", "PA", "1") else 0
+        return decoded + converted + min(pixels, MASTER_MAX_PIXELS) * 4
 
 
 class _Master:
@@ -203,6 +213,10 @@ class DecodedImage:
     def has_personal_metadata(self) -> bool:
         """EXIF beyond the file's own structure (GPS, camera and capture details, descriptions), XMP,
         comments or text chunks. TIFF structure tags (sizes, strips, compression) are not personal."""
+        if self.format == "png":
+            # Pillow finds a PNG's EXIF and text after the image data only by decoding every pixel (a
+            # 100-megapixel file: 400 MB, outside the memory budget); the chunk list says it for free.
+            return bool(png_chunk_types(self.data) & _PNG_PERSONAL_CHUNKS)
         image = self.open()
         exif = image.getexif()
         if any(tag in exif for tag in _PERSONAL_EXIF_TAGS):
@@ -233,7 +247,7 @@ class DecodedImage:
         if master is not None and master is not self.working:
             held += _image_bytes(master)
         elif master is None:
-            held += min(self.width * self.height, 4 * MASTER_MAX_PIXELS) * 3
+            held += min(self.width * self.height, 4 * MASTER_MAX_PIXELS) * 4
         return held + sum(view.retained_bytes for view in self.views)
 
     def open(self) -> Image.Image:
@@ -288,7 +302,8 @@ class DecodedImage:
 
     def _reencode(self, formats: frozenset[str], side: int) -> tuple[bytes, str]:
         image = self._source_for(side)
-        target = _fitted((self.width, self.height), side)
+        # Never larger than the master: a copy of a huge upload is at most MASTER_MAX_PIXELS.
+        target = _fitted((self.width, self.height), min(side, max(image.size)))
         if image.size != target:
             # The size follows from the original's, whichever decoded copy it is made from, so a vendor's
             # boxes map back exactly. BOX (area averaging) does not alias when it shrinks and takes two
@@ -306,8 +321,22 @@ class DecodedImage:
         return out.getvalue(), "image/jpeg"
 
 
+_PNG_PERSONAL_CHUNKS = frozenset({b"eXIf", b"tEXt", b"iTXt", b"zTXt"})
+
+
+def png_chunk_types(data: bytes) -> set[bytes]:
+    """The chunk types of a PNG, read from the chunk headers alone (nothing is decompressed)."""
+    types: set[bytes] = set()
+    offset = 8
+    while offset + 8 <= len(data):
+        length = int.from_bytes(data[offset : offset + 4], "big")
+        types.add(data[offset + 4 : offset + 8])
+        offset += 12 + length
+    return types
+
+
 def _image_bytes(image: Image.Image) -> int:
-    return image.width * image.height * len(image.getbands())
+    return image.width * image.height * _BYTES_PER_PIXEL.get(image.mode, 4)
 
 
 def _fitted(size: tuple[int, int], side: int) -> tuple[int, int]:
@@ -489,15 +518,21 @@ def _decode(data: bytes, max_pixels: int, limits: FrameLimits | None) -> Decoded
 def _bounded_frame(image: Image.Image, orientation: int | None, pixels: int) -> Image.Image:
     """The loaded frame upright, in a mode that resizes well, within ``pixels``: what copies are made from.
 
-    Palette and bilevel images are converted first (resizing them would pick pixels, not average them)."""
+    Palette and bilevel images are converted first (resizing them would pick pixels, not average them).
+    A large frame is shrunk by a whole factor (``reduce``: one pass, no intermediate image, a box average),
+    so that next to the full-size decode only the bounded copy is ever allocated; it is rotated after."""
     if image.mode in ("P", "PA", "1"):
         image = image.convert("RGBA" if _has_alpha_mode(image) else "RGB")
+    width, height = image.size
+    if width * height > pixels:
+        factor = math.ceil(math.sqrt(width * height / pixels))
+        try:
+            image = image.reduce(factor)
+        except ValueError:  # a mode reduce does not take
+            image = image.resize(_within_pixels(image.size, pixels), Image.Resampling.BOX)
     # exif_transpose copies even an upright image: only rotate what needs it.
     if orientation in range(2, 9):
         image = ImageOps.exif_transpose(image)
-    target = _within_pixels(image.size, pixels)
-    if target != image.size:
-        image = image.resize(target, Image.Resampling.BOX, reducing_gap=2.0)
     return image
 
 
@@ -516,7 +551,9 @@ def _frame_views(
     """The sampled frames as images of their own. Frames are decoded in order (delta-coded formats need
     the frames before); a frame that fails to decode ends the scan, and the frames after it are counted
     as unreadable rather than failing the file whose first frames are fine."""
-    wanted = sample_frames(file.frames, limits)
+    canvas = max(1, image.width * image.height)
+    scan = max(1, min(limits.scan_limit, FRAME_SCAN_PIXELS // canvas))
+    wanted = sample_frames(file.frames, FrameLimits(limits.samples, scan))
     views: list[DecodedImage] = []
     for index in wanted:
         try:

@@ -570,15 +570,15 @@ class Orchestrator:
             version_id=request.version_id,
             capabilities=capabilities,
         )
-        retryable = False
+        retryable = partial = False
         missing: frozenset[str] = frozenset()
         try:
             output = provider.analyze(own_request)
             error = None
-        except PartialAnswer as partial:
+        except PartialAnswer as answer:
             # The sections that answered are kept and paid for; a later delivery would pay for them again,
             # so this is no reason to retry the record. Never cached: the next image asks again in full.
-            output, error, missing = partial.output, partial.info(), frozenset(partial.missing)
+            output, error, missing, partial = answer.output, answer.info(), frozenset(answer.missing), True
         except AnalysisError as exc:
             # The error instance knows best: a vendor refusing our request is bad_response, not retryable.
             output, error, retryable = ProviderOutput(), exc.info(), bool(exc.retryable)
@@ -594,7 +594,7 @@ class Orchestrator:
         cost = round(calls * price, 6)
         if error is None:
             status = "succeeded"
-        elif missing:
+        elif partial:
             status = "partial"
         else:
             status = "rejected" if error.code == "bad_image" else "failed"
@@ -622,7 +622,7 @@ class Orchestrator:
             self._count(f"CallsMade_{name}", calls)
             self._count(f"EstimatedCost_{name}", cost, "None")
             self._count("BytesSent", run.bytes_sent or 0, "Bytes")
-        if missing:
+        if partial:
             self._count(f"ProviderPartial_{name}", 1)
         if error is not None and error.code == "quota_exhausted":
             self._quota_exhausted(name)

@@ -568,7 +568,13 @@ class ImaggaProvider(Provider):
             )
             return normalize(endpoint, response.body, sent=sent, language=self.language)
 
-        return fan_out(PROVIDER, endpoints, call, executor=self._executor if self.max_concurrency > 1 else None)
+        return fan_out(
+            PROVIDER,
+            endpoints,
+            call,
+            capabilities=lambda endpoint: (ENDPOINTS[endpoint].capability,),
+            executor=self._executor if self.max_concurrency > 1 else None,
+        )
 
     def _executor(self) -> ThreadPoolExecutor:
         with self._lock:

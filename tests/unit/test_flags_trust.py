@@ -1,0 +1,361 @@
+"""Flags a moderator can trust: the cases that used to go wrong, end to end through the real orchestrator
+and pipeline (providers and AWS are stand-ins here; the vendors' own payloads are the saved ones).
+
+- an animation whose late frame is explicit is flagged, and says which frame;
+- AI or Not's nsfw (raised by a family photo) is not explicit, unless a user asks for it per label;
+- a confident "human" beats weak metadata that says "AI";
+- AI or Not's verdict decides its flag whatever its confidence;
+- Imagga's tags stay when its nsfw endpoint is down: the provider is partial, the record not retried.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from pathlib import Path
+from typing import Any, ClassVar
+
+import httpx
+import pytest
+from PIL import Image
+
+from image_analysis.credentials import Credentials
+from image_analysis.events import ObjectRef
+from image_analysis.merge import Thresholds, decide_flags, merged_sections
+from image_analysis.models import AIGenerated, ModerationCategory
+from image_analysis.objects import ObjectReader
+from image_analysis.orchestration import Orchestrator
+from image_analysis.pipeline import Pipeline
+from image_analysis.providers.aiornot import normalize as aiornot_normalize
+from image_analysis.providers.base import AnalysisRequest, Deadline, Provider, ProviderDeps, ProviderOutput
+from image_analysis.providers.builtin import BuiltinProvider
+from image_analysis.providers.http import RetryPolicy
+from image_analysis.providers.imagga import ImaggaProvider
+from image_analysis.settings import Settings
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+RED, BLUE = (220, 20, 20), (20, 40, 200)
+# Encoders merge equal neighbouring frames into one: neighbours differ a little.
+BLUES = [(20, 40, 200), (20, 40, 180), (20, 40, 160)]
+
+
+def settings(**env: str) -> Settings:
+    return Settings.from_env({"RESULTS_TABLE": "t", "ALERTS_TOPIC_ARN": "a", **env})
+
+
+class RedIsExplicit(Provider):
+    """A moderation vendor that calls a mostly red picture explicit, and counts what it was sent."""
+
+    name: ClassVar[str] = "imagga"
+    capabilities: ClassVar[frozenset] = frozenset({"moderation"})
+
+    def __init__(self) -> None:
+        self.enabled = self.capabilities
+        self.sent: list[str] = []
+        self._lock = threading.Lock()
+
+    @classmethod
+    def create(cls, deps: ProviderDeps) -> RedIsExplicit:
+        return cls()
+
+    def analyze(self, request: AnalysisRequest) -> ProviderOutput:
+        with self._lock:
+            self.sent.append(request.image.sha256)
+        r, g, _ = request.image.working.resize((1, 1), Image.Resampling.BOX).getpixel((0, 0))
+        explicit = r > 150 and g < 80
+        return ProviderOutput(
+            moderation=[
+                ModerationCategory(
+                    name="explicit" if explicit else "safe",
+                    confidence=0.95 if explicit else 0.99,
+                    provider=self.name,
+                    source_label="nsfw" if explicit else "safe",
+                )
+            ],
+            raw={"nsfw": {"red": explicit}},
+        )
+
+
+def animation(colours: list[tuple[int, int, int]], fmt: str = "GIF") -> bytes:
+    frames = [Image.new("RGB", (64, 48), colour) for colour in colours]
+    out = io.BytesIO()
+    extra = {"lossless": True} if fmt == "WEBP" else {}
+    frames[0].save(out, format=fmt, save_all=True, append_images=frames[1:], duration=100, loop=0, **extra)
+    return out.getvalue()
+
+
+class Reader(ObjectReader):
+    def __init__(self, data: bytes) -> None:
+        super().__init__(None, 50_000_000)
+        self.data = data
+
+    def read(self, ref: ObjectRef) -> bytes:
+        return self.data
+
+
+class Store:
+    table_name = "results"
+    raw_archive = None
+
+    def __init__(self) -> None:
+        self.written: list[Any] = []
+
+    def get(self, pk: str, sk: str) -> None:
+        return None
+
+    def put_result(self, result: Any, sequence: str, event_time: str | None = None) -> bool:
+        self.written.append(result)
+        return True
+
+    def put_failure(self, result: Any, sequence: str, event_time: str | None = None) -> bool:
+        self.written.append(result)
+        return True
+
+    def mark_alerted(self, *args: Any) -> bool:
+        return True
+
+
+class Publisher:
+    def __init__(self) -> None:
+        self.alerts: list[Any] = []
+
+    def publish(self, alert: Any, providers: list[str]) -> str:
+        self.alerts.append(alert)
+        return "m-1"
+
+
+REF = ObjectRef("uploads", "anim.gif", None, "etag", 10, "0055AED6DCD90281E5", "ObjectCreated:Put")
+
+
+def run_pipeline(data: bytes, vendor: Provider, **env: str) -> tuple[Any, Publisher]:
+    config = settings(**env)
+    orchestrator = Orchestrator({"builtin": BuiltinProvider(), vendor.name: vendor}, config)
+    publisher = Publisher()
+    pipeline = Pipeline(
+        reader=Reader(data),
+        store=Store(),
+        publisher=publisher,
+        orchestrator=orchestrator,
+        thresholds=Thresholds.from_settings(config, orchestrator.providers.values()),
+        max_pixels=100_000_000,
+        frame_limits=__import__("image_analysis.imaging", fromlist=["FrameLimits"]).FrameLimits(
+            config.frame_samples, config.frame_scan_limit
+        ),
+    )
+    return pipeline.process(REF, Deadline(60)), publisher
+
+
+# -- every frame that matters --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "WEBP", "PNG"])
+def test_an_animation_whose_fourth_frame_is_explicit_is_flagged_and_says_which_frame(fmt: str) -> None:
+    vendor = RedIsExplicit()
+    outcome, publisher = run_pipeline(animation([*BLUES, RED, BLUES[0], BLUES[1]], fmt), vendor)
+    result = outcome.result
+    assert result.flags == ["nsfw"] and len(publisher.alerts) == 1
+    assert result.frames == 6
+    assert result.frames_analyzed == [0, 1, 2, 3, 4, 5]
+    assert result.frames_flagged == [3]
+    [explicit] = [c for c in result.moderation.categories if c.name == "explicit"]
+    assert (explicit.frame, explicit.confidence) == (3, 0.95)
+    assert result.moderation.nsfw_score == 0.95
+    # Equal frames are sent once: frames 4 and 5 repeat frames 0 and 1.
+    assert len(vendor.sent) == 4 and len(set(vendor.sent)) == 4
+
+
+def test_frames_are_sampled_evenly_with_the_last_one_included() -> None:
+    colours = [(20, 40, 200 - i) for i in range(19)] + [RED]  # twenty distinct frames, the last one red
+    vendor = RedIsExplicit()
+    outcome, _ = run_pipeline(animation(colours), vendor, FRAME_SAMPLES="4")
+    assert outcome.result.frames_analyzed == [0, 6, 13, 19]
+    assert outcome.result.frames_flagged == [19]
+    assert len(vendor.sent) == 4
+
+
+def test_only_frames_within_the_scan_limit_are_decoded_and_sampled() -> None:
+    colours = [(20, 40, 200 - i) for i in range(11)] + [RED] * 9
+    outcome, _ = run_pipeline(animation(colours), RedIsExplicit(), FRAME_SAMPLES="3", FRAME_SCAN_LIMIT="10")
+    assert outcome.result.frames_analyzed == [0, 4, 9]  # frames 10.. are past the scan limit
+    assert outcome.result.flags == []
+
+
+def test_a_still_image_is_one_frame_and_keeps_its_frames_lists_empty() -> None:
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), RED).save(out, format="PNG")
+    outcome, _ = run_pipeline(out.getvalue(), RedIsExplicit())
+    assert outcome.result.flags == ["nsfw"]
+    assert (outcome.result.frames, outcome.result.frames_analyzed, outcome.result.frames_flagged) == (1, [], [])
+    assert outcome.result.moderation.categories[0].frame is None
+
+
+# -- each vendor read as it documents itself ------------------------------------------------------------
+
+
+def aiornot(name: str, **changes: Any) -> ProviderOutput:
+    payload = json.loads((FIXTURES / "aiornot" / name).read_text())
+    for path, value in changes.items():
+        target = payload["report"]
+        *parents, leaf = path.split("__")
+        for part in parents:
+            target = target[part]
+        target[leaf] = value
+    return aiornot_normalize(payload)
+
+
+def test_a_family_photo_that_ai_or_not_marks_nsfw_is_not_flagged() -> None:
+    # "the mere presence of a child is enough to trigger this flag": not a finding of explicit content.
+    family = aiornot("v2_image_sync_1.json", nsfw__is_detected=True, ai_generated__verdict="human")
+    sections = merged_sections([family])
+    assert [(c.name, c.confidence, c.source_label) for c in sections["moderation"].categories] == [
+        ("other", 1.0, "nsfw")
+    ]
+    assert sections["moderation"].nsfw_score == 0.0
+    assert decide_flags(sections["moderation"], None, None, Thresholds()) == []
+
+
+def test_a_user_can_choose_to_flag_on_ai_or_nots_nsfw_per_provider_label() -> None:
+    config = settings(MODERATION_THRESHOLDS="aiornot.nsfw:0.5,suggestive:0.9")
+    assert config.label_thresholds == {("aiornot", "nsfw"): 0.5}
+    assert config.moderation_thresholds == {"suggestive": 0.9}
+    thresholds = Thresholds.from_settings(config)
+    family = merged_sections([aiornot("v2_image_sync_1.json", nsfw__is_detected=True)])
+    clean = merged_sections([aiornot("v2_image_sync_1.json", nsfw__is_detected=False)])
+    assert decide_flags(family["moderation"], None, None, thresholds) == ["nsfw"]
+    assert decide_flags(clean["moderation"], None, None, thresholds) == []
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("nosuch.nsfw:0.5", "names provider 'nosuch'"),
+        ("aiornot.:0.5", "no source label"),
+        ("aiornot.nsfw:2", "0 and 1"),
+    ],
+)
+def test_provider_label_thresholds_that_could_never_work_are_refused(raw: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        settings(MODERATION_THRESHOLDS=raw)
+
+
+def test_a_label_bar_is_the_only_bar_for_that_label() -> None:
+    underwear = ModerationCategory(name="suggestive", confidence=0.7, provider="imagga", source_label="underwear")
+    moderation = merged_sections([ProviderOutput(moderation=[underwear])])["moderation"]
+    lenient = Thresholds(categories={"suggestive": 0.5}, labels={("imagga", "underwear"): 0.9})
+    strict = Thresholds(categories={"suggestive": 0.9}, labels={("imagga", "underwear"): 0.6})
+    assert decide_flags(moderation, None, None, lenient) == []
+    assert decide_flags(moderation, None, None, strict) == ["nsfw"]
+
+
+def test_a_confident_human_beats_weak_metadata_that_says_ai() -> None:
+    weak = AIGenerated(verdict="ai", confidence=0.7, evidence=["generator named in EXIF text"], provider="builtin")
+    human = aiornot("v2_image_sync_1.json", ai_generated__verdict="human", ai_generated__ai__confidence=0.02)
+    assert human.ai_generated.confidence == 0.02
+    merged = merged_sections([ProviderOutput(ai_generated=weak), human])["ai_generated"]
+    assert (merged.verdict, merged.provider) == ("human", "aiornot")
+    thresholds = Thresholds(ai_generated=0.6, verdict_decides=frozenset({"aiornot"}))
+    assert decide_flags(None, merged, None, thresholds) == []
+
+
+def test_equally_certain_verdicts_go_to_the_provider_named_first() -> None:
+    first = AIGenerated(verdict="ai", confidence=0.9, provider="builtin")
+    second = AIGenerated(verdict="human", confidence=0.1, provider="aiornot")
+    outputs = [ProviderOutput(ai_generated=first), ProviderOutput(ai_generated=second)]
+    assert merged_sections(outputs)["ai_generated"].provider == "builtin"
+    assert merged_sections(outputs[::-1])["ai_generated"].provider == "aiornot"
+
+
+def test_ai_or_nots_verdict_decides_its_flag_and_a_score_only_provider_is_held_to_the_threshold() -> None:
+    verdict = aiornot("v2_image_sync_1.json", ai_generated__ai__confidence=0.6)
+    assert (verdict.ai_generated.verdict, verdict.ai_generated.confidence) == ("ai", 0.6)
+    thresholds = Thresholds(ai_generated=0.8, verdict_decides=frozenset({"aiornot"}))
+    assert decide_flags(None, verdict.ai_generated, None, thresholds) == ["ai_generated"]
+    scored = AIGenerated(verdict="ai", confidence=0.6, provider="imageseo")
+    assert decide_flags(None, scored, None, thresholds) == []
+
+
+def test_the_runtime_knows_ai_or_not_decides_by_verdict() -> None:
+    from image_analysis.providers.aiornot import AiOrNotProvider
+
+    assert AiOrNotProvider.verdict_decides is True and BuiltinProvider.verdict_decides is False
+
+
+# -- a half-answered Imagga call --------------------------------------------------------------------------
+
+
+def imagga(handler: Any) -> ImaggaProvider:
+    config = settings(IMAGGA_API_KEY="k", IMAGGA_API_SECRET="s")
+    deps = ProviderDeps(
+        settings=config,
+        credentials=Credentials(config),
+        http=httpx.Client(transport=httpx.MockTransport(handler)),
+        extra={"retry_policy": RetryPolicy(max_attempts=2, base_delay=0), "sleep": lambda _: None},
+    )
+    return ImaggaProvider.create(deps)
+
+
+def tags_up_nsfw_down(request: httpx.Request) -> httpx.Response:
+    if request.url.path == "/v2/tags":
+        return httpx.Response(200, content=(FIXTURES / "imagga" / "tags_docs.json").read_bytes())
+    return httpx.Response(503, json={"status": {"type": "error", "text": "Service Unavailable"}})
+
+
+def photo() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (640, 480), BLUE).save(out, format="JPEG")
+    return out.getvalue()
+
+
+def test_imaggas_tags_stay_when_its_nsfw_endpoint_is_down_and_the_record_is_not_retried() -> None:
+    outcome, _ = run_pipeline(photo(), imagga(tags_up_nsfw_down))
+    result = outcome.result
+    assert outcome.action == "done"
+    assert result.status == "partial"
+    [run] = [r for r in result.providers if r.name == "imagga"]
+    assert run.status == "partial"
+    assert run.error.code == "server_error"
+    assert "missing nsfw" in run.error.message and "answered: tags" in run.error.message
+    assert result.labels and {label.provider for label in result.labels} == {"imagga"}
+    assert result.moderation is None  # no moderation answer, never an empty "clean" one
+    assert run.calls == 3  # tags once, nsfw twice (the retry policy's two tries); all paid for and counted
+
+
+def test_the_options_go_in_the_query_string_and_colors_skip_the_object_split() -> None:
+    seen: dict[str, httpx.Request] = {}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen[request.url.path] = request
+        name = "tags_docs.json" if request.url.path == "/v2/tags" else "colors_1.json"
+        return httpx.Response(200, content=(FIXTURES / "imagga" / name).read_bytes())
+
+    config = settings(
+        IMAGGA_API_KEY="k",
+        IMAGGA_API_SECRET="s",
+        IMAGGA_ENDPOINTS="tags,colors",
+        IMAGGA_TAGS_LIMIT="5",
+        IMAGGA_TAGS_THRESHOLD="15",
+        IMAGGA_LANGUAGE="de",
+    )
+    deps = ProviderDeps(
+        settings=config, credentials=Credentials(config), http=httpx.Client(transport=httpx.MockTransport(handler))
+    )
+    from image_analysis.imaging import decode
+
+    ImaggaProvider.create(deps).analyze(
+        AnalysisRequest(image=decode(photo(), 10**8), object_id="x", deadline=Deadline(30))
+    )
+    assert dict(seen["/v2/tags"].url.params) == {"language": "de", "limit": "5", "threshold": "15"}
+    assert dict(seen["/v2/colors"].url.params) == {"extract_object_colors": "0"}
+    assert b'name="limit"' not in seen["/v2/tags"].content
+
+
+def test_a_tag_threshold_under_imaggas_floor_of_seven_is_refused_at_start_up() -> None:
+    with pytest.raises(ValueError, match="IMAGGA_TAGS_THRESHOLD must be between 7 and 100"):
+        imagga_with(IMAGGA_TAGS_THRESHOLD="5")
+    assert imagga_with(IMAGGA_TAGS_THRESHOLD="7").tags_threshold == 7
+
+
+def imagga_with(**env: str) -> ImaggaProvider:
+    config = settings(IMAGGA_API_KEY="k", IMAGGA_API_SECRET="s", **env)
+    return ImaggaProvider.create(ProviderDeps(settings=config, credentials=Credentials(config), http=httpx.Client()))
