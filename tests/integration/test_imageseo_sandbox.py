@@ -141,11 +141,21 @@ def test_an_animated_gif_reaches_imageseo_as_its_first_frame(sandbox, http) -> N
 
 
 def test_a_png_goes_as_png(sandbox, http) -> None:
-    picture = Image.new("RGBA", (40, 30), (10, 20, 30, 128))
+    picture = Image.new("RGBA", (40, 30), (10, 20, 30, 255))
     source = decode(encoded(picture, "PNG"), max_pixels=10**8)
     provider(sandbox, http).analyze(request(source))
     [upload] = sandbox.requests[0].files["imageFile"]
     assert (upload.filename, upload.content_type, upload.data) == (f"{OBJECT_ID}.png", "image/png", source.data)
+
+
+def test_a_translucent_png_goes_as_a_png_flattened_as_a_viewer_sees_it(sandbox, http) -> None:
+    picture = Image.new("RGBA", (40, 30), (10, 20, 30, 128))
+    source = decode(encoded(picture, "PNG"), max_pixels=10**8)
+    provider(sandbox, http).analyze(request(source))
+    [upload] = sandbox.requests[0].files["imageFile"]
+    sent = Image.open(io.BytesIO(upload.data))
+    assert (upload.content_type, sent.mode) == ("image/png", "RGB")
+    assert upload.data != source.data
 
 
 # ---------------------------------------------------------------------------------------------------
