@@ -733,11 +733,19 @@ def test_samconfig_overrides_are_parameters_with_allowed_values(sam):
                 )
 
 
+def test_the_function_gives_freed_image_buffers_back_to_the_system(sam):
+    # Without a fixed mmap threshold glibc keeps freed decode buffers in per-thread heaps (B8: 1.1 GB).
+    variables = sam["Resources"]["AnalyzeFunction"]["Properties"]["Environment"]["Variables"]
+    assert int(variables["MALLOC_MMAP_THRESHOLD_"]) <= 4 * 1024 * 1024
+
+
 def test_every_function_variable_is_one_the_code_reads_and_vendor_options_reach_it(sam):
     variables = sam["Resources"]["AnalyzeFunction"]["Properties"]["Environment"]["Variables"]
     code = "\n".join(p.read_text() for p in LAYER.rglob("*.py"))
-    # Read by the SDK or by Powertools rather than by the layer.
-    external = {"AWS_ENDPOINT_URL"} | {name for name in variables if name.startswith("POWERTOOLS_")}
+    # Read by the SDK, by Powertools or by the C library rather than by the layer.
+    external = {"AWS_ENDPOINT_URL", "MALLOC_MMAP_THRESHOLD_"} | {
+        name for name in variables if name.startswith("POWERTOOLS_")
+    }
     unread = [name for name in variables if name not in external and f'"{name}"' not in code]
     assert unread == []
     # The one place a deployed stack sets <VENDOR>_* options (endpoints, caps, prices, metadata).
