@@ -43,8 +43,15 @@ def unfit_result(provider: str, exc: ValidationError, context: str = "") -> BadR
     return BadResponseError(provider, f"{lead}a value does not fit the result model ({kind}){_CHANGED}")
 
 
+# Plain http only to this machine: a local sandbox or a stand-in for the vendor in tests.
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
 def base_url(raw: str, setting: str, path: str) -> str:
-    """``<VENDOR>_BASE_URL`` is ``scheme://host[:port]`` only; the adapter appends the documented path."""
+    """``<VENDOR>_BASE_URL`` is ``scheme://host[:port]`` only; the adapter appends the documented path.
+
+    The scheme must be https: keys and images travel in these requests. Plain http is accepted for a
+    loopback host alone (127.0.0.1, ::1, localhost), for local sandboxes."""
     parts = urlsplit(raw)
     if (
         parts.scheme not in ("http", "https")
@@ -55,6 +62,11 @@ def base_url(raw: str, setting: str, path: str) -> str:
         or parts.fragment
     ):
         raise ValueError(f"{setting} must be scheme://host[:port] only (the adapter adds {path}), got {raw!r}")
+    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
+        raise ValueError(
+            f"{setting} must use https (vendor keys and images travel in its requests); plain http is "
+            f"only for a loopback host (127.0.0.1, ::1, localhost), got {raw!r}"
+        )
     return f"{parts.scheme}://{parts.netloc}"
 
 
