@@ -21,9 +21,7 @@ HTTP_VENDORS = sorted(name for name in REGISTRY if getattr(provider_class(name),
 
 def create(vendor: str, base_url: str):
     cls = provider_class(vendor)
-    settings = Settings.from_env(
-        {"RESULTS_TABLE": "t", "ALERTS_TOPIC_ARN": "a", f"{cls.env_prefix}BASE_URL": base_url}
-    )
+    settings = Settings.from_env({"RESULTS_TABLE": "t", "ALERTS_TOPIC_ARN": "a", f"{cls.env_prefix}BASE_URL": base_url})
     deps = ProviderDeps(settings=settings, credentials=Credentials(settings), http=httpx.Client())
     return cls.create(deps)
 
