@@ -470,6 +470,7 @@ def test_no_quarantine_statement_by_default_or_on_an_existing_bucket(deployment)
     assert set(_statements(deployment(), "UploadsBucketPolicy")) == {
         "DenyInsecureTransport",
         "DenyCustomerProvidedKeys",
+        "DenyUploadsToArchiveStorage",
     }
     existing = deployment(**EXISTING, QuarantineReaderArns="arn:aws:iam::123456789012:role/r")
     assert "UploadsBucketPolicy" not in existing.resources

@@ -203,6 +203,17 @@ def test_the_uploads_bucket_refuses_uploads_under_a_customer_provided_key(deploy
     assert not [r for r in stack.allowed("s3:PutObject") if "UploadsBucket" in json.dumps(r)]
 
 
+def test_the_uploads_bucket_refuses_uploads_straight_into_an_archive_storage_class(deployment):
+    stack = deployment()
+    statements = stack.resources["UploadsBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    (deny,) = [s for s in statements if s["Sid"] == "DenyUploadsToArchiveStorage"]
+    assert deny["Effect"] == "Deny" and deny["Principal"] == "*" and _listed(deny["Action"]) == ["s3:PutObject"]
+    # Glacier Instant Retrieval is read like any object: only the classes that need a restore.
+    assert deny["Condition"] == {"StringEquals": {"s3:x-amz-storage-class": ["GLACIER", "DEEP_ARCHIVE"]}}
+    # Nor does the bucket archive anything later.
+    assert "LifecycleConfiguration" not in stack.resources["UploadsBucket"]["Properties"]
+
+
 # -- KMS keys ------------------------------------------------------------------------------------------------
 
 
