@@ -1,15 +1,18 @@
-"""Send objects into the analysis queue the way S3 would: one S3 notification per message.
+"""Send objects into the backfill queue the way S3 would: one S3 notification per message.
 
-Backfill, reconcile and reprocess all go through the queue, so concurrency limits, retries and the
-dead-letter queue apply exactly as they do to uploads.
+Backfill, reconcile and reprocess all go through the stack's backfill queue: the handler and its
+retries and dead-letter queue are those of uploads, with a concurrency of their own so that live
+uploads never wait behind them.
 
 What a message says about ordering: no ``sequencer`` (only S3 can issue one, and a made-up one would
 either beat a real event's or never complete a real event's ``failed`` item), the object's exact ETag
-and version id, and as ``eventTime`` the time S3 itself reported when it listed the object (the
-``Date`` of the listing response, S3's clock rather than this machine's). The pipeline orders an event
-without a sequencer by ETag and event time: the same bytes are a duplicate of a final result (no
-second analysis) and complete a ``failed`` one; the object is read with ``IfMatch`` on the ETag, so
-bytes that changed since the listing are never analyzed under the old ETag.
+and version id, and as ``eventTime`` the object's own ``LastModified`` as S3 listed it (S3's clock, whole
+seconds). The pipeline orders an event without a sequencer by ETag and event time: the same bytes are
+a duplicate of a final result (no second analysis) and complete a ``failed`` one; the object is read
+with ``IfMatch`` on the ETag, so bytes that changed since the listing are never analyzed under the old
+ETag. ``LastModified`` is never later than any event of a newer upload under the key, so nothing this
+message writes (a ``failed`` item when its delivery runs out of time) replaces such an upload's result;
+the time the message is sent could be.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote_plus
 
@@ -35,8 +37,8 @@ class ListedObject:
     size: int
     etag: str
     version_id: str | None = None
-    # When S3 reported the object (its response's Date), ISO 8601 UTC; None: this machine's clock.
-    observed_at: str | None = None
+    # The object's LastModified as S3 reported it, ISO 8601 UTC; None: this machine's clock.
+    last_modified: str | None = None
     # In a version listing: whether this is the key's current version.
     is_latest: bool = True
 
@@ -50,13 +52,9 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def server_time(response: dict[str, Any]) -> str | None:
-    """S3's clock at the time of a response (its ``Date`` header), or None when it sent none."""
-    date = (response.get("ResponseMetadata") or {}).get("HTTPHeaders", {}).get("date")
-    try:
-        return _iso(parsedate_to_datetime(date)) if date else None
-    except (TypeError, ValueError):
-        return None
+def last_modified(value: Any) -> str | None:
+    """An object's ``LastModified`` (boto3 gives a datetime) as the event time of its message."""
+    return _iso(value) if isinstance(value, datetime) else None
 
 
 def s3_notification(obj: ListedObject, reprocess: dict[str, str] | None = None) -> str:
@@ -64,7 +62,7 @@ def s3_notification(obj: ListedObject, reprocess: dict[str, str] | None = None) 
         "eventVersion": "2.1",
         "eventSource": "aws:s3",
         "awsRegion": boto3.session.Session().region_name or "us-east-1",
-        "eventTime": obj.observed_at or _iso(datetime.now(UTC)),
+        "eventTime": obj.last_modified or _iso(datetime.now(UTC)),
         "eventName": "ObjectCreated:Put",
         "s3": {
             "s3SchemaVersion": "1.0",
@@ -114,11 +112,16 @@ def list_objects(bucket: str, prefix: str, start_after: str = "", *, versioned: 
     if start_after:
         kwargs["StartAfter"] = start_after
     for page in paginator.paginate(**kwargs):
-        seen_at = server_time(page)
         for item in page.get("Contents", []):
             if is_folder_marker(item["Key"], item["Size"]):
                 continue
-            yield ListedObject(bucket, item["Key"], item["Size"], item["ETag"].strip('"'), observed_at=seen_at)
+            yield ListedObject(
+                bucket,
+                item["Key"],
+                item["Size"],
+                item["ETag"].strip('"'),
+                last_modified=last_modified(item.get("LastModified")),
+            )
 
 
 def list_versions(bucket: str, prefix: str, key_marker: str = "") -> Iterator[ListedObject]:
@@ -128,7 +131,6 @@ def list_versions(bucket: str, prefix: str, key_marker: str = "") -> Iterator[Li
     if key_marker:
         kwargs["KeyMarker"] = key_marker
     for page in paginator.paginate(**kwargs):
-        seen_at = server_time(page)
         for item in page.get("Versions", []):
             if is_folder_marker(item["Key"], item["Size"]):
                 continue
@@ -140,7 +142,7 @@ def list_versions(bucket: str, prefix: str, key_marker: str = "") -> Iterator[Li
                 item["ETag"].strip('"'),
                 # Objects written before versioning was enabled have the version id "null".
                 version_id=version_id if version_id and version_id != "null" else None,
-                observed_at=seen_at,
+                last_modified=last_modified(item.get("LastModified")),
                 is_latest=bool(item.get("IsLatest")),
             )
 

@@ -9,7 +9,6 @@ Progress bars go to standard error, so that ``--json`` output on standard output
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime
@@ -38,6 +37,7 @@ from image_analysis_cli.resources import (
     parse_s3_url,
 )
 from image_analysis_cli.state import BackfillState
+from image_analysis_cli.terminal import safe_json, shown
 
 FLAGS = ("nsfw", "ai_generated", "deepfake")
 SHOWN = 20  # keys listed in text output before "... and N more"
@@ -82,7 +82,7 @@ def progress(label: str, iterable: Iterable[Any] | None = None, length: int | No
 
 def _listed(keys: Sequence[str], more_hint: str = "") -> None:
     for key in keys[:SHOWN]:
-        click.echo(f"    {key}")
+        click.echo(f"    {shown(key)}")
     if len(keys) > SHOWN:
         click.echo(f"    ... and {len(keys) - SHOWN} more{more_hint}")
 
@@ -91,10 +91,12 @@ def _listed(keys: Sequence[str], more_hint: str = "") -> None:
     help="Operate the image-analysis pipeline on buckets that already hold images: analyze what is "
     "there (backfill), run chosen objects again (reprocess), compare the bucket with the results "
     "(reconcile) and read results (results, flagged, find).\n\n"
-    "The stack's results table and analysis queue come from its CloudFormation outputs "
-    "(--stack-name) or are given with --table and --queue-url. Credentials, region and endpoints are "
-    "the AWS SDK's usual settings (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL). Global options go "
-    "before the command; `image-analysis COMMAND --help` explains each command.\n\n"
+    "The stack's results table and backfill queue come from its CloudFormation outputs "
+    "(--stack-name) or are given with --table and --queue-url. Every message goes to the backfill "
+    "queue, whose trigger has a concurrency of its own, so live uploads never wait behind it. "
+    "Credentials, region and endpoints are the AWS SDK's usual settings (AWS_PROFILE, AWS_REGION, "
+    "AWS_ENDPOINT_URL). Global options go before the command; `image-analysis COMMAND --help` "
+    "explains each command.\n\n"
     "Exit codes: 0 done, 1 reconcile found drift, 2 a bad argument or a missing resource (one line "
     "on standard error), 130 interrupted."
 )
@@ -106,7 +108,10 @@ def _listed(keys: Sequence[str], more_hint: str = "") -> None:
     help="The deployed image-analysis stack whose outputs name the table and the queue (also IMAGE_ANALYSIS_STACK).",
 )
 @click.option("--table", help="The results table's name (instead of reading the stack's outputs).")
-@click.option("--queue-url", help="The analysis queue's URL (instead of reading the stack's outputs).")
+@click.option(
+    "--queue-url",
+    help="The queue the commands send to [default: the stack's BackfillQueueUrl output].",
+)
 @click.pass_context
 def cli(ctx: click.Context, stack_name: str, table: str | None, queue_url: str | None) -> None:
     ctx.obj = Context(stack_name, table, queue_url)
@@ -124,18 +129,19 @@ def run(argv: Sequence[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
+    # Messages may quote keys and URLs: printed with their control characters escaped, on one line.
     except CliError as exc:
-        click.echo(f"Error: {exc}", err=True)
+        click.echo(f"Error: {shown(str(exc))}", err=True)
         return 2
     except ClientError as exc:
-        click.echo(f"Error: AWS said {client_error_message(exc)}", err=True)
+        click.echo(f"Error: AWS said {shown(client_error_message(exc))}", err=True)
         return 2
     except BotoCoreError as exc:
-        click.echo(f"Error: {exc}", err=True)
+        click.echo(f"Error: {shown(str(exc))}", err=True)
         return 2
     except OSError as exc:  # a state file that cannot be written, a folder that is a file, ...
         where = f": {exc.filename}" if exc.filename else ""
-        click.echo(f"Error: {exc.strerror or exc}{where}", err=True)
+        click.echo(f"Error: {shown(f'{exc.strerror or exc}{where}')}", err=True)
         return 2
     return code if isinstance(code, int) else 0
 
@@ -172,11 +178,11 @@ def backfill(
 ) -> None:
     """Analyze every object already under s3://BUCKET/PREFIX, as if each had just been uploaded.
 
-    Each object is sent into the analysis queue as an upload event (the same path as an upload: the
-    queue's concurrency cap, retries and dead-letter queue apply). In a versioned bucket the current
-    version of each key is sent with its version id. Objects that already have a result for the same
-    bytes are acknowledged by the pipeline without a second analysis (no vendor call); empty "dir/"
-    folder markers are left out.
+    Each object is sent into the backfill queue as an upload event (the path of an upload, with a
+    concurrency cap, retries and a dead-letter queue of its own, so live uploads never wait behind
+    it). In a versioned bucket the current version of each key is sent with its version id. Objects
+    that already have a result for the same bytes are acknowledged by the pipeline without a second
+    analysis (no vendor call); empty "dir/" folder markers are left out.
 
     Progress is saved after every batch of ten: after an interruption (Ctrl-C, a lost connection)
     the same command resumes after the last key sent, so no object is sent twice by one backfill.
@@ -187,7 +193,7 @@ def backfill(
       image-analysis backfill s3://photos/2024/
     """
     bucket, prefix = parse_s3_url(url)
-    where = f"s3://{bucket}/{prefix}"
+    where = shown(f"s3://{bucket}/{prefix}")
     price_per_image = _prices(prices)
     if dry_run:
         versioned = is_versioned(bucket)
@@ -231,7 +237,7 @@ def backfill(
     state.finish()
     this_run = state.enqueued - before
     total = f" ({state.enqueued} in all, with the earlier run)" if before else ""
-    click.echo(f"Enqueued {this_run} object(s) from {where}{total} into the analysis queue.")
+    click.echo(f"Enqueued {this_run} object(s) from {where}{total} into the backfill queue.")
     if this_run:
         click.echo(
             "The pipeline analyzes them as its concurrency allows; objects that already have a result "
@@ -403,7 +409,7 @@ def reconcile(obj: Context, url: str, enqueue: bool, as_json: bool) -> None:
     """
     bucket, prefix = parse_s3_url(url)
     resources = obj.resources
-    where = f"s3://{bucket}/{prefix}"
+    where = shown(f"s3://{bucket}/{prefix}")
     versioned = is_versioned(bucket)
     objects: dict[tuple[str, str], ListedObject] = {}
     listing = list_versions(bucket, prefix) if versioned else list_objects(bucket, prefix)
@@ -434,7 +440,7 @@ def reconcile(obj: Context, url: str, enqueue: bool, as_json: bool) -> None:
         "stale_results": [_entry(*ref) for ref in stale],
     }
     if as_json:
-        click.echo(json.dumps(report, indent=2, ensure_ascii=False))
+        click.echo(safe_json(report, indent=2))
     else:
         versions = f" in {len(objects)} version(s)" if versioned else ""
         click.echo(
@@ -491,7 +497,7 @@ def results(obj: Context, url: str, version_id: str | None, with_raw: bool) -> N
         item["raw"] = {k: unpack_raw(v) if isinstance(v, str) else v for k, v in item.get("raw", {}).items()}
     else:
         item.pop("raw", None)
-    click.echo(json.dumps(item, indent=2, ensure_ascii=False, default=str))
+    click.echo(safe_json(item, indent=2, default=str))
 
 
 @cli.command(short_help="List flagged objects, newest first, paged.")
@@ -520,12 +526,12 @@ def flagged(obj: Context, flag: str, since: str | None, limit: int, next_token: 
     since = since or queries.default_since()
     page = queries.flagged_page(obj.resources.results_table, flag, since, limit, next_token)
     if as_json:
-        click.echo(json.dumps(page, indent=2, ensure_ascii=False, default=str))
+        click.echo(safe_json(page, indent=2, default=str))
         return
     for row in page["items"]:
         version = f" (version {row['version_id']})" if row.get("version_id") else ""
         flags = ",".join(row.get("flags", []))
-        click.echo(f"{row['analyzed_at']}  {flags}  s3://{row['bucket']}/{row['key']}{version}")
+        click.echo(shown(f"{row['analyzed_at']}  {flags}  s3://{row['bucket']}/{row['key']}{version}"))
     if not page["items"]:
         click.echo(f"No objects flagged {flag} since {since}.")
     if page["next"]:
@@ -547,7 +553,8 @@ def find(obj: Context, sha256: str) -> None:
     rows = queries.by_sha256(obj.resources.results_table, sha256.lower())
     for row in rows:
         version = f" (version {row['version_id']})" if row.get("version_id") else ""
-        click.echo(f"s3://{row['bucket']}/{row['key']}{version}  {row.get('status', '')}  {row.get('analyzed_at', '')}")
+        where = f"s3://{row['bucket']}/{row['key']}{version}"
+        click.echo(shown(f"{where}  {row.get('status', '')}  {row.get('analyzed_at', '')}"))
     if not rows:
         click.echo("No object holds these bytes.")
 

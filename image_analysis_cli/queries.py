@@ -13,7 +13,7 @@ from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
 from image_analysis.store import STORE_ATTRIBUTES, from_item
-from image_analysis_cli.enqueue import ListedObject, server_time
+from image_analysis_cli.enqueue import ListedObject, last_modified
 from image_analysis_cli.resources import CliError, ObjectGone
 
 FLAG_INDEXES = {"nsfw": "FlaggedNsfw", "ai_generated": "FlaggedAiGenerated", "deepfake": "FlaggedDeepfake"}
@@ -43,7 +43,7 @@ def head(bucket: str, key: str, version_id: str | None = None) -> ListedObject:
         response["ContentLength"],
         response["ETag"].strip('"'),
         version_id=found if found and found != "null" else None,
-        observed_at=server_time(response),
+        last_modified=last_modified(response.get("LastModified")),
     )
 
 

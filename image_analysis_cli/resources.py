@@ -38,10 +38,12 @@ class StackResources:
                 raise CliError(f"cannot reach AWS: {exc}") from None
             outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
         table = table or outputs.get("ResultsTableName")
-        queue_url = queue_url or outputs.get("AnalyzeQueueUrl")
+        # The backfill queue: its trigger has a concurrency of its own, so live uploads never wait behind
+        # what this command sends. A stack from before that queue existed has only the analysis queue.
+        queue_url = queue_url or outputs.get("BackfillQueueUrl") or outputs.get("AnalyzeQueueUrl")
         if not table or not queue_url:
             raise CliError(
-                "the results table and the analysis queue are unknown: pass --stack-name or --table/--queue-url"
+                "the results table and the backfill queue are unknown: pass --stack-name or --table/--queue-url"
             )
         return cls(table, queue_url, outputs.get("UploadsBucketName"))
 

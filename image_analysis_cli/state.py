@@ -6,9 +6,11 @@ after it, so no object is enqueued twice by one backfill, however often it is in
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +71,19 @@ class BackfillState:
         self._save()
 
     def _save(self) -> None:
+        """Through a temporary file of its own in the same folder, then ``os.replace``: an interruption
+        leaves the old file or the new one, never half of one. ``mkstemp`` creates it new (never through a
+        link someone left under a fixed name), readable by this user alone (0600: it names bucket keys)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_suffix(".tmp")
-        temporary.write_text(json.dumps({"last_key": self.last_key, "enqueued": self.enqueued, "done": self.done}))
-        os.replace(temporary, self.path)  # atomic: an interruption never leaves half a file
+        data = json.dumps({"last_key": self.last_key, "enqueued": self.enqueued, "done": self.done})
+        descriptor, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())  # the bytes are on disk before the name points at them
+            os.replace(temporary, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise

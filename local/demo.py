@@ -217,7 +217,7 @@ def command_line_walkthrough(stack: LocalStack, handler: Any, out: Any) -> int:
                 os.environ.pop("IMAGE_ANALYSIS_STATE_DIR", None)
             else:
                 os.environ["IMAGE_ANALYSIS_STATE_DIR"] = saved
-        driver = QueueDriver(handler, stack.queue_url, batch_size=10)
+        driver = QueueDriver(handler, stack.queue_urls, batch_size=10)
         report = driver.drain()
         analyzed = sum(v for name, v in driver.metric_totals().items() if name.startswith("Images"))
         print(

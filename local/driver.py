@@ -1,6 +1,7 @@
 """Play the Lambda SQS poller against the emulator: receive batches, invoke, delete what succeeded.
 
-This is what the Lambda service does for an SQS event source with ``ReportBatchItemFailures``:
+This is what the Lambda service does for an SQS event source with ``ReportBatchItemFailures``, for
+each queue given (the stack's analysis and backfill queues each have a trigger, so a batch never mixes them):
 messages named in ``batchItemFailures`` stay on the queue and come back after the visibility
 timeout; after ``maxReceiveCount`` deliveries the queue's redrive policy moves them to the
 dead-letter queue. Locally a failed message is made visible again at once (``retry_delay_seconds``)
@@ -17,7 +18,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,26 +117,39 @@ class QueueDriver:
     def __init__(
         self,
         handler: Handler,
-        queue_url: str,
+        queue_url: str | Sequence[str],
         batch_size: int = 5,
         timeout_seconds: float = 120,
         retry_delay_seconds: int = 0,
     ) -> None:
+        """``queue_url``: one queue, or several (e.g. ``LocalStack.queue_urls``), each read as its own trigger."""
         self.handler = handler
-        self.queue_url = queue_url
+        self.queue_urls = [queue_url] if isinstance(queue_url, str) else list(queue_url)
+        self.queue_url = self.queue_urls[0]
         self.batch_size = batch_size
         self.timeout_seconds = timeout_seconds
         self.retry_delay_seconds = retry_delay_seconds
         self._sqs = boto3.client("sqs")
         self.metrics: list[dict[str, Any]] = []
-        self._queue_arn = self._sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
+        self._queue_arns = {
+            url: self._sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            for url in self.queue_urls
+        }
+        self._last_invocations = 0
 
     def poll_once(self, wait_seconds: int = 0) -> tuple[int, int]:
-        """One receive and one invocation; returns (messages, failed messages)."""
+        """One receive from each queue, and one invocation per queue that had messages; returns
+        (messages, failed messages) over all of them."""
+        received = failed = invocations = 0
+        for url in self.queue_urls:
+            messages, failures = self._poll(url, wait_seconds)
+            received, failed, invocations = received + messages, failed + failures, invocations + bool(messages)
+        self._last_invocations = invocations
+        return received, failed
+
+    def _poll(self, queue_url: str, wait_seconds: int) -> tuple[int, int]:
         response = self._sqs.receive_message(
-            QueueUrl=self.queue_url,
+            QueueUrl=queue_url,
             MaxNumberOfMessages=self.batch_size,
             WaitTimeSeconds=wait_seconds,
             AttributeNames=["All"],
@@ -143,7 +157,7 @@ class QueueDriver:
         messages = response.get("Messages", [])
         if not messages:
             return 0, 0
-        event = {"Records": [_lambda_record(m, self._queue_arn) for m in messages]}
+        event = {"Records": [_lambda_record(m, self._queue_arns[queue_url]) for m in messages]}
         try:
             context = LambdaContext(timeout_seconds=self.timeout_seconds)
             result = invoke(self.handler, event, context, self.metrics) or {}
@@ -154,12 +168,12 @@ class QueueDriver:
         for message in messages:
             if message["MessageId"] in failed_ids:
                 self._sqs.change_message_visibility(
-                    QueueUrl=self.queue_url,
+                    QueueUrl=queue_url,
                     ReceiptHandle=message["ReceiptHandle"],
                     VisibilityTimeout=self.retry_delay_seconds,
                 )
             else:
-                self._sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+                self._sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
         return len(messages), len(failed_ids)
 
     def metric_totals(self) -> dict[str, float]:
@@ -173,7 +187,7 @@ class QueueDriver:
         return totals
 
     def drain(self, max_invocations: int = 10_000, idle_polls: int = 2) -> DrainReport:
-        """Invoke until the queue stays empty for ``idle_polls`` receives."""
+        """Invoke until every queue stays empty for ``idle_polls`` rounds of receives."""
         report = DrainReport()
         idle = 0
         while report.invocations < max_invocations and idle < idle_polls:
@@ -183,7 +197,7 @@ class QueueDriver:
                 time.sleep(0.05)
                 continue
             idle = 0
-            report.invocations += 1
+            report.invocations += self._last_invocations
             report.messages += received
             report.failed_messages += failed
         return report

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         enqueue_seconds = time.perf_counter() - started
         assert result.exit_code == 0, result.output
         started = time.perf_counter()
-        report = QueueDriver(load_handler(), stack.queue_url, batch_size=args.batch_size).drain(idle_polls=1)
+        report = QueueDriver(load_handler(), stack.queue_urls, batch_size=args.batch_size).drain(idle_polls=1)
         drain_seconds = time.perf_counter() - started
     print(f"objects: {args.objects}")
     print(f"backfill enqueue: {enqueue_seconds:.1f} s ({args.objects / enqueue_seconds:.0f} objects/s)")

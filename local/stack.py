@@ -96,6 +96,16 @@ class LocalStack:
         return self.outputs["DeadLetterQueueUrl"]
 
     @property
+    def backfill_queue_url(self) -> str:
+        """Backfill, reprocess and reconcile messages: a queue (and a trigger) of their own."""
+        return self.outputs["BackfillQueueUrl"]
+
+    @property
+    def queue_urls(self) -> tuple[str, str]:
+        """Every queue the function's triggers read, live uploads first: what ``QueueDriver`` drains."""
+        return (self.queue_url, self.backfill_queue_url)
+
+    @property
     def table(self) -> str:
         return self.outputs["ResultsTableName"]
 

@@ -49,7 +49,7 @@ def table(stack):
 @pytest.fixture
 def drain(stack, handler):
     def run(**kwargs):
-        return QueueDriver(handler, stack.queue_url, **kwargs).drain()
+        return QueueDriver(handler, stack.queue_urls, **kwargs).drain()
 
     return run
 

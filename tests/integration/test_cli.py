@@ -66,9 +66,12 @@ def prefilled(stack):
 
 @pytest.fixture
 def quiet_queue(stack):
-    empty_queue(stack.queue_url)
-    yield stack.queue_url
-    empty_queue(stack.queue_url)
+    """The backfill queue, where the command sends (both queues start and end empty)."""
+    for url in stack.queue_urls:
+        empty_queue(url)
+    yield stack.backfill_queue_url
+    for url in stack.queue_urls:
+        empty_queue(url)
 
 
 def test_backfill_enqueues_every_object_once_and_resumes_after_an_interruption(stack, prefilled, tmp_path, monkeypatch):

@@ -17,15 +17,18 @@ import os
 import time
 import urllib.request
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import boto3
 import pytest
 
 from image_analysis.events import parse_event
+from image_analysis.handler import START_MARGIN_SECONDS
 from local.driver import QueueDriver, load_handler
 from local.stack import translate
 from tests.integration.conftest import SAMPLES
+from tests.integration.test_cli_ordering import real_event
 
 pytestmark = pytest.mark.integration
 
@@ -97,12 +100,13 @@ def reader_items(bucket: str, prefix: str) -> list[dict]:
     ]
 
 
-def run_backfill(bucket: str, prefix: str, queue_url: str) -> list[str]:
+def run_backfill(bucket: str, prefix: str, queue_url: str, listed: list[dict] | None = None) -> list[str]:
+    """Run the map over ``listed`` (default: the bucket as it is listed now); the messages it sent."""
     sqs, sfn = boto3.client("sqs"), boto3.client("stepfunctions")
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     parameters = {
-        "AnalyzeQueueUrl": queue_url,
-        "AnalyzeQueueArn": queue_arn,
+        "BackfillQueueUrl": queue_url,
+        "BackfillQueueArn": queue_arn,
         "SourceBucketName": bucket,
         "RunReportsBucketName": "reports",
         "MaxConcurrency": "5",
@@ -114,7 +118,8 @@ def run_backfill(bucket: str, prefix: str, queue_url: str) -> list[str]:
         roleArn="arn:aws:iam::123456789012:role/backfill",
     )["stateMachineArn"]
     execution = sfn.start_execution(
-        stateMachineArn=arn, input=json.dumps({"prefix": prefix, "listed": reader_items(bucket, prefix)})
+        stateMachineArn=arn,
+        input=json.dumps({"prefix": prefix, "listed": reader_items(bucket, prefix) if listed is None else listed}),
     )["executionArn"]
     deadline = time.monotonic() + 60
     while (described := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
@@ -176,3 +181,41 @@ def test_unversioned_bucket_sends_no_version_id(stack, interpreter):
 
     sent = refs(run_backfill(bucket, "bf/", queue))
     assert [(r.key, r.version_id, r.etag) for r in sent] == [("bf/only.jpg", None, put["ETag"].strip('"'))]
+
+
+def _iso_seconds(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def test_a_message_sent_after_an_overwrite_never_replaces_the_newer_uploads_result(stack, interpreter, table):
+    """The map lists the bucket first and sends each object much later. An object overwritten in between
+    is sent with its listed ETag and, as its time, the listing's LastModified: earlier than the newer
+    upload's event, so a `failed` write for the listed bytes (an invocation that ran out of time) loses to
+    the newer upload's final result. (With the time the send state ran, it replaced that result.)"""
+    s3, sqs = boto3.client("s3"), boto3.client("sqs")
+    bucket = f"dmap-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    older = s3.put_object(Bucket=bucket, Key="bf/photo.jpg", Body=COFFEE)
+    listed = reader_items(bucket, "bf/")  # the run's listing, taken at its start
+    time.sleep(1.1)  # LastModified has whole seconds: the overwrite is a later one
+    newer = s3.put_object(Bucket=bucket, Key="bf/photo.jpg", Body=ROCKET)
+    live = sqs.create_queue(QueueName=f"live-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    event = real_event(bucket, "bf/photo.jpg", newer["ETag"].strip('"'), len(ROCKET))
+    sqs.send_message(QueueUrl=live, MessageBody=event)
+    QueueDriver(load_handler(), live).drain()
+    key = {"pk": f"{bucket}/bf/photo.jpg", "sk": "null"}
+    result = table.get_item(Key=key, ConsistentRead=True)["Item"]
+    assert result["status"] == "succeeded" and result["etag"] == newer["ETag"].strip('"')
+
+    backfill = sqs.create_queue(QueueName=f"dmap-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    bodies = run_backfill(bucket, "bf/", backfill, listed=listed)
+    (ref,) = refs(bodies)
+    assert ref.etag == older["ETag"].strip('"')
+    assert ref.ordering_time == _iso_seconds(listed[0]["LastModified"]) < result["event_time"]
+
+    # Its invocation runs out of time before the object: the handler hands it back, writing `failed`.
+    for body in bodies:
+        sqs.send_message(QueueUrl=backfill, MessageBody=body)
+    driver = QueueDriver(load_handler(), backfill, timeout_seconds=START_MARGIN_SECONDS / 2)
+    assert driver.poll_once() == (1, 1)
+    assert table.get_item(Key=key, ConsistentRead=True)["Item"] == result

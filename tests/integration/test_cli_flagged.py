@@ -40,9 +40,9 @@ def three_flagged(stack, handler, tmp_path, monkeypatch):
     s3.create_bucket(Bucket=bucket)
     for i in range(3):
         s3.put_object(Bucket=bucket, Key=f"ai/{i}.png", Body=ai_png())
-    empty_queue(stack.queue_url)
+    empty_queue(stack.backfill_queue_url)
     CliRunner().invoke(cli, ["--stack-name", stack.name, "backfill", f"s3://{bucket}/ai/"], catch_exceptions=False)
-    QueueDriver(handler, stack.queue_url).drain()
+    QueueDriver(handler, stack.backfill_queue_url).drain()
     return bucket
 
 

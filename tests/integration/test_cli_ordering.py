@@ -1,7 +1,7 @@
 """Backfill and reconcile events against results that real S3 events left.
 
 A backfill message carries no sequencer (only S3 issues those); it names the exact ETag and, as its
-event time, S3's clock when the object was listed. The pipeline orders such an event by ETag and
+event time, the object's LastModified as S3 listed it. The pipeline orders such an event by ETag and
 event time, and reads the object only while its ETag still matches.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
@@ -72,22 +72,28 @@ def bucket(stack):
 
 @pytest.fixture
 def queue(stack):
-    empty_queue(stack.queue_url)
-    yield stack.queue_url
-    empty_queue(stack.queue_url)
+    """The backfill queue, where the command sends (both queues start and end empty)."""
+    for url in stack.queue_urls:
+        empty_queue(url)
+    yield stack.backfill_queue_url
+    for url in stack.queue_urls:
+        empty_queue(url)
 
 
-def test_backfill_messages_carry_no_sequencer_and_s3s_time_of_listing(stack, bucket, queue):
-    put = boto3.client("s3").put_object(Bucket=bucket, Key="m/one.jpg", Body=ROCKET)
-    before = datetime.now(UTC).replace(microsecond=0)
+def test_backfill_messages_carry_no_sequencer_and_the_objects_own_time(stack, bucket, queue):
+    s3 = boto3.client("s3")
+    put = s3.put_object(Bucket=bucket, Key="m/one.jpg", Body=ROCKET)
+    written = s3.head_object(Bucket=bucket, Key="m/one.jpg")["LastModified"]
+    time.sleep(1.1)  # the listing comes a second later: its time is not the object's
     run(stack, "backfill", f"s3://{bucket}/m/")
+    assert queued_bodies(stack.queue_url) == []  # live uploads' queue: nothing from the command
     (body,) = queued_bodies(queue)
     record = body["Records"][0]
     assert "sequencer" not in record["s3"]["object"]
     assert record["s3"]["object"]["eTag"] == put["ETag"].strip('"')
-    listed_at = datetime.fromisoformat(record["eventTime"])
-    assert record["eventTime"].endswith(".000Z")  # the listing's Date header: whole seconds, S3's clock
-    assert abs((listed_at - before).total_seconds()) < 30
+    # LastModified as S3 listed it (whole seconds, S3's clock): never later than a newer upload's event.
+    assert record["eventTime"] == written.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    assert datetime.fromisoformat(record["eventTime"]) < datetime.now(UTC) - timedelta(seconds=1)
 
 
 def test_backfill_completes_a_failed_result_that_a_real_event_left(stack, bucket, queue, handler, table):

@@ -77,9 +77,12 @@ def versioned(stack):
 
 @pytest.fixture
 def queue(stack):
-    empty_queue(stack.queue_url)
-    yield stack.queue_url
-    empty_queue(stack.queue_url)
+    """The backfill queue, where the command sends (both queues start and end empty)."""
+    for url in stack.queue_urls:
+        empty_queue(url)
+    yield stack.backfill_queue_url
+    for url in stack.queue_urls:
+        empty_queue(url)
 
 
 def test_backfill_sends_the_current_version_and_a_versioned_delete_removes_its_result(stack, versioned, queue, table):

@@ -15,7 +15,7 @@ import pytest
 from botocore.config import Config
 from botocore.stub import Stubber
 
-from image_analysis.credentials import REFRESH_INTERVAL_SECONDS, Credentials, powertools_fetcher
+from image_analysis.credentials import REFRESH_INTERVAL_SECONDS, SECRET_CACHE_SECONDS, Credentials, powertools_fetcher
 from image_analysis.errors import AuthError, RateLimitedError
 from image_analysis.settings import Settings
 
@@ -129,3 +129,17 @@ def test_a_fetcher_without_a_cache_is_read_plainly_on_refresh():
     assert creds.for_provider(*AIORNOT) == {"api_key": "key-1"}
     assert creds.refresh(*AIORNOT) == {"api_key": "key-2"}
     assert reads == [ARN, ARN]
+
+
+def test_the_secret_is_kept_five_minutes_on_the_injected_clock_then_read_past_powertools_cache(stubber):
+    clock = Clock()
+    stubber.add_response("get_secret_value", secret("old"))
+    stubber.add_response("get_secret_value", secret("new"))
+    creds = credentials(stubber, clock)
+    assert creds.for_provider(*IMAGGA)["api_key"] == "old"
+    clock.now += SECRET_CACHE_SECONDS - 1
+    assert creds.for_provider(*IMAGGA)["api_key"] == "old"  # nothing queued was used: no read
+    assert creds.for_provider(*AIORNOT) == {"api_key": "ai-1"}  # one secret for every provider
+    clock.now += 1
+    assert creds.for_provider(*IMAGGA)["api_key"] == "new"
+    assert creds.for_provider(*IMAGGA)["api_key"] == "new"  # and kept again

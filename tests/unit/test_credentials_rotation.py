@@ -15,7 +15,7 @@ import pytest
 from botocore.config import Config
 from botocore.stub import Stubber
 
-from image_analysis.credentials import REFRESH_INTERVAL_SECONDS, Credentials, powertools_fetcher
+from image_analysis.credentials import REFRESH_INTERVAL_SECONDS, SECRET_CACHE_SECONDS, Credentials, powertools_fetcher
 from image_analysis.errors import AuthError
 from image_analysis.providers import provider_class
 from image_analysis.providers.base import ProviderDeps
@@ -67,7 +67,7 @@ def build(vendor: Vendor, secrets: SecretsManager, clock: Clock, accepted: list[
     def handler(http_request: httpx.Request) -> httpx.Response:
         key = vendor.key_of(http_request)
         sent.append(key)
-        if key == accepted[0]:
+        if key in accepted:
             return httpx.Response(200, json=vendor.success)
         status, body = vendor.refusal
         return httpx.Response(status, json=body)
@@ -141,3 +141,23 @@ def test_a_refused_key_from_the_environment_never_reads_the_secret(vendor: Vendo
         clock.now += REFRESH_INTERVAL_SECONDS
     assert sent == [OLD] * 3
     assert secrets.reads == 0
+
+
+@pytest.mark.parametrize("vendor", VENDORS, ids=lambda v: v.name)
+def test_a_key_put_in_the_secret_is_used_five_minutes_later_without_any_refusal(vendor: Vendor) -> None:
+    """The old key still works, so nothing forces a read: the five minutes the docs promise are the limit,
+    and Powertools' own cache (on the real clock, only milliseconds old here) does not add to them."""
+    secrets, clock = SecretsManager(vendor.name), Clock()
+    accepted, sent = [OLD], []
+    provider = build(vendor, secrets, clock, accepted, sent)
+    secrets.holds(OLD)
+    assert vendor.check(provider.analyze(request()))
+    secrets.holds(NEW)
+    accepted.append(NEW)  # both work at the vendor for now
+    clock.now += SECRET_CACHE_SECONDS - 1
+    assert vendor.check(provider.analyze(request()))
+    assert sent == [OLD, OLD] and secrets.reads == 1
+    clock.now += 1
+    assert vendor.check(provider.analyze(request()))
+    assert sent == [OLD, OLD, NEW] and secrets.reads == 2
+    secrets.stubber.assert_no_pending_responses()

@@ -17,8 +17,8 @@ from image_analysis.events import parse_event
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "scale" / "backfill-distributed-map.yaml"
 PARAMETERS = {
-    "AnalyzeQueueUrl": "https://sqs.us-east-1.amazonaws.com/123456789012/analyze",
-    "AnalyzeQueueArn": "arn:aws:sqs:us-east-1:123456789012:analyze",
+    "BackfillQueueUrl": "https://sqs.us-east-1.amazonaws.com/123456789012/backfill",
+    "BackfillQueueArn": "arn:aws:sqs:us-east-1:123456789012:backfill",
     "SourceBucketName": "photos",
     "RunReportsBucketName": "artifacts",
 }
@@ -58,13 +58,20 @@ def handler_refs(message: dict) -> tuple:
     return parse_event(sqs_event).records[0].objects
 
 
-# One item as the listObjectsV2 item reader and the ItemSelector pass it on, plus the context object.
+# One item as the listObjectsV2 item reader and the ItemSelector pass it on (LastModified in seconds since
+# the epoch: 2026-11-20T08:00:00Z), plus the context object, whose time is days later.
 STATE = {
-    "object": {"Key": "photos/a b+c%.jpg", "Size": 123, "Etag": '"9b2cf535f27731c974343645a3985328"'},
+    "object": {
+        "Key": "photos/a b+c%.jpg",
+        "Size": 123,
+        "Etag": '"9b2cf535f27731c974343645a3985328"',
+        "LastModified": 1795161600,
+    },
     "versioning": {"Status": "Enabled"},
     "current": {"VersionId": "3HL4kqtJlcpXroDTDmJ-rmSpXd3dIbrHY", "ETag": '"aaaa"', "ContentLength": 456},
     "State": {"EnteredTime": "2026-11-23T10:00:00.123Z"},
 }
+LISTED_AT = "2026-11-20T08:00:00.000Z"
 
 
 def test_unversioned_message_is_an_event_the_handler_accepts():
@@ -72,7 +79,8 @@ def test_unversioned_message_is_an_event_the_handler_accepts():
     (ref,) = handler_refs(fill(body, STATE))
     assert (ref.bucket, ref.key, ref.size, ref.version_id) == ("my-bucket", "photos/a b+c%.jpg", 123, None)
     assert ref.etag == "9b2cf535f27731c974343645a3985328"
-    assert ref.sequencer is None and ref.event_time == "2026-11-23T10:00:00.123Z"
+    # Ordered by when the object was written as listed, not by when the state ran.
+    assert ref.sequencer is None and ref.event_time == LISTED_AT and ref.ordering_time == LISTED_AT
 
 
 def test_versioned_message_carries_the_current_version_as_the_head_saw_it():
@@ -85,6 +93,7 @@ def test_versioned_message_carries_the_current_version_as_the_head_saw_it():
         456,
     )
     assert ref.sk == "3HL4kqtJlcpXroDTDmJ-rmSpXd3dIbrHY"
+    assert ref.sequencer is None and ref.ordering_time == LISTED_AT
 
 
 def test_folder_markers_are_recognized_before_anything_is_sent():
@@ -138,8 +147,8 @@ def test_the_definition_step_functions_receives_has_numbers_where_it_needs_numbe
 
 
 @pytest.mark.parametrize("state", ["Enqueue", "EnqueueVersion"])
-def test_messages_go_to_the_analysis_queue_with_retries(state):
+def test_messages_go_to_the_backfill_queue_with_retries(state):
     task = per_object_states()[state]
     assert task["Resource"] == "arn:aws:states:::sqs:sendMessage"
-    assert task["Parameters"]["QueueUrl"] == {"Ref": "AnalyzeQueueUrl"}
+    assert task["Parameters"]["QueueUrl"] == {"Ref": "BackfillQueueUrl"}
     assert task["Retry"][0]["MaxAttempts"] >= 3

@@ -164,7 +164,8 @@ def test_visibility_timeout_is_at_least_six_times_the_function_timeout(sam):
     function_timeout = (
         resources["AnalyzeFunction"]["Properties"].get("Timeout") or sam["Globals"]["Function"]["Timeout"]
     )
-    assert resources["AnalyzeQueue"]["Properties"]["VisibilityTimeout"] >= 6 * function_timeout
+    for queue in ("AnalyzeQueue", "BackfillQueue"):
+        assert resources[queue]["Properties"]["VisibilityTimeout"] >= 6 * function_timeout, queue
 
 
 def test_queue_trigger_reports_batch_item_failures_with_a_concurrency_cap(sam):
@@ -266,7 +267,10 @@ def test_the_function_reads_and_tags_only_the_uploads_that_trigger_it(deployment
 def test_the_trigger_and_the_on_failure_destination_are_allowed_on_their_queues_only(deployment):
     stack = deployment()
     for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"):
-        assert stack.allowed(action) == [{"Fn::GetAtt": ["AnalyzeQueue", "Arn"]}], action
+        assert stack.allowed(action) == [
+            {"Fn::GetAtt": ["AnalyzeQueue", "Arn"]},
+            {"Fn::GetAtt": ["BackfillQueue", "Arn"]},
+        ], action
     assert stack.allowed("sqs:SendMessage") == [{"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}]
     destination = stack.resources["AnalyzeFunctionEventInvokeConfig"]["Properties"]["DestinationConfig"]
     assert destination["OnFailure"]["Destination"] == {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
@@ -463,7 +467,11 @@ def test_quarantine_denies_reading_flagged_objects_to_all_but_the_named_roles(de
 
 
 def test_no_quarantine_statement_by_default_or_on_an_existing_bucket(deployment):
-    assert set(_statements(deployment(), "UploadsBucketPolicy")) == {"DenyInsecureTransport"}
+    assert set(_statements(deployment(), "UploadsBucketPolicy")) == {
+        "DenyInsecureTransport",
+        "DenyCustomerProvidedKeys",
+        "DenyUploadsToArchiveStorage",
+    }
     existing = deployment(**EXISTING, QuarantineReaderArns="arn:aws:iam::123456789012:role/r")
     assert "UploadsBucketPolicy" not in existing.resources
     assert existing.resources["AnalyzeFunction"]["Properties"]["Environment"]["Variables"]["QUARANTINE_TAGS"] == "false"

@@ -1,9 +1,9 @@
 """A key rotated in the provider secret is picked up without a cold start.
 
-Each adapter keeps its keys between invocations (reading the secret is a network call). When the vendor
-refuses them, the adapter reads them again through ``Credentials`` and, if they changed, makes the call
-once more. Every vendor runs over an httpx mock transport that accepts exactly one key at a time; the
-secret is a fake whose value the test rotates.
+``Credentials`` keeps the secret between invocations for five minutes (reading it is a network call). When
+the vendor refuses a key, the adapter reads the keys again through ``Credentials.refresh`` and, if they
+changed, makes the call once more. Every vendor runs over an httpx mock transport that accepts the keys a
+test names; the secret is a fake whose value the test rotates, and the clock is the test's.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from image_analysis.credentials import Credentials
+from image_analysis.credentials import REFRESH_INTERVAL_SECONDS, SECRET_CACHE_SECONDS, Credentials
 from image_analysis.errors import AuthError
 from image_analysis.imaging import decode
 from image_analysis.providers import provider_class
@@ -117,11 +117,19 @@ class Secret:
         return {self.vendor: entry}
 
 
-def build(vendor: Vendor, secret: Secret, accepted: list[str], sent: list[str]):
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def build(vendor: Vendor, secret: Secret, accepted: list[str], sent: list[str], clock: Clock | None = None):
     def handler(request: httpx.Request) -> httpx.Response:
         key = vendor.key_of(request)
         sent.append(key)
-        if key == accepted[0]:
+        if key in accepted:
             return httpx.Response(200, json=vendor.success)
         status, body = vendor.refusal
         return httpx.Response(status, json=body)
@@ -131,7 +139,7 @@ def build(vendor: Vendor, secret: Secret, accepted: list[str], sent: list[str]):
     )
     deps = ProviderDeps(
         settings=settings,
-        credentials=Credentials(settings, fetch_secret=secret),
+        credentials=Credentials(settings, fetch_secret=secret, clock=clock or Clock()),
         http=httpx.Client(transport=httpx.MockTransport(handler)),
         extra={"retry_policy": FAST, "sleep": lambda _: None, "coreviz_s3": Presigner()},
     )
@@ -167,14 +175,34 @@ def test_a_rotated_key_is_used_after_one_refusal(vendor: Vendor) -> None:
 
 
 @pytest.mark.parametrize("vendor", VENDORS, ids=lambda v: v.name)
-def test_a_refused_key_that_is_still_in_the_secret_is_an_auth_error_and_read_again_next_time(vendor: Vendor) -> None:
-    secret = Secret(vendor.name, OLD)
+def test_a_refused_key_that_is_still_in_the_secret_is_an_auth_error_and_read_again_after_the_interval(
+    vendor: Vendor,
+) -> None:
+    secret, clock = Secret(vendor.name, OLD), Clock()
     accepted, sent = [NEW], []  # the vendor revoked the key; the secret was not updated yet
-    provider = build(vendor, secret, accepted, sent)
+    provider = build(vendor, secret, accepted, sent, clock)
     with pytest.raises(AuthError):
         provider.analyze(request())
     assert sent == [OLD]  # the same key is not sent twice
+    assert secret.reads == 2  # the first read, and the one the refusal asked for
     secret.value = NEW
+    clock.now += REFRESH_INTERVAL_SECONDS
     sent.clear()
     assert vendor.check(provider.analyze(request()))
-    assert sent == [NEW]  # the next invocation read the secret again instead of trusting its old copy
+    assert sent == [OLD, NEW]  # refused again, and this time the secret may be read again: rotated
+    assert secret.reads == 3
+
+
+@pytest.mark.parametrize("vendor", VENDORS, ids=lambda v: v.name)
+def test_a_key_changed_in_the_secret_is_used_within_five_minutes_while_the_old_one_still_works(vendor: Vendor) -> None:
+    secret, clock = Secret(vendor.name, OLD), Clock()
+    accepted, sent = [OLD, NEW], []  # an operator put a new key in; the old one is not revoked yet
+    provider = build(vendor, secret, accepted, sent, clock)
+    assert vendor.check(provider.analyze(request()))
+    secret.value = NEW
+    clock.now += SECRET_CACHE_SECONDS - 1
+    assert vendor.check(provider.analyze(request()))
+    assert sent == [OLD, OLD] and secret.reads == 1  # still the kept secret: no read per call
+    clock.now += 1
+    assert vendor.check(provider.analyze(request()))
+    assert sent == [OLD, OLD, NEW] and secret.reads == 2  # five minutes on: read again, the new key used

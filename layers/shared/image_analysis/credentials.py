@@ -3,8 +3,12 @@
 The secret holds one JSON object keyed by provider id, e.g.
 ``{"imagga": {"api_key": "...", "api_secret": "..."}, "aiornot": {"api_key": "..."}}``.
 It is read lazily, only for a provider that has no key in the environment, through Powertools
-Parameters (cached for ``SECRET_CACHE_SECONDS``) on a client with explicit timeouts. Keys never reach
-a log line or a result.
+Parameters on a client with explicit timeouts. Keys never reach a log line or a result.
+
+What was read is kept for ``SECRET_CACHE_SECONDS`` (five minutes, as the docs promise) by ``Credentials``
+itself, on its injectable clock, and the vendor adapters ask it for their keys on every call: so a key
+changed in the secret is in use within five minutes, even while the old one keeps working. A read after
+that time goes past Powertools' own cache (``force_fetch``), so the two caches never add up.
 
 A vendor that refuses a key may be ahead of the cache: the key was rotated in the secret a moment ago.
 ``Credentials.refresh`` then reads the secret past the cache (Powertools' ``force_fetch``), at most once
@@ -114,6 +118,7 @@ class Credentials:
         fetch_secret: SecretFetcher | None = None,
         *,
         refresh_interval: float = REFRESH_INTERVAL_SECONDS,
+        cache_seconds: float = SECRET_CACHE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
@@ -121,12 +126,19 @@ class Credentials:
         # A fetcher without ``force_fetch`` keeps no cache of its own: every read of it is already fresh.
         self._forceable = _takes_force_fetch(self._fetch_secret)
         self._refresh_interval = refresh_interval
+        self._cache_seconds = cache_seconds
         self._clock = clock
         self._refreshed: dict[str, float] = {}
+        # The secret as last read, and when (on ``clock``). One lock: threads that need it at once wait for
+        # one read instead of each making their own.
+        self._secret: dict[str, Any] | None = None
+        self._read_at = 0.0
         self._lock = threading.Lock()
 
     def for_provider(self, provider: str, prefix: str, fields: tuple[str, ...] = ("api_key",)) -> dict[str, str]:
-        """The provider's entries, e.g. {"api_key": ..., "api_secret": ...}; AuthError when absent."""
+        """The provider's entries, e.g. {"api_key": ..., "api_secret": ...}; AuthError when absent.
+
+        From the secret as read at most ``cache_seconds`` ago: cheap enough to ask before every call."""
         return self._read(provider, prefix, fields, refresh=False)
 
     def refresh(self, provider: str, prefix: str, fields: tuple[str, ...] = ("api_key",)) -> dict[str, str]:
@@ -147,9 +159,8 @@ class Credentials:
             raise AuthError(
                 provider, f"no key: set {prefix}API_KEY or put an entry {provider!r} in the provider secret"
             )
-        force = refresh and self._forceable and self._may_refresh(provider)
         try:
-            secret = self._fetch_secret(arn, force_fetch=True) if force else self._fetch_secret(arn)
+            secret = self._secret_value(arn, provider, refresh)
             entry = secret.get(provider) or {}
         except Exception as exc:  # unreadable now (throttled, unreachable: retried) or for good (auth)
             raise secret_error(provider, exc) from exc
@@ -159,15 +170,26 @@ class Credentials:
             raise AuthError(provider, f"the provider secret has no {', '.join(missing)} for {provider!r}; fill it in")
         return values
 
-    def _may_refresh(self, provider: str) -> bool:
-        """True (and the time noted) when this provider's last forced read is old enough."""
-        now = self._clock()
+    def _secret_value(self, arn: str, provider: str, refresh: bool) -> dict[str, Any]:
+        """The secret as kept, or read again: when kept longer than ``cache_seconds``, or for a refresh
+        this provider may have now."""
         with self._lock:
-            last = self._refreshed.get(provider)
-            if last is not None and now - last < self._refresh_interval:
-                return False
-            self._refreshed[provider] = now
-            return True
+            now = self._clock()
+            kept = self._secret is not None and now - self._read_at < self._cache_seconds
+            if kept and not (refresh and self._may_refresh(provider, now)):
+                return self._secret  # type: ignore[return-value]
+            # Past any cache the fetcher keeps: this read decides how old the keys in use may be.
+            secret = self._fetch_secret(arn, force_fetch=True) if self._forceable else self._fetch_secret(arn)
+            self._secret, self._read_at = secret, now
+            return secret
+
+    def _may_refresh(self, provider: str, now: float) -> bool:
+        """True (and the time noted) when this provider's last forced read is old enough. Under the lock."""
+        last = self._refreshed.get(provider)
+        if last is not None and now - last < self._refresh_interval:
+            return False
+        self._refreshed[provider] = now
+        return True
 
 
 def _takes_force_fetch(fetch: SecretFetcher) -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -43,8 +42,15 @@ def unfit_result(provider: str, exc: ValidationError, context: str = "") -> BadR
     return BadResponseError(provider, f"{lead}a value does not fit the result model ({kind}){_CHANGED}")
 
 
+# Plain http only to this machine: a local sandbox or a stand-in for the vendor in tests.
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
 def base_url(raw: str, setting: str, path: str) -> str:
-    """``<VENDOR>_BASE_URL`` is ``scheme://host[:port]`` only; the adapter appends the documented path."""
+    """``<VENDOR>_BASE_URL`` is ``scheme://host[:port]`` only; the adapter appends the documented path.
+
+    The scheme must be https: keys and images travel in these requests. Plain http is accepted for a
+    loopback host alone (127.0.0.1, ::1, localhost), for local sandboxes."""
     parts = urlsplit(raw)
     if (
         parts.scheme not in ("http", "https")
@@ -55,6 +61,11 @@ def base_url(raw: str, setting: str, path: str) -> str:
         or parts.fragment
     ):
         raise ValueError(f"{setting} must be scheme://host[:port] only (the adapter adds {path}), got {raw!r}")
+    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
+        raise ValueError(
+            f"{setting} must use https (vendor keys and images travel in its requests); plain http is "
+            f"only for a loopback host (127.0.0.1, ::1, localhost), got {raw!r}"
+        )
     return f"{parts.scheme}://{parts.netloc}"
 
 
@@ -78,14 +89,14 @@ def int_setting(raw: str, name: str, low: int, high: int, default: int) -> int:
 
 
 class ProviderKeys:
-    """A vendor's keys, read lazily through ``Credentials`` and kept until the vendor refuses them.
+    """A vendor's keys, through ``Credentials``, asked for on every call and re-read when refused.
 
-    Reading the secret is a network call, so the keys are kept between invocations; but a key rotated in
-    the secret must be picked up without a cold start. So when the vendor answers with an auth error the
-    keys are read again through ``Credentials.refresh``, past the secret's cache (at most once per provider
-    in a short interval, however many refusals come in); if they changed, the call is made once more with
-    the new ones. An error from reading the keys themselves (no entry, Secrets Manager down) is raised as
-    it is.
+    ``Credentials`` keeps the secret for five minutes, so asking is cheap and a key changed in the secret
+    is used within that time. A key rotated and revoked at once is picked up sooner: when the vendor
+    answers with an auth error the keys are read again through ``Credentials.refresh``, past the secret's
+    cache (at most once per provider in a short interval, however many refusals come in); if they
+    changed, the call is made once more with the new ones. An error from reading the keys themselves (no
+    entry, Secrets Manager down) is raised as it is.
     """
 
     def __init__(self, credentials: Credentials, provider: str, prefix: str, fields: tuple[str, ...]) -> None:
@@ -93,29 +104,13 @@ class ProviderKeys:
         self._provider = provider
         self._prefix = prefix
         self._fields = fields
-        self._keys: dict[str, str] | None = None
-        self._lock = threading.Lock()
 
     def get(self) -> dict[str, str]:
-        with self._lock:
-            if self._keys is None:
-                self._keys = dict(self._credentials.for_provider(self._provider, self._prefix, self._fields))
-            return self._keys
+        return dict(self._credentials.for_provider(self._provider, self._prefix, self._fields))
 
-    def forget(self, refused: dict[str, str]) -> None:
-        """Drop the kept keys if they are still the ones the vendor refused."""
-        with self._lock:
-            if self._keys == refused:
-                self._keys = None
-
-    def refresh(self, refused: dict[str, str]) -> dict[str, str]:
-        """The keys read past the secret's cache; kept, unless another thread already replaced ``refused``."""
-        self.forget(refused)
-        fresh = dict(self._credentials.refresh(self._provider, self._prefix, self._fields))
-        with self._lock:
-            if self._keys is None:
-                self._keys = fresh
-        return fresh
+    def refresh(self) -> dict[str, str]:
+        """The keys read past the secret's cache, for when the vendor refused the ones in use."""
+        return dict(self._credentials.refresh(self._provider, self._prefix, self._fields))
 
     def call[T](self, attempt: Callable[[dict[str, str]], T]) -> T:
         """``attempt(keys)``; after an auth error, once more with re-read keys if they differ."""
@@ -123,9 +118,7 @@ class ProviderKeys:
         try:
             return attempt(keys)
         except AuthError:
-            fresh = self.refresh(keys)
-            if fresh == keys:
-                # Not rotated yet: not sent again now, and not trusted next time either.
-                self.forget(keys)
+            fresh = self.refresh()
+            if fresh == keys:  # not rotated yet: not sent again now
                 raise
         return attempt(fresh)
