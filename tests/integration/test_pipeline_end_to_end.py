@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import time
 
 import boto3
 import pytest
@@ -120,19 +121,34 @@ def test_a_crash_between_write_and_publish_is_healed_by_the_next_delivery(stack,
     event = sqs_event(s3_event(stack.bucket, key, etag, len(body), "0055AED6DCD90281E5"))
     handler(copy.deepcopy(event), LambdaContext())
     first = alerts()
-    # Simulate the crash: the item is written but the alert's id was never recorded, and the crashed
-    # message comes back after the visibility timeout (720 s), when the writer's alert claim has expired.
-    table.update_item(
-        Key={"pk": f"{stack.bucket}/{key}", "sk": "null"},
-        UpdateExpression="REMOVE alert_id SET alert_claimed_at = alert_claimed_at - :elapsed",
-        ExpressionAttributeValues={":elapsed": 721},
+    # Simulate the crash: the item is written, the alert never went out and no claim is left on it (the
+    # crashed invocation's claim lived only until its deadline).
+    table.update_item(Key={"pk": f"{stack.bucket}/{key}", "sk": "null"}, UpdateExpression="REMOVE alert_id")
+    boto3.client("dynamodb").delete_item(
+        TableName=stack.outputs["AlertLedgerTableName"], Key={"pk": {"S": first[0]["Message"]["alert_id"]}}
     )
     handler(copy.deepcopy(event), LambdaContext())
     second = alerts()
     assert len(first) == 1 and len(second) == 1
     assert second[0]["Message"]["alert_id"] == first[0]["Message"]["alert_id"]  # subscribers can drop it
+    assert item(table, stack.bucket, key)["alert_id"] == first[0]["Message"]["alert_id"]
     handler(copy.deepcopy(event), LambdaContext())
     assert alerts() == []
+
+
+def test_an_alert_that_went_out_is_not_sent_again_when_only_its_record_on_the_item_was_lost(
+    stack, s3, table, handler, alerts, prefix
+):
+    key = f"{prefix}recorded.png"
+    body = ai_png()
+    etag = s3.put_object(Bucket=stack.bucket, Key=key, Body=body)["ETag"].strip('"')
+    event = sqs_event(s3_event(stack.bucket, key, etag, len(body), "0055AED6DCD90281E5"))
+    handler(copy.deepcopy(event), LambdaContext())
+    (first,) = alerts()
+    table.update_item(Key={"pk": f"{stack.bucket}/{key}", "sk": "null"}, UpdateExpression="REMOVE alert_id")
+    handler(copy.deepcopy(event), LambdaContext())
+    assert alerts() == []  # the ledger says it went out
+    assert item(table, stack.bucket, key)["alert_id"] == first["Message"]["alert_id"]
 
 
 @pytest.mark.parametrize(
@@ -281,7 +297,26 @@ def test_a_deleted_object_takes_its_result_with_it(stack, s3, table, handler, pr
     assert handler(sqs_event(delete_event(stack.bucket, key, "0055AED6DCD90281F0")), LambdaContext()) == {
         "batchItemFailures": []
     }
-    assert item(table, stack.bucket, key) is None
+    # The analysis is gone; a content-free watermark stays until the table's time-to-live removes it.
+    watermark = item(table, stack.bucket, key)
+    assert watermark["deleted_at"] and int(watermark["expires_at"]) > time.time() + 14 * 86400
+    for attribute in ("sha256", "labels", "colors", "quality", "provenance", "flags", "raw"):
+        assert attribute not in watermark
+    # A redelivered create event of the deleted object finds it and writes no stub.
+    handler(sqs_event(s3_event(stack.bucket, key, etag, len(body), "0055AED6DCD90281E5")), LambdaContext())
+    assert item(table, stack.bucket, key) == watermark
+
+
+def test_a_delete_that_comes_before_the_create_event_leaves_a_watermark_too(stack, s3, table, handler, prefix):
+    key = f"{prefix}deleted-first.png"
+    body = (SAMPLES / "skimage-chelsea.png").read_bytes()
+    etag = s3.put_object(Bucket=stack.bucket, Key=key, Body=body)["ETag"].strip('"')
+    s3.delete_object(Bucket=stack.bucket, Key=key)
+    handler(sqs_event(delete_event(stack.bucket, key, "0055AED6DCD90281F0")), LambdaContext())
+    handler(sqs_event(s3_event(stack.bucket, key, etag, len(body), "0055AED6DCD90281E5")), LambdaContext())
+    stored = item(table, stack.bucket, key)
+    assert stored["deleted_at"] and stored["status"] == "skipped"  # no analysis of an object that is gone
+    assert stored["seq"].startswith("0055AED6DCD90281F0")
 
 
 def test_tombstone_mode_keeps_the_fact_but_not_the_analysis(stack, s3, table, prefix, monkeypatch):

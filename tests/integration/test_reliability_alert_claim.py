@@ -1,10 +1,11 @@
-"""At most one alert per object version when copies of its event run at the same time, and still one
-alert when the function crashed between writing the result and publishing it."""
+"""At most one alert per object version and flag set when copies of its event run at the same time, and
+still one alert when the publish failed or the function died between writing the result and publishing."""
 
 from __future__ import annotations
 
 import time
 
+import boto3
 import pytest
 
 from image_analysis.runtime import aws_clients, build_runtime
@@ -14,9 +15,6 @@ from tests.integration.conftest import ai_png
 from tests.integration.test_pipeline_end_to_end import item, s3_event, sqs_event
 
 pytestmark = pytest.mark.integration
-
-# The queue's visibility timeout: a crashed delivery comes back no sooner than this.
-VISIBILITY_TIMEOUT = 720
 
 
 def handler_with_sns(before_publish):
@@ -47,34 +45,65 @@ def test_copies_of_one_event_in_one_batch_alert_exactly_once(stack, s3, table, a
     assert received[0]["Message"]["alert_id"] == item(table, stack.bucket, key)["alert_id"]
 
 
-def test_a_crash_after_the_write_is_healed_by_the_delivery_after_the_visibility_timeout(
-    stack, s3, table, alerts, prefix
-):
-    key = f"{prefix}crashed.png"
+def test_a_failed_publish_gives_its_claim_back_so_the_next_delivery_publishes_at_once(stack, s3, table, alerts, prefix):
+    """A direct invocation is retried by Lambda about a minute later: well inside any claim's life. The
+    failed publish must not leave a claim that makes that retry take the item for done."""
+    key = f"{prefix}sns-down.png"
     event = upload_flagged(stack, s3, key)
 
-    def crash(**_):
-        raise RuntimeError("the function died before publishing")
+    def sns_down(**_):
+        raise RuntimeError("SNS is unavailable")
 
-    crashed = handler_with_sns(crash)
-    assert crashed(sqs_event(event), LambdaContext()) == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
+    failing = handler_with_sns(sns_down)
+    assert failing(sqs_event(event), LambdaContext()) == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
     stored = item(table, stack.bucket, key)
-    assert stored["flags"] == ["ai_generated"] and "alert_id" not in stored and stored["alert_claimed_at"]
+    assert stored["flags"] == ["ai_generated"] and "alert_id" not in stored
     assert alerts() == []
 
     healthy = handler_with_sns(lambda **_: None)
-    # A copy arriving while the crashed invocation could still be running does not publish.
-    assert healthy(sqs_event(event), LambdaContext()) == {"batchItemFailures": []}
-    assert alerts() == []
-    # The crashed message comes back after the visibility timeout: by then the claim has expired.
-    table.update_item(
-        Key={"pk": f"{stack.bucket}/{key}", "sk": "null"},
-        UpdateExpression="SET alert_claimed_at = alert_claimed_at - :elapsed",
-        ExpressionAttributeValues={":elapsed": VISIBILITY_TIMEOUT + 1},
-    )
     assert healthy(sqs_event(event), LambdaContext()) == {"batchItemFailures": []}
     (alert,) = alerts()
     assert alert["Message"]["alert_id"] == item(table, stack.bucket, key)["alert_id"]
-    # Later copies find the alert recorded.
+    healthy(sqs_event(event), LambdaContext())
+    assert alerts() == []
+
+
+def test_a_crash_after_the_claim_is_healed_once_the_claim_outlives_its_writer(stack, s3, table, alerts, prefix):
+    key = f"{prefix}crashed.png"
+    event = upload_flagged(stack, s3, key)
+
+    class Died(BaseException):
+        """The process died: nothing after this point runs, no claim is given back."""
+
+    def die(**_):
+        raise Died
+
+    crashed = handler_with_sns(die)
+    with pytest.raises(Died):
+        crashed(sqs_event(event), LambdaContext())
+    stored = item(table, stack.bucket, key)
+    assert stored["flags"] == ["ai_generated"] and "alert_id" not in stored
+    ledger = boto3.client("dynamodb")
+    ledger_table = stack.outputs["AlertLedgerTableName"]
+    (claim,) = ledger.scan(TableName=ledger_table, FilterExpression="#r = :r",
+                           ExpressionAttributeNames={"#r": "result"},
+                           ExpressionAttributeValues={":r": {"S": f"{stack.bucket}/{key}#null"}})["Items"]  # fmt: skip
+    assert claim["state"]["S"] == "claimed"
+
+    healthy = handler_with_sns(lambda **_: None)
+    # A copy arriving while the crashed invocation could still be running does not publish; it comes back.
+    assert healthy(sqs_event(event), LambdaContext()) == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
+    assert alerts() == []
+    # Past the writer's deadline the claim is the next delivery's.
+    ledger.update_item(
+        TableName=ledger_table,
+        Key={"pk": claim["pk"]},
+        UpdateExpression="SET #until = :past",
+        ExpressionAttributeNames={"#until": "until"},
+        ExpressionAttributeValues={":past": {"N": str(int(time.time()) - 1)}},
+    )
+    assert healthy(sqs_event(event), LambdaContext()) == {"batchItemFailures": []}
+    (alert,) = alerts()
+    assert alert["Message"]["alert_id"] == item(table, stack.bucket, key)["alert_id"] == claim["pk"]["S"]
     healthy(sqs_event(event), LambdaContext())
     assert alerts() == []

@@ -29,11 +29,13 @@ def result(**overrides):
     return AnalysisResult(**base)
 
 
-def test_alert_id_is_stable_per_object_version_and_differs_between_versions():
-    first = alert_id_for("b/k", "null", "etag1", "0055")
-    assert first == alert_id_for("b/k", "null", "etag1", "0055")
-    assert first != alert_id_for("b/k", "null", "etag2", "0056")
-    assert first != alert_id_for("b/k", "v2", "etag1", "0055")
+def test_alert_id_is_stable_per_object_version_and_flag_set():
+    first = alert_id_for("b/k", "null", "etag1", ["nsfw", "ai_generated"])
+    # Whatever made the result (another event, a reprocess), the same version and flags: the same alert.
+    assert first == alert_id_for("b/k", "null", "etag1", ["ai_generated", "nsfw"])
+    assert first != alert_id_for("b/k", "null", "etag2", ["nsfw", "ai_generated"])  # new bytes
+    assert first != alert_id_for("b/k", "v2", "etag1", ["nsfw", "ai_generated"])  # another version
+    assert first != alert_id_for("b/k", "null", "etag1", ["nsfw", "ai_generated", "known_bad"])  # a flag added
 
 
 @pytest.mark.parametrize(

@@ -33,6 +33,7 @@ from image_analysis.providers.builtin import BuiltinProvider
 from image_analysis.providers.http import RetryPolicy
 from image_analysis.providers.imagga import ImaggaProvider
 from image_analysis.settings import Settings
+from image_analysis.store import WriteOutcome
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 RED, BLUE = (220, 20, 20), (20, 40, 200)
@@ -104,13 +105,13 @@ class Store:
     def get(self, pk: str, sk: str) -> None:
         return None
 
-    def put_result(self, result: Any, sequence: str, event_time: str | None = None) -> bool:
+    def put_result(self, result: Any, sequence: str, event_time: str | None = None) -> WriteOutcome:
         self.written.append(result)
-        return True
+        return WriteOutcome(True)
 
-    def put_failure(self, result: Any, sequence: str, event_time: str | None = None) -> bool:
+    def put_failure(self, result: Any, sequence: str, event_time: str | None = None) -> WriteOutcome:
         self.written.append(result)
-        return True
+        return WriteOutcome(True)
 
     def mark_alerted(self, *args: Any) -> bool:
         return True

@@ -15,6 +15,7 @@ from image_analysis.objects import ObjectReader
 from image_analysis.orchestration import CacheTraffic, Orchestration, ProviderResult
 from image_analysis.pipeline import Pipeline
 from image_analysis.providers.base import Deadline, ProviderOutput
+from image_analysis.store import WriteOutcome
 
 MODERATION = {"Key": "moderation", "Value": "flagged"}
 REF = ObjectRef("uploads", "a.png", None, "etag", 10, "0055AED6DCD90281E5", "ObjectCreated:Put")
@@ -29,6 +30,9 @@ class S3:
         self.tags = list(tags)
         self.puts: list[dict] = []
         self.targets: list[dict] = []
+
+    def head_object(self, **target):
+        return {}  # the key still holds the event's bytes
 
     def get_object_tagging(self, **target):
         self.targets.append(target)
@@ -117,7 +121,7 @@ class Store:
         return self.existing
 
     def put_result(self, result, sequence, event_time=None):
-        return True
+        return WriteOutcome(True, self.existing)
 
     def mark_alerted(self, *args):
         return True

@@ -201,7 +201,9 @@ def test_a_forgotten_result_takes_its_raw_objects_with_it(mode):
     dynamodb = DynamoDB(old=result({"imagga": ref_to("old"), "small": "eJwrSS0uAQAEXQHB"}))
     assert store(dynamodb, s3).forget("uploads/k.jpg", "null", "2" * 32, mode)
     assert s3.deleted == [("artifacts", "raw/h/old/imagga.json.gz")]
-    assert dynamodb.calls[0][0] == ("DeleteItem" if mode == "delete" else "UpdateItem")
+    operation, call = dynamodb.calls[0]
+    assert operation == "UpdateItem"  # content removed, a watermark kept
+    assert ("expires_at = :expires" in call["UpdateExpression"]) is (mode == "delete")
 
 
 def test_a_lost_forget_deletes_nothing():

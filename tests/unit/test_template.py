@@ -222,15 +222,25 @@ def _calls(module: Path, client: str) -> set[str]:
 
 
 @pytest.mark.parametrize(
-    ("module", "table"), [("store.py", "ResultsTable"), ("cache.py", "CacheTable"), ("usage.py", "UsageTable")]
+    ("module", "table"),
+    [
+        ("store.py", "ResultsTable"),
+        ("cache.py", "CacheTable"),
+        ("usage.py", "UsageTable"),
+        ("alert_ledger.py", "AlertLedgerTable"),
+    ],
 )
 def test_the_function_may_make_every_dynamodb_call_its_code_makes(deployment, module, table):
     operations = _calls(LAYER / module, "_client")
     assert operations, f"no DynamoDB calls found in {module}"
-    if module == "store.py":
-        assert "DeleteItem" in operations  # OnDelete=delete
     for operation in operations:
         assert {"Fn::GetAtt": [table, "Arn"]} in deployment().allowed(f"dynamodb:{operation}"), operation
+
+
+def test_results_are_never_deleted_by_the_function_only_reduced_to_expiring_watermarks(deployment):
+    # OnDelete=delete keeps a content-free watermark that expires: a late create event must find it.
+    assert "DeleteItem" not in _calls(LAYER / "store.py", "_client")
+    assert {"Fn::GetAtt": ["ResultsTable", "Arn"]} not in deployment().allowed("dynamodb:DeleteItem")
 
 
 # head_object and get_object are authorized as s3:GetObject (s3:GetObjectVersion with a version id).

@@ -1,16 +1,18 @@
-"""The ``image.flagged`` SNS message: a stable ``alert_id`` per object version, filterable attributes."""
+"""The ``image.flagged`` SNS message: a stable ``alert_id`` per object version and flag set, filterable
+attributes."""
 
 from __future__ import annotations
 
 import json
 import unicodedata
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from image_analysis.merge import capped
 from image_analysis.models import Alert, AnalysisResult, ResultLocation
 
-# A fixed namespace makes alert ids reproducible: the same object version always gets the same id.
+# A fixed namespace makes alert ids reproducible: the same object version and flags always get the same id.
 ALERT_NAMESPACE = uuid.UUID("6f1d3c1e-3a5e-4c9b-9a43-5b0e8d7f2a10")
 # SNS: the Subject "must be ASCII text that begins with a letter, number, or punctuation mark; must not
 # include line breaks or control characters; and must be less than 100 characters long".
@@ -20,8 +22,11 @@ SUBJECT_LIMIT = 99
 MESSAGE_BUDGET = 200_000
 
 
-def alert_id_for(pk: str, sk: str, etag: str | None, sequence: str) -> str:
-    return str(uuid.uuid5(ALERT_NAMESPACE, f"{pk}\n{sk}\n{etag or ''}\n{sequence}"))
+def alert_id_for(pk: str, sk: str, etag: str | None, flags: Iterable[str]) -> str:
+    """The same for every result of one object version (its key, version id and bytes) with the same flags,
+    whichever event, delivery or reprocess made it; another flag set is another alert."""
+    flag_set = "+".join(sorted(set(flags)))
+    return str(uuid.uuid5(ALERT_NAMESPACE, f"{pk}\n{sk}\n{etag or ''}\n{flag_set}"))
 
 
 def subject_for(flags: list[str], key: str) -> str:
@@ -45,6 +50,7 @@ def build_alert(result: AnalysisResult, alert_id: str, table: str) -> Alert:
         moderation=result.moderation if "nsfw" in result.flags else None,
         ai_generated=result.ai_generated if "ai_generated" in result.flags else None,
         deepfake=result.deepfake if "deepfake" in result.flags else None,
+        matches=result.matches if "known_bad" in result.flags and result.matches else None,
         analyzed_at=result.analyzed_at,
         result=ResultLocation(table=table, pk=f"{result.bucket}/{result.key}", sk=result.version_id or "null"),
     )

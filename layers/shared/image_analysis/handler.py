@@ -70,9 +70,6 @@ class _BatchReads:
 def handle(event: Any, context: Any, runtime: Runtime, logger: Any) -> dict[str, Any]:
     parsed = parse_event(event)
     deadline = Deadline.from_lambda_context(context)
-    # Another invocation's alert claim is taken over only once it has outlived any invocation; this one's
-    # length (what it has left at its start) is the floor, whatever the setting says.
-    lease = max(float(runtime.settings.alert_claim_lease_seconds), deadline.remaining() + START_MARGIN_SECONDS)
     work: list[_Work] = []
     for record in parsed.records:
         if record.error:
@@ -93,7 +90,7 @@ def handle(event: Any, context: Any, runtime: Runtime, logger: Any) -> dict[str,
     batch = _BatchReads.of(runtime.pipeline, work)
 
     def run(item: _Work) -> tuple[_Work, Outcome | None]:
-        return item, _process_one(item, runtime, deadline, budget, logger, lease, batch)
+        return item, _process_one(item, runtime, deadline, budget, logger, batch)
 
     workers = max(1, min(settings.record_concurrency, len(work)))
     if workers == 1:
@@ -143,7 +140,6 @@ def _process_one(
     deadline: Deadline,
     budget: ByteBudget,
     logger: Any,
-    lease: float,
     batch: _BatchReads,
 ) -> Outcome | None:
     """One object; ``None`` when it must be retried for a reason the pipeline could not record."""
@@ -166,9 +162,7 @@ def _process_one(
         if turn is not None:
             # After the byte budget, never before: a record waiting for bytes holds no turn.
             turn.take_turn(timeout=deadline.remaining() - START_MARGIN_SECONDS)
-        outcome = runtime.pipeline.process(
-            ref, deadline, attempts=item.record.receive_count, alert_lease_seconds=lease, memory=memory, **shared
-        )
+        outcome = runtime.pipeline.process(ref, deadline, attempts=item.record.receive_count, memory=memory, **shared)
         _log_outcome(logger, outcome)
         return outcome
     except Exception as exc:

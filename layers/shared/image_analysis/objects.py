@@ -99,6 +99,18 @@ class ObjectReader:
             raise
         return True
 
+    def holds(self, ref: ObjectRef) -> bool:
+        """Whether the key (that version, when versioned) still holds the event's bytes (its ETag)."""
+        try:
+            self._s3.head_object(**_conditions(ref))
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code in _GONE or status in (403, 404, 412):
+                return False
+            raise
+        return True
+
     def size_rejection(self, size: int) -> SizeRejected | None:
         if size == 0:
             return SizeRejected("empty_object", "the object is empty (0 bytes)", size)

@@ -1,15 +1,15 @@
 """One object version from event to stored result and alert.
 
-    ref -> already final? (heal a missing alert, stop) -> GET (IfMatch ETag; the size checked from its
-        headers before the body is read) -> header probe (reject bad input; hold its decoded bytes in
-        the batch's memory budget) -> decode once into bounded copies (and an animation's sampled
+    ref -> already final? (finish its tags and alert, stop) -> GET (IfMatch ETag; the size checked from
+        its headers before the body is read) -> header probe (reject bad input; hold its decoded bytes
+        in the batch's memory budget) -> decode once into bounded copies (and an animation's sampled
         frames) -> providers, concurrently, for every analyzed frame -> merge + flags (any frame)
-        -> conditional write (claiming the alert when flagged) -> alert once, then
-        record its id on the item
+        -> conditional write -> quarantine tags, then the alert (once per version and flag set)
 
-A delivery that finds a flagged item without ``alert_id`` publishes only after taking over the claim
-(``ResultStore.claim_alert``), which waits out a lease longer than any invocation: copies of one event in
-flight at once never publish twice, and a crash after the write is healed by a later delivery.
+What a written result does to the world (quarantine tags, then the alert, once per object version and
+flag set) is ``flag_actions``'s; a later delivery that finds the result already written finishes what a
+crash or a failure left undone (``FlagActions.heal``). Vendor calls stop ``WRITE_RESERVE_SECONDS`` before
+the invocation's end, so that the writes, the tags and the alert always have time.
 
 Outcomes: ``done`` (result written or a duplicate acknowledged) or ``retry`` (a transient fault:
 the item says ``failed`` with the error and attempt count, and the event source delivers again).
@@ -18,27 +18,28 @@ the item says ``failed`` with the error and attempt count, and the event source 
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from image_analysis.alerts import AlertPublisher, alert_id_for, build_alert
+from image_analysis.alert_ledger import Ledger, MemoryAlertLedger
+from image_analysis.alerts import AlertPublisher
 from image_analysis.errors import InputRejected, ObjectSkipped, ObjectUnreadable
-from image_analysis.events import ObjectRef
+from image_analysis.events import UNSEQUENCED, ObjectRef
+from image_analysis.flag_actions import FlagActions
 from image_analysis.frames import FramePlans, judge, run_frames
 from image_analysis.imaging import FrameLimits, decode, probe
 from image_analysis.memory import Hold as MemoryHold
 from image_analysis.merge import Thresholds, fit_result, overall_status, pack_raw
-from image_analysis.models import AnalysisResult, ErrorInfo, Quarantine, Reprocess
+from image_analysis.models import AnalysisResult, ErrorInfo, Reprocess
 from image_analysis.objects import ObjectReader, SizeRejected
 from image_analysis.orchestration import Orchestrator, RecordAnswers, SharedAnswers
 from image_analysis.providers.base import AnalysisRequest, Deadline
-from image_analysis.store import FINAL_STATUSES, ResultStore, result_of, supersedes
+from image_analysis.store import FINAL_STATUSES, ResultStore, supersedes
 
-# Longer than the function's timeout (120 s in the template) and shorter than the queue's visibility
-# timeout (720 s): a claim that old belongs to an invocation that has ended, and the next delivery of a
-# crashed one finds it expired. ``ALERT_CLAIM_LEASE_SECONDS`` changes it.
-ALERT_LEASE_SECONDS = 300.0
+# Time kept after the vendors for the result write, the tags and the alert (each a request or two).
+WRITE_RESERVE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,8 @@ class Pipeline:
         max_pixels: int,
         frame_limits: FrameLimits | None = None,
         raw_budget_bytes: int = 100_000,
-        alert_lease_seconds: float = ALERT_LEASE_SECONDS,
+        ledger: Ledger | None = None,
+        clock: Any = time.time,
         logger: Any = None,
         metrics: Any = None,
     ) -> None:
@@ -113,9 +115,18 @@ class Pipeline:
         self.max_pixels = max_pixels
         self.frame_limits = frame_limits or FrameLimits()
         self.raw_budget_bytes = raw_budget_bytes
-        self.alert_lease_seconds = alert_lease_seconds
         self.logger = logger
         self.metrics = metrics
+        self.actions = FlagActions(
+            reader=reader,
+            store=store,
+            publisher=publisher,
+            ledger=ledger if ledger is not None else MemoryAlertLedger(clock),
+            quarantine_tags=quarantine_tags,
+            clock=clock,
+            logger=logger,
+            metrics=metrics,
+        )
 
     # -- the public steps ------------------------------------------------------------------------
     def read_results(self, refs: list[ObjectRef]) -> dict[tuple[str, str], dict[str, Any] | None]:
@@ -137,20 +148,16 @@ class Pipeline:
         ref: ObjectRef,
         deadline: Deadline,
         attempts: int = 1,
-        alert_lease_seconds: float | None = None,
         existing: Any = UNREAD,
         cache_writes: RecordAnswers | None = None,
         memory: MemoryHold | None = None,
     ) -> Outcome:
-        """``alert_lease_seconds``: how old another delivery's alert claim must be before this one may
-        take it over (default: the pipeline's); the handler passes the configured one, never shorter
-        than the invocation itself. ``existing``: the stored item (or None), when the caller has read it
+        """``existing``: the stored item (or None), when the caller has read it
         already (``read_results``); the conditional write guards the result whatever was read.
         ``cache_writes``: this record's part of a batch's ``SharedAnswers`` (``shared_answers``), where its
         fresh vendor answers are collected instead of being cached by the record itself. ``memory``: the
         record's share of the batch's memory budget, grown to the decoded size before the decode and cut
         to what the record keeps after it."""
-        lease = self.alert_lease_seconds if alert_lease_seconds is None else alert_lease_seconds
         if ref.removed:
             return self.forget(ref)
         if existing is UNREAD:
@@ -160,12 +167,12 @@ class Pipeline:
         if ref.reprocess_id:
             # On purpose, bypassing "already analyzed", once per request; never over a newer event's result.
             if final and (existing.get("reprocess") or {}).get("id") == ref.reprocess_id:  # type: ignore[union-attr]
-                alerted = self._heal_alert(existing, lease)  # type: ignore[arg-type]
-                return Outcome("done", "duplicate", "this reprocess request was already carried out", alerted=alerted)
+                return self._duplicate(ref, existing, deadline, "this reprocess request was already carried out")  # type: ignore[arg-type]
             sequence = max(sequence, (existing or {}).get("seq", sequence))
+        elif final and self._adopts(ref, existing):  # type: ignore[arg-type]
+            return self._duplicate(ref, existing, deadline, "the result of these bytes takes this event's sequencer")  # type: ignore[arg-type]
         elif final and not supersedes(existing, sequence, ref.etag, ref.ordering_time):  # type: ignore[arg-type]
-            alerted = self._heal_alert(existing, lease)  # type: ignore[arg-type]
-            return Outcome("done", "duplicate", "a result for this or a newer event exists", alerted=alerted)
+            return self._duplicate(ref, existing, deadline, "a result for this or a newer event exists")  # type: ignore[arg-type]
         elif existing is not None and not final and ref.etag and existing.get("etag") == ref.etag:
             # Completing a failed item for the same bytes (a backfill event has no sequencer): the result
             # keeps the real event's sequence, so that event's redrive finds it instead of paying again.
@@ -185,7 +192,7 @@ class Pipeline:
         }
         plans: list[FramePlans] = []
         try:
-            return self._finish(ref, deadline, base, sequence, lease, existing, plans, cache_writes, memory)
+            return self._finish(ref, deadline, base, sequence, plans, cache_writes, memory)
         finally:
             for plan in plans:
                 # The vendors' answers are paid for: their cache writes get the time the record has left.
@@ -197,8 +204,6 @@ class Pipeline:
         deadline: Deadline,
         base: dict[str, Any],
         sequence: str,
-        lease: float,
-        existing: dict[str, Any] | None,
         plans: list[FramePlans],
         cache_writes: RecordAnswers | None,
         memory: MemoryHold | None = None,
@@ -216,7 +221,7 @@ class Pipeline:
             self.store.put_failure(failed, sequence, ref.ordering_time)
             self._count("ImagesFailed")
             return Outcome("retry", "failed", exc.error.message, result=failed)
-        return self._commit(ref, result, sequence, lease, was_flagged=bool((existing or {}).get("flags")))
+        return self._commit(ref, result, sequence, deadline)
 
     def shared_answers(self, records: int) -> SharedAnswers:
         """Where a batch's ``records`` collect their fresh vendor answers, to be cached with one request
@@ -247,7 +252,7 @@ class Pipeline:
                 error=error,
                 analyzed_at=_now(),
             )
-            return self.store.put_failure(fit_result(failed), sequence, ref.ordering_time)
+            return bool(self.store.put_failure(fit_result(failed), sequence, ref.ordering_time))
         except Exception:
             if self.logger is not None:
                 self.logger.exception("could not record the failure on the item")
@@ -306,7 +311,7 @@ class Pipeline:
         request = AnalysisRequest(
             image=image,
             object_id=opaque_id(ref),
-            deadline=deadline,
+            deadline=deadline.reserving(WRITE_RESERVE_SECONDS),
             bucket=ref.bucket,
             key=ref.key,
             version_id=ref.version_id,
@@ -369,88 +374,35 @@ class Pipeline:
         """Bad input: recorded with its reason, acknowledged, never retried, never sent to a vendor."""
         return AnalysisResult(**base, size_bytes=size, status="rejected", error=exc.info(), analyzed_at=_now())
 
-    def _commit(
-        self, ref: ObjectRef, result: AnalysisResult, sequence: str, lease: float, was_flagged: bool = False
-    ) -> Outcome:
+    def _commit(self, ref: ObjectRef, result: AnalysisResult, sequence: str, deadline: Deadline) -> Outcome:
         # Whatever the vendors answered, the item stays under DynamoDB's 400 KB: a put that is too big
         # would fail on every delivery.
         result = fit_result(result)
-        if not self.store.put_result(result, sequence, ref.ordering_time):
+        written = self.store.put_result(result, sequence, ref.ordering_time)
+        if not written:
             existing = self.store.get(ref.pk, ref.sk) or {}
-            alerted = self._heal_alert(existing, lease)
-            return Outcome("done", "duplicate", "a result for this or a newer event exists", alerted=alerted)
+            return self._duplicate(ref, existing, deadline, "a result for this or a newer event exists")
         self._count(f"Images{result.status.capitalize()}")
-        alerted = False
-        if result.flags:
-            alerted = self._publish(result, sequence)
-            if self.quarantine_tags:
-                result = self._tag(ref, result, sequence)
-        elif self.quarantine_tags and was_flagged and result.status == "succeeded":
-            # Reprocessed (or re-read) and no longer flagged by a complete answer: the quarantine must not
-            # outlive the flag. A partial or rejected result decided nothing (a capped or refused
-            # moderation provider is no verdict of "safe"); a skipped object is gone or replaced.
-            self._untag(ref)
-        return Outcome("done", result.status, alerted=alerted, result=result)
+        settled = self.actions.after_write(ref, result, sequence, deadline, written.replaced)
+        if settled.quarantine is not None:
+            result = result.model_copy(update={"quarantine": settled.quarantine})
+        if settled.retry:
+            # The result stands; the next delivery finds it and finishes the rest (``_duplicate``).
+            return Outcome("retry", result.status, settled.reason, alerted=settled.alerted, result=result)
+        return Outcome("done", result.status, alerted=settled.alerted, result=result)
 
-    def _publish(self, result: AnalysisResult, sequence: str) -> bool:
-        pk, sk = f"{result.bucket}/{result.key}", result.version_id or "null"
-        # A reprocessed result is a new decision: its alert gets an id of its own.
-        alert_id = alert_id_for(pk, sk, result.etag, sequence + (result.reprocess.id if result.reprocess else ""))
-        alert = build_alert(result, alert_id, self.store.table_name)
-        answered = [r.name for r in result.providers if r.status in ("succeeded", "cached", "partial")]
-        self.publisher.publish(alert, answered)
-        self.store.mark_alerted(pk, sk, alert_id, sequence)
-        for flag in result.flags:
-            self._count(f"Flagged_{flag}")
-        return True
-
-    def _tag(self, ref: ObjectRef, result: AnalysisResult, sequence: str) -> AnalysisResult:
-        """Tag the flagged object; the result and alert stand whatever happens here (logged, counted)."""
-        try:
-            tagging = self.reader.tag_flagged(ref, list(result.flags))
-        except Exception:  # a missing tag is logged and counted, not retried
-            self._count("QuarantineTagFailed")
-            if self.logger is not None:
-                self.logger.exception("could not tag the flagged object")
-            return result
-        quarantine = Quarantine(applied=list(tagging.applied), left_out=list(tagging.left_out))
-        if tagging.left_out:
-            # The user's tags are kept; the operator learns which flagged objects the policy may not cover.
-            self._count("QuarantineTagsLeftOut")
-            if self.logger is not None:
-                self.logger.warning(
-                    "the object's own tags leave no room for all quarantine tags; theirs are kept",
-                    extra={"applied": quarantine.applied, "left_out": quarantine.left_out},
-                )
-        try:
-            self.store.mark_quarantine(ref.pk, ref.sk, sequence, quarantine)
-        except Exception:
-            if self.logger is not None:
-                self.logger.exception("could not record the quarantine tagging on the item")
-        return result.model_copy(update={"quarantine": quarantine})
-
-    def _untag(self, ref: ObjectRef) -> None:
-        try:
-            if self.reader.remove_quarantine_tags(ref):
-                self._count("QuarantineTagsRemoved")
-        except Exception:
-            self._count("QuarantineTagFailed")
-            if self.logger is not None:
-                self.logger.exception("could not remove the quarantine tags of an object no longer flagged")
-
-    def _heal_alert(self, item: dict[str, Any], lease: float) -> bool:
-        """A flagged item without ``alert_id``: its writer may still be publishing, or may have crashed.
-
-        Publish only after taking over its claim, which succeeds once the claim has outlived any
-        invocation; otherwise the writer (or another copy that took the claim) publishes.
-        """
-        if not item or not item.get("flags") or item.get("alert_id") or item.get("status") not in FINAL_STATUSES:
+    def _adopts(self, ref: ObjectRef, existing: dict[str, Any]) -> bool:
+        """The real event of bytes a backfill or reconcile message (no sequencer) already analyzed."""
+        if not ref.sequencer or not ref.etag or existing.get("seq") != UNSEQUENCED or existing.get("etag") != ref.etag:
             return False
-        if item.get("deleted_at"):
-            return False  # a tombstone: the object is gone, nothing to alert about any more
-        if not self.store.claim_alert(item["pk"], item["sk"], item["seq"], lease):
-            return False
-        return self._publish(result_of(item), item["seq"])
+        return self.store.adopt_sequence(ref.pk, ref.sk, ref.etag, ref.sequence, ref.ordering_time)
+
+    def _duplicate(self, ref: ObjectRef, existing: dict[str, Any], deadline: Deadline, detail: str) -> Outcome:
+        """Already analyzed: finish what a crash or a failure left undone (tags, alert), nothing more."""
+        settled = self.actions.heal(ref, existing, deadline)
+        if settled.retry:
+            return Outcome("retry", "duplicate", settled.reason, alerted=settled.alerted)
+        return Outcome("done", "duplicate", detail, alerted=settled.alerted)
 
     # -- metrics -------------------------------------------------------------------------------
     def _count(self, name: str, value: float = 1, unit: str = "Count") -> None:

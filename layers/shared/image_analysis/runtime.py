@@ -6,6 +6,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from image_analysis.alert_ledger import AlertLedger
 from image_analysis.alerts import AlertPublisher
 from image_analysis.cache import ContentCache
 from image_analysis.credentials import Credentials
@@ -121,6 +122,7 @@ def build_runtime(
         max_pixels=settings.max_pixels,
         frame_limits=FrameLimits(settings.frame_samples, settings.frame_scan_limit),
         raw_budget_bytes=settings.raw_item_budget_bytes,
+        ledger=AlertLedger(settings.alert_ledger_table, clients["dynamodb"]) if settings.alert_ledger_table else None,
         logger=logger,
         metrics=metrics,
     )

@@ -188,9 +188,9 @@ class Settings:
     # Frames of an animation analyzed, and decoded at most to find them (contract: "Multi-frame images").
     frame_samples: int = 8
     frame_scan_limit: int = 300
-    # How old another delivery's alert claim must be before a delivery may take it over and publish:
-    # longer than the function timeout (120 s), shorter than the queue's visibility timeout (720 s).
-    alert_claim_lease_seconds: int = 300
+    # Who may publish each alert, and whether it went out (a table of its own; empty: kept in memory,
+    # for tests and local tools).
+    alert_ledger_table: str = ""
     # Everything else (vendor base URLs, local keys, vendor options) is read through ``env``.
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -230,7 +230,7 @@ class Settings:
             ),
             frame_samples=_bounded_int(env, "FRAME_SAMPLES", 8, 1, 64),
             frame_scan_limit=_bounded_int(env, "FRAME_SCAN_LIMIT", 300, 1, 10_000),
-            alert_claim_lease_seconds=max(1, _int(env, "ALERT_CLAIM_LEASE_SECONDS", 300)),
+            alert_ledger_table=env.get("ALERT_LEDGER_TABLE", ""),
             env=env,
         )
 

@@ -2,14 +2,16 @@
 
 The durable guard against duplicates and reordering is the conditional write: an item is written when
 none exists, when the event is newer (S3 ``sequencer``, padded to one width and kept in ``seq``), or
-when the same event had only failed before. ``alert_id`` is set once, after the alert went out, so a
-later delivery can publish what a crash left unpublished.
+when the same event had only failed before. A ``skipped`` or ``failed`` write never replaces a final
+result of other bytes (another ETag): it says nothing about them. ``alert_id`` is set after the alert
+went out (who may publish it is the alert ledger's to decide, ``alert_ledger``), so a later delivery can
+publish what a crash left unpublished.
 
-Who publishes is decided by a claim, never by reading: the winning write of a flagged result carries
-``alert_claimed_at``, and a delivery that finds a flagged item without ``alert_id`` may publish only after
-taking the claim over with a conditional update, which succeeds only once the claim is older than a
-lease longer than any invocation. So copies of one event processed at the same time publish once, and a
-crash between writing and publishing is still healed by the delivery after the visibility timeout.
+A result written without a sequencer (a backfill or reconcile message) is adopted by the real S3 event
+of the same bytes when it arrives (``adopt_sequence``), instead of being analyzed and alerted again. A
+deletion keeps a watermark even when results are deleted (``OnDelete=delete``): a content-free item that
+expires after ``DELETE_WATERMARK_DAYS``, so that a late or redelivered create event of the deleted object
+is recognized as older instead of writing a result for an object that is gone.
 
 Raw vendor answers too big for the item live in the artifacts bucket (``raw_archive``); the store deletes
 the ones an item referenced when a write replaces that item, when the object's result is forgotten or
@@ -32,6 +34,20 @@ from image_analysis.models import AnalysisResult, Quarantine
 from image_analysis.raw_archive import RawArchive, referenced_objects
 
 FINAL_STATUSES = ("succeeded", "partial", "rejected", "skipped")
+# How long a deleted object's watermark outlives it with OnDelete=delete: longer than a message can live
+# in the queue and its dead-letter queue (14 days each) before it could be redriven.
+DELETE_WATERMARK_DAYS = 30
+
+
+class WriteOutcome:
+    """Whether a result write landed, and the item it replaced (None when there was none)."""
+
+    def __init__(self, written: bool, replaced: dict[str, Any] | None = None) -> None:
+        self.written = written
+        self.replaced = replaced
+
+    def __bool__(self) -> bool:
+        return self.written
 
 
 def to_item(result: AnalysisResult, sequence: str, expires_at: int | None = None) -> dict[str, Any]:
@@ -157,17 +173,16 @@ class ResultStore:
                     found[key] = None
         return found
 
-    def put_result(self, result: AnalysisResult, sequence: str, event_time: str | None = None) -> bool:
+    def put_result(self, result: AnalysisResult, sequence: str, event_time: str | None = None) -> WriteOutcome:
         """Write a result unless a result for the same or a newer event is already final.
 
-        Returns False when the write lost to such an item (a duplicate or an older event). A reprocess
-        request may replace the result of the same event, once per request id. A flagged result is
-        written with the alert claimed by this writer (``alert_claimed_at``), in the same conditional put.
-        ``event_time`` (canonical, see ``events.canonical_time``) orders events that have no sequencer.
+        False (``WriteOutcome.written``) when the write lost to such an item (a duplicate or an older
+        event); ``replaced`` is the item the write replaced, for what depends on it (taking quarantine tags
+        off an object that is no longer flagged). A reprocess request may replace the result of the same
+        event, once per request id. ``event_time`` (canonical, see ``events.canonical_time``) orders events
+        that have no sequencer. A ``skipped`` result never replaces a final result of another ETag.
         """
         item = self._item(result, sequence, event_time)
-        if result.flags:
-            item["alert_claimed_at"] = self._now()
         return self._conditional_put(item, result.reprocess, skipped=result.status == "skipped")
 
     def _item(self, result: AnalysisResult, sequence: str, event_time: str | None) -> dict[str, Any]:
@@ -182,11 +197,13 @@ class ResultStore:
     def _expiry(self) -> int | None:
         return int(self._clock()) + self.ttl_days * 86400 if self.ttl_days > 0 else None
 
-    def put_failure(self, result: AnalysisResult, sequence: str, event_time: str | None = None) -> bool:
-        """Record a transient failure (status ``failed``, ``error``, ``attempts``) under the same guard."""
-        return self._conditional_put(self._item(result, sequence, event_time))
+    def put_failure(self, result: AnalysisResult, sequence: str, event_time: str | None = None) -> WriteOutcome:
+        """Record a transient failure (status ``failed``, ``error``, ``attempts``) under the same guard; it
+        never replaces a final result of another ETag."""
+        return self._conditional_put(self._item(result, sequence, event_time), skipped=True)
 
-    def _conditional_put(self, item: dict[str, Any], reprocess: Any = None, skipped: bool = False) -> bool:
+    def _conditional_put(self, item: dict[str, Any], reprocess: Any = None, skipped: bool = False) -> WriteOutcome:
+        """``skipped``: a write that says nothing about the object's bytes (``skipped``, ``failed``)."""
         names = {"#status": "status"}
         values: dict[str, Any] = {":seq": item["seq"], ":failed": "failed"}
         if item["seq"] != UNSEQUENCED:
@@ -197,6 +214,14 @@ class ResultStore:
             condition += " OR (seq = :seq AND (attribute_not_exists(#reprocess.#id) OR #reprocess.#id <> :rid))"
             names.update({"#reprocess": "reprocess", "#id": "id"})
             values[":rid"] = reprocess.id
+        if skipped:
+            # Whatever the sequence says, a write that read no bytes never replaces the result of other
+            # bytes: a reprocess of ETag A that finds B under the key must not wipe B's flags.
+            values[":etag"] = item.get("etag") or ""
+            condition = (
+                f"({condition}) AND (attribute_not_exists(pk) OR #status = :failed OR etag = :etag"
+                " OR attribute_not_exists(etag))"
+            )
         # DynamoDB refuses placeholders the expression does not use.
         names = {k: v for k, v in names.items() if k in condition}
         values = {k: v for k, v in values.items() if k in condition}
@@ -212,9 +237,33 @@ class ResultStore:
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 self._release(item)  # this write's own raw objects: no item will ever point at them
+                return WriteOutcome(False)
+            raise
+        replaced = self._unmarshal((response or {}).get("Attributes")) or None
+        self._release(replaced, kept=item)
+        return WriteOutcome(True, replaced)
+
+    def adopt_sequence(self, pk: str, sk: str, etag: str | None, sequence: str, event_time: str | None) -> bool:
+        """The real S3 event of bytes a backfill or reconcile message already analyzed (no sequencer): the
+        result takes the event's sequencer instead of being analyzed, and alerted, a second time. False
+        when the item is no longer that unsequenced result of the same bytes."""
+        values: dict[str, Any] = {":seq": sequence, ":unsequenced": UNSEQUENCED, ":etag": etag or ""}
+        update = "SET seq = :seq"
+        if event_time:
+            values[":time"] = event_time
+            update += ", event_time = :time"
+        try:
+            self._client.update_item(
+                TableName=self.table_name,
+                Key=self._marshal({"pk": pk, "sk": sk}),
+                UpdateExpression=update,
+                ConditionExpression="seq = :unsequenced AND etag = :etag AND attribute_not_exists(deleted_at)",
+                ExpressionAttributeValues=self._marshal(values),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return False
             raise
-        self._release(self._unmarshal((response or {}).get("Attributes")), kept=item)
         return True
 
     def forget(
@@ -226,71 +275,63 @@ class ResultStore:
         event_time: str | None = None,
         etag: str | None = None,
     ) -> bool:
-        """The object version is gone: delete its item, or keep a tombstone without the analysis content.
+        """The object version is gone: reduce its item to a tombstone without the analysis content.
 
-        Only a newer event may forget: by sequencer, or, for a delete without one, by the event time and
-        (when the event names it) the ETag of the object that was deleted.
+        ``mode`` "tombstone" keeps it (with what identifies the bytes: sha256, size, flags); "delete" keeps
+        only a watermark (keys, ETag, sequence, times) that expires after ``DELETE_WATERMARK_DAYS`` (the
+        table's time-to-live): long enough that a late or redelivered create event of the deleted object
+        finds it and is recognized as older, instead of writing a result for an object that is gone. Only a
+        newer event may forget: by sequencer, or, for a delete without one, by the event time and (when
+        the event names it) the ETag of the object that was deleted.
         """
-        plain: dict[str, Any] = {":seq": sequence}
+        from datetime import UTC, datetime
+
+        now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        bucket, _, key = pk.partition("/")
+        plain: dict[str, Any] = {":seq": sequence, ":now": now, ":bucket": bucket, ":key": key, ":gone": "skipped"}
         condition = _forget_condition(sequence, event_time, etag, plain)
-        set_time = ", event_time = :time" if ":time" in plain else ""
-        if mode != "tombstone":
-            plain = {k: v for k, v in plain.items() if k in condition}
+        # A delete that comes before any result (the object was deleted before it was analyzed) leaves a
+        # watermark too: the item is made with the few attributes a result needs.
+        sets = [
+            "deleted_at = :now",
+            "seq = :seq",
+            "#bucket = if_not_exists(#bucket, :bucket)",
+            "#key = if_not_exists(#key, :key)",
+            "analyzed_at = if_not_exists(analyzed_at, :now)",
+        ]
+        if ":time" in plain:
+            sets.append("event_time = :time")
+        removed = CONTENT_ATTRIBUTES
+        if mode == "tombstone":
+            sets.append("#status = if_not_exists(#status, :gone)")
+        else:
+            plain[":expires"] = int(self._clock()) + DELETE_WATERMARK_DAYS * 86400
+            sets += ["expires_at = :expires", "#status = :gone"]
+            removed = WATERMARK_REMOVES
+        update = "SET " + ", ".join(sets)
         values = self._marshal(plain)
         try:
-            if mode == "tombstone":
-                from datetime import UTC, datetime
-
-                values.update(self._marshal({":now": datetime.now(UTC).isoformat(timespec="seconds")}))
-                response = self._client.update_item(
-                    TableName=self.table_name,
-                    Key=self._marshal({"pk": pk, "sk": sk}),
-                    # Every name through a placeholder: several (text, raw) are DynamoDB reserved words.
-                    UpdateExpression=f"REMOVE {', '.join(f'#{a}' for a in CONTENT_ATTRIBUTES)} "
-                    f"SET deleted_at = :now, seq = :seq{set_time}",
-                    ConditionExpression=condition,
-                    ExpressionAttributeNames={f"#{a}": a for a in CONTENT_ATTRIBUTES},
-                    ExpressionAttributeValues=values,
-                    ReturnValues="ALL_OLD",
-                )
-            else:
-                response = self._client.delete_item(
-                    TableName=self.table_name,
-                    Key=self._marshal({"pk": pk, "sk": sk}),
-                    ConditionExpression=condition,
-                    ExpressionAttributeValues=values,
-                    ReturnValues="ALL_OLD",
-                )
+            response = self._client.update_item(
+                TableName=self.table_name,
+                Key=self._marshal({"pk": pk, "sk": sk}),
+                # Every name through a placeholder: several (text, raw) are DynamoDB reserved words.
+                UpdateExpression=f"REMOVE {', '.join(f'#{a}' for a in removed)} {update}",
+                ConditionExpression=condition,
+                ExpressionAttributeNames={
+                    **{f"#{a}": a for a in removed},
+                    "#bucket": "bucket",
+                    "#key": "key",
+                    "#status": "status",
+                },
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_OLD",
+            )
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return False
             raise
         # The object is gone: so are the vendor answers kept about it.
         self._release(self._unmarshal((response or {}).get("Attributes")))
-        return True
-
-    def claim_alert(self, pk: str, sk: str, sequence: str, lease_seconds: float) -> bool:
-        """Take over the right to publish this item's alert; False while another delivery may hold it.
-
-        Succeeds only for the same event's item, not yet alerted, not a tombstone, whose claim is absent or
-        older than ``lease_seconds`` (longer than an invocation can run, so its holder is gone).
-        """
-        now = self._now()
-        try:
-            self._client.update_item(
-                TableName=self.table_name,
-                Key=self._marshal({"pk": pk, "sk": sk}),
-                UpdateExpression="SET alert_claimed_at = :now",
-                ConditionExpression="seq = :seq AND attribute_not_exists(alert_id) AND attribute_not_exists(deleted_at)"
-                " AND (attribute_not_exists(alert_claimed_at) OR alert_claimed_at < :stale)",
-                ExpressionAttributeValues=self._marshal(
-                    {":now": now, ":seq": sequence, ":stale": now - Decimal(str(lease_seconds))}
-                ),
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
         return True
 
     def mark_quarantine(self, pk: str, sk: str, sequence: str, quarantine: Quarantine) -> bool:
@@ -313,13 +354,13 @@ class ResultStore:
         return True
 
     def mark_alerted(self, pk: str, sk: str, alert_id: str, sequence: str) -> bool:
-        """Record that the alert for this exact event went out; False if already recorded or superseded."""
+        """Record on this exact event's item the alert that went out for its flags; False if superseded."""
         try:
             self._client.update_item(
                 TableName=self.table_name,
                 Key=self._marshal({"pk": pk, "sk": sk}),
                 UpdateExpression="SET alert_id = :alert_id",
-                ConditionExpression="seq = :seq AND attribute_not_exists(alert_id)",
+                ConditionExpression="seq = :seq AND attribute_not_exists(deleted_at)",
                 ExpressionAttributeValues=self._marshal({":alert_id": alert_id, ":seq": sequence}),
             )
         except ClientError as exc:
@@ -337,10 +378,26 @@ CONTENT_ATTRIBUTES = (
 )  # fmt: skip
 
 
+# What a watermark keeps (OnDelete=delete): what orders events for the key, nothing about the bytes.
+WATERMARK_KEEPS = frozenset(
+    {"bucket", "key", "version_id", "etag", "sequencer", "status", "analyzed_at", "schema_version"}
+)
+WATERMARK_REMOVES = tuple(
+    dict.fromkeys(
+        [
+            *(name for name in AnalysisResult.model_fields if name not in WATERMARK_KEEPS),
+            *CONTENT_ATTRIBUTES,
+            "alert_claimed_at",
+        ]
+    )
+)
+
+
 def _forget_condition(sequence: str, event_time: str | None, etag: str | None, values: dict[str, Any]) -> str:
     if sequence != UNSEQUENCED:
-        # A delete that S3 sequenced before a re-upload never removes its result.
-        return "attribute_exists(pk) AND seq < :seq"
+        # A delete that S3 sequenced before a re-upload never removes its result; one that comes first
+        # leaves the watermark a late create event of the deleted object must find.
+        return "attribute_not_exists(pk) OR seq < :seq"
     condition = "attribute_exists(pk)"
     if etag:
         values[":etag"] = etag  # the emulator names the deleted object; its result alone may go

@@ -105,6 +105,12 @@ class Deadline:
         self._end = clock() + remaining_seconds
         self.meter = meter
 
+    def reserving(self, seconds: float) -> Deadline:
+        """A deadline ``seconds`` earlier: what is left after it is kept for the work that follows."""
+        child = Deadline(0.0, self._clock, self.meter)
+        child._end = self._end - seconds
+        return child
+
     def metered(self) -> Deadline:
         """The same deadline with a fresh meter (one per provider run)."""
         child = Deadline(0.0, self._clock, CallMeter())

@@ -1,0 +1,222 @@
+"""What a written result does to the world, each part exactly once and in a safe order.
+
+    after_write(ref, result, sequence, deadline, replaced)   a result just written
+    heal(ref, item, deadline)                                 a final item found by a later delivery
+
+For a flagged result: first the quarantine tags go on the object (QUARANTINE_TAGS), then the alert is
+published (``alert_ledger``: once per object version and flag set), then its id is recorded on the item.
+Tagging first means a failed publish never leaves a flagged object readable; a crash or failure between
+any two steps leaves the item final but unfinished, and the next delivery of the event (which finds it
+already analyzed) finishes it with ``heal``: tags if they are not recorded, the alert if it has not gone
+out. A failure that ``heal`` must finish hands the record back (``Settled.retry``), so that there is a
+next delivery; a publish that failed gives its ledger claim back first, so that the next delivery is
+not kept waiting by it.
+
+For an unflagged complete result: our quarantine tags come off the object when the item this write
+replaced was flagged (a reprocess, or new bytes under the key), never on the word of an item read
+before the write. A partial or rejected result decided nothing, so it leaves the tags alone.
+
+Unversioned buckets are tagged by key, and the key may be overwritten while we tag: after tagging, the
+object's ETag is checked again, and tags that landed on other bytes are taken off unless that object's
+own result is flagged.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from image_analysis.alert_ledger import Ledger
+from image_analysis.alerts import AlertPublisher, alert_id_for, build_alert
+from image_analysis.events import ObjectRef
+from image_analysis.models import AnalysisResult, Quarantine
+from image_analysis.objects import ObjectReader
+from image_analysis.providers.base import Deadline
+from image_analysis.store import FINAL_STATUSES, ResultStore, result_of
+
+# How long past its writer's deadline a ledger claim is still respected: the clocks of two containers.
+CLAIM_SLACK_SECONDS = 5.0
+# How long a delivery that finds the alert claimed waits for it to be sent before handing its record back:
+# copies of one event in one batch find the claim while its holder publishes, which takes a moment.
+CLAIM_WAIT_SECONDS = 3.0
+
+
+@dataclass(frozen=True)
+class Settled:
+    alerted: bool = False
+    # Something could not be finished (a tag, the publish): the record must come back to finish it.
+    retry: bool = False
+    reason: str = ""
+    quarantine: Quarantine | None = None
+
+
+class FlagActions:
+    def __init__(
+        self,
+        *,
+        reader: ObjectReader,
+        store: ResultStore,
+        publisher: AlertPublisher,
+        ledger: Ledger,
+        quarantine_tags: bool,
+        clock: Any,
+        sleep: Any = time.sleep,
+        logger: Any = None,
+        metrics: Any = None,
+    ) -> None:
+        self.reader = reader
+        self.store = store
+        self.publisher = publisher
+        self.ledger = ledger
+        self.quarantine_tags = quarantine_tags
+        self._clock = clock
+        self._sleep = sleep
+        self.logger = logger
+        self.metrics = metrics
+
+    # -- the two entry points ------------------------------------------------------------------------
+    def after_write(
+        self,
+        ref: ObjectRef,
+        result: AnalysisResult,
+        sequence: str,
+        deadline: Deadline,
+        replaced: dict[str, Any] | None,
+    ) -> Settled:
+        if result.flags:
+            return self._finish(ref, result, sequence, deadline, tagged=False)
+        if self.quarantine_tags and result.status == "succeeded" and (replaced or {}).get("flags"):
+            # No longer flagged by a complete answer: the quarantine must not outlive the flag.
+            self._untag(ref)
+        return Settled()
+
+    def heal(self, ref: ObjectRef, item: dict[str, Any], deadline: Deadline) -> Settled:
+        """A final flagged item whose tags or alert a crash (or a failure) left undone."""
+        if not item or not item.get("flags") or item.get("status") not in FINAL_STATUSES or item.get("deleted_at"):
+            return Settled()
+        result = result_of(item)
+        tagged = not self.quarantine_tags or result.quarantine is not None
+        # ``alert_id`` is recorded only once the alert for the item's flags went out, and a rewrite of the
+        # item drops it: present means done.
+        if tagged and item.get("alert_id"):
+            return Settled()
+        return self._finish(ref, result, item["seq"], deadline, tagged=tagged)
+
+    # -- steps ---------------------------------------------------------------------------------------
+    def _finish(
+        self, ref: ObjectRef, result: AnalysisResult, sequence: str, deadline: Deadline, tagged: bool
+    ) -> Settled:
+        quarantine = None
+        tag_failed = False
+        if self.quarantine_tags and not tagged:
+            quarantine = self._tag(ref, result, sequence)
+            tag_failed = quarantine is None
+        alerted, publish_retry = self._announce(result, sequence, deadline)
+        retry = tag_failed or publish_retry
+        reasons = [
+            why
+            for failed, why in (
+                (tag_failed, "the quarantine tags could not be applied"),
+                (publish_retry, "another delivery holds the alert's claim"),
+            )
+            if failed
+        ]
+        reason = "; ".join(reasons)
+        return Settled(alerted=alerted, retry=retry, reason=reason, quarantine=quarantine)
+
+    def _alert_id(self, result: AnalysisResult) -> str:
+        return alert_id_for(f"{result.bucket}/{result.key}", result.version_id or "null", result.etag, result.flags)
+
+    def _announce(self, result: AnalysisResult, sequence: str, deadline: Deadline) -> tuple[bool, bool]:
+        """(published now, must come back): publishes unless this version's alert for these flags went out."""
+        pk, sk = f"{result.bucket}/{result.key}", result.version_id or "null"
+        alert_id = self._alert_id(result)
+        if self.ledger.is_sent(alert_id):
+            self.store.mark_alerted(pk, sk, alert_id, sequence)
+            return False, False
+        token = uuid.uuid4().hex
+        # The claim lives as long as this invocation can: after that, its holder is gone for sure.
+        until = self._clock() + deadline.remaining() + CLAIM_SLACK_SECONDS
+        if not self.ledger.claim(alert_id, until, token, where=f"{pk}#{sk}"):
+            # Another delivery is publishing it (or did). Come back to make sure it went out, unless it goes
+            # out while we wait a moment.
+            if self._sent_within(alert_id, min(CLAIM_WAIT_SECONDS, deadline.remaining())):
+                self.store.mark_alerted(pk, sk, alert_id, sequence)
+                return False, False
+            return False, True
+        alert = build_alert(result, alert_id, self.store.table_name)
+        answered = [r.name for r in result.providers if r.status in ("succeeded", "cached", "partial")]
+        try:
+            self.publisher.publish(alert, answered)
+        except Exception:
+            # Given back at once: Lambda's retry of a direct invocation comes a minute later, well within
+            # this claim's life, and must publish instead of taking the item for done.
+            self.ledger.release(alert_id, token)
+            self._count("AlertPublishFailed")
+            raise
+        self.ledger.mark_sent(alert_id, token)
+        self.store.mark_alerted(pk, sk, alert_id, sequence)
+        for flag in result.flags:
+            self._count(f"Flagged_{flag}")
+        return True, False
+
+    def _sent_within(self, alert_id: str, seconds: float) -> bool:
+        waited = 0.0
+        while True:
+            if self.ledger.is_sent(alert_id):
+                return True
+            if waited >= seconds:
+                return False
+            self._sleep(0.25)
+            waited += 0.25
+
+    def _tag(self, ref: ObjectRef, result: AnalysisResult, sequence: str) -> Quarantine | None:
+        """Tag the flagged object and record it on the item; None when the tags could not be applied."""
+        try:
+            tagging = self.reader.tag_flagged(ref, list(result.flags))
+            if not ref.version_id and ref.etag and not self.reader.holds(ref):
+                # The key was overwritten while we tagged: our tags may sit on the newer object.
+                self._untag_unless_flagged(ref)
+                return Quarantine(applied=[], left_out=[])
+        except Exception:
+            self._count("QuarantineTagFailed")
+            if self.logger is not None:
+                self.logger.exception("could not tag the flagged object; the record will come back to do it")
+            return None
+        quarantine = Quarantine(applied=list(tagging.applied), left_out=list(tagging.left_out))
+        if tagging.left_out:
+            # The user's tags are kept; the operator learns which flagged objects the policy may not cover.
+            self._count("QuarantineTagsLeftOut")
+            if self.logger is not None:
+                self.logger.warning(
+                    "the object's own tags leave no room for all quarantine tags; theirs are kept",
+                    extra={"applied": quarantine.applied, "left_out": quarantine.left_out},
+                )
+        try:
+            self.store.mark_quarantine(ref.pk, ref.sk, sequence, quarantine)
+        except Exception:
+            if self.logger is not None:
+                self.logger.exception("could not record the quarantine tagging on the item")
+        return quarantine
+
+    def _untag_unless_flagged(self, ref: ObjectRef) -> None:
+        current = self.store.get(ref.pk, ref.sk) or {}
+        if current.get("etag") != ref.etag and current.get("flags") and current.get("status") in FINAL_STATUSES:
+            return  # the newer object is flagged itself: the tags are right where they are
+        # Its own result, when it comes, decides again from the item it replaces (ours, flagged).
+        self._untag(ref)
+
+    def _untag(self, ref: ObjectRef) -> None:
+        try:
+            if self.reader.remove_quarantine_tags(ref):
+                self._count("QuarantineTagsRemoved")
+        except Exception:
+            self._count("QuarantineTagFailed")
+            if self.logger is not None:
+                self.logger.exception("could not remove the quarantine tags of an object no longer flagged")
+
+    def _count(self, name: str, value: float = 1) -> None:
+        if self.metrics is not None:
+            self.metrics.add_metric(name=name, unit="Count", value=value)
