@@ -204,14 +204,16 @@ class RecordAnswers:
         self._has_turn = False
         self._preparing = False
 
-    def take_turn(self, timeout: float) -> None:
-        """Wait for a turn, at most ``timeout`` seconds (then go ahead anyway: a deadline beats order)."""
+    def take_turn(self, timeout: float) -> bool:
+        """Wait for a turn, at most ``timeout`` seconds (then go ahead anyway: a deadline beats order).
+        True when the turn was had, False when the wait ran out."""
         with self._turn_lock:
             self._preparing = True
         self._shared._preparing_changed(+1)
         got = self._shared._turns.acquire(timeout=max(0.0, timeout))
         with self._turn_lock:
             self._has_turn = got
+        return got
 
     def end_turn(self) -> None:
         with self._turn_lock:
