@@ -59,7 +59,7 @@ def s3() -> Iterator[Any]:
 
 @pytest.fixture
 def sandbox(s3) -> Iterator[VendorSandbox]:
-    box = VendorSandbox("coreviz")
+    box = VendorSandbox("coreviz", answers="saved")
     with box:
         yield box
 
@@ -220,9 +220,16 @@ def test_classification_end_to_end(s3, sandbox, http) -> None:
     req = upload(s3, "docs/scan-1.jpg", image_bytes("JPEG"))
     output = provider(sandbox, http, COREVIZ_CHOICES="receipt,invoice,contract,other").analyze(req)
     body = json.loads(sandbox.requests[0].body)
-    assert body["choices"] == ["receipt", "invoice", "contract", "other"] and body["single"] is True
+    # single=false: every choice's score comes back (all_scores), and the best of them is the label.
+    assert body["choices"] == ["receipt", "invoice", "contract", "other"] and body["single"] is False
     assert output.classification is not None
     assert (output.classification.label, output.classification.confidence) == ("invoice", 0.92)
+    assert [(s.label, s.score) for s in output.classification.scores] == [
+        ("invoice", 0.92),
+        ("receipt", 0.15),
+        ("contract", 0.08),
+        ("other", 0.05),
+    ]
     assert output.labels == []
 
 
@@ -317,9 +324,13 @@ def test_sandbox_rules(s3, sandbox) -> None:
         assert client.get("/api/ai/tag", headers=headers).status_code == 405
         tagged = client.post("/api/ai/tag", json={"image": good}, headers=headers)
         assert tagged.content == (FIXTURES / "tags_docs.json").read_bytes()  # served unchanged
+        # The docs' example answer holds every field; "single" picks its half ("Response Fields").
+        saved = json.loads((FIXTURES / "classification_docs.json").read_bytes())
         classified = client.post("/api/ai/tag", json={"image": good, "choices": ["a", "b"]}, headers=headers)
-        assert classified.content == (FIXTURES / "classification_docs.json").read_bytes()
+        assert classified.json() == {"all_scores": saved["all_scores"]}  # single: false, the default
+        single = client.post("/api/ai/tag", json={"image": good, "choices": ["a"], "single": True}, headers=headers)
+        assert single.json() == {"classification": "invoice", "confidence": 0.92}
         unreachable = client.post("/api/ai/tag", json={"image": "http://127.0.0.1:9/x.jpg"}, headers=headers)
         assert unreachable.status_code == 400
-    assert [f.status for f in sandbox.vendor.fetches] == [200, 200, None]
+    assert [f.status for f in sandbox.vendor.fetches] == [200, 200, 200, None]
     assert sandbox.vendor.fetches[-1].error is not None
