@@ -6,9 +6,9 @@ same one, and a demo does not flag every upload alike. They say nothing true abo
 
 - ``skin``: the share of pixels in a classic skin-tone colour range (RGB and YCbCr rules); it drives the
   NSFW-ish scores, the faces and the "person" tags, so a warm brown table can score as "skin";
-- ``brightness``, ``saturation``, ``detail`` (mean edge strength), the shares of green, blue and sky-blue
-  pixels, ``ink`` (dark strokes on a light, colourless page) and the dominant ``palette``: they drive
-  the tags, colours and text answers;
+- ``brightness``, ``saturation``, ``detail`` (mean edge strength; near 0 for a flat fill or a smooth
+  gradient), the shares of green, blue and sky-blue pixels, ``ink`` (dark strokes on a light,
+  colourless page) and the dominant ``palette``: they drive the tags, colours, quality and text answers;
 - ``chance(salt)``: a number in [0, 1) hashed from an 8x8 average hash and the mean colour. It stands
   in for what no pixel statistic can guess (AI-likelihood, deepfakes, celebrities). Built from the
   pixels rather than the bytes, it usually stays the same when an adapter resizes, re-encodes or strips
@@ -161,7 +161,9 @@ def _measure(thumb: Image.Image, width: int, height: int, fmt: str | None, size_
     skin_box = None
     if skin:
         skin_box = (box[0] / tw, box[1] / th, (box[2] + 1 - box[0]) / tw, (box[3] + 1 - box[1]) / th)
-    edges = gray.filter(ImageFilter.FIND_EDGES).tobytes()
+    # The filter sees an edge all along the border of any image: leave the border out.
+    inner = gray.filter(ImageFilter.FIND_EDGES).crop((1, 1, max(2, tw - 1), max(2, th - 1)))
+    edges = inner.tobytes()
     return Look(
         decoded=True,
         width=width,
@@ -171,7 +173,7 @@ def _measure(thumb: Image.Image, width: int, height: int, fmt: str | None, size_
         md5=md5,
         brightness=sum(lumas) / count / 255,
         saturation=mean_saturation,
-        detail=min(1.0, sum(edges) / count / 64),
+        detail=min(1.0, sum(edges) / len(edges) / 64),
         skin=skin / count,
         skin_box=skin_box,
         green=green / count,
@@ -197,7 +199,7 @@ def _palette(thumb: Image.Image, colours: int = 5) -> tuple[tuple[tuple[int, int
 def _coarse_key(thumb: Image.Image) -> bytes:
     """An average hash (8x8 grey, one bit per cell: above the mean or not) and the mean colour in four
     levels a channel: the same, but for a cell near the mean, when the picture is resized or re-encoded."""
-    small = list(thumb.convert("L").resize((8, 8), Image.Resampling.BOX).getdata())
+    small = thumb.convert("L").resize((8, 8), Image.Resampling.BOX).tobytes()
     mean = sum(small) / len(small)
     bits = sum(1 << i for i, v in enumerate(small) if v > mean)
     colour = thumb.resize((1, 1), Image.Resampling.BOX).getpixel((0, 0))
