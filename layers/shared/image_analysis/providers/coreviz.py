@@ -12,7 +12,8 @@ endpoint, ``COREVIZ_URL_TTL_SECONDS`` long, default 300):
   most ``COREVIZ_MAX_IMAGE_BYTES``, default 10 MB - the docs only say "Maximum file size limits may apply
   (check your plan)" - and, under the house metadata policy, no personal metadata);
 - otherwise of the prepared copy ``encoded_for`` makes, put into ``ARTIFACTS_BUCKET`` under
-  ``prepared/<object_id>.<ext>``: a bucket that never triggers analysis and whose lifecycle rule expires
+  ``prepared/<object_id>.<ext>`` (``prepared/<object_id>-frame<n>.<ext>`` for frame n of an animation):
+  a bucket that never triggers analysis and whose lifecycle rule expires
   such copies; the adapter deletes the copy after the call (best effort). No artifacts bucket then means
   a ``BadImageError`` that says to set one.
 
@@ -513,7 +514,10 @@ class CoreVizProvider(Provider):
             )
         payload, mime = prepared
         extension = _EXTENSIONS.get(mime, "jpg")
-        key = f"{PREPARED_PREFIX}{_opaque_name(request.object_id)}.{extension}"
+        # The frames of an animation are analyzed at the same time under one object id: each needs a copy
+        # of its own, or one frame's upload and delete would stand in for another's.
+        frame = f"-frame{request.image.frame_index}" if request.image.frame_index else ""
+        key = f"{PREPARED_PREFIX}{_opaque_name(request.object_id)}{frame}.{extension}"
         s3 = self._client()
         try:
             s3.put_object(Bucket=self.artifacts_bucket, Key=key, Body=payload, ContentType=mime)
