@@ -98,11 +98,11 @@ def nsfw_detected(look: Look) -> bool:
 
 
 def ai_likelihood(look: Look) -> float:
-    """Chance that the image is AI-made: a hash of the pixels, skewed so that about a third of photos
+    """Chance that the image is AI-made: a hash of the pixels, skewed so that about three photos in ten
     score >= 0.5; an image with almost no edges (a flat fill, a smooth gradient: rendered, not shot)
     scores near 1."""
     smooth = min(1.0, max(0.0, (0.1 - look.detail) / 0.08)) if look.decoded else 0.0
-    return smooth * 0.97 + (1 - smooth) * look.chance("ai_generated") ** 1.5
+    return smooth * 0.97 + (1 - smooth) * look.chance("ai_generated") ** 2
 
 
 def high_quality(look: Look) -> bool:

@@ -5,7 +5,7 @@ and in ``meta.processing_status``: ``only`` names them, ``excluding`` takes from
 four (ai_generated, deepfake, nsfw, quality), and neither runs those four.
 
 - image-driven (default): made-up reports from the pixels of the image sent (``scores.py``; not a
-  model): the AI likelihood is a hash of the pixels (about a third of photos get ``verdict: "ai"``), near
+  model): the AI likelihood is a hash of the pixels (about three photos in ten get ``verdict: "ai"``), near
   1 for an image with almost no edges (a flat fill, a smooth gradient); ``nsfw.is_detected`` when a
   third of the image is skin-toned; a deepfake only where there is a
   "face" (skin-toned pixels) and a hash says so, with its box in ``rois``; ``quality`` from the edges
