@@ -153,7 +153,7 @@ class AiOrNotSandbox(SandboxVendor):
     def _made_up(self, data: bytes, runs: tuple[str, ...], external_id: str | None) -> dict[str, Any]:
         """The v2 answer with made-up reports (``scores.py``), in the shape of the saved answer."""
         look = look_at(data)
-        template = self.saved_payload("image_sync").get("report", {})
+        template = self.saved_payload("image_sync").get("report") or {}
         report: dict[str, Any] = {}
         if "ai_generated" in runs:
             report["ai_generated"] = _ai_generated(look, template.get("ai_generated"))

@@ -147,7 +147,7 @@ class ImageRecognizeSandbox(SandboxVendor):
             response = self.saved_filtered(kind, lambda body: _edit_objects(body, keep))
         else:
             found = keep(self._made_up(kind, look_at(request.files["file"][0].data)))
-            quota = self.quota if self.quota is not None else self.saved_payload(kind).get("data", {}).get("quota")
+            quota = self.quota if self.quota is not None else (self.saved_payload(kind).get("data") or {}).get("quota")
             data = {"error": 0, "type": kind, "objects": found, "quota": quota}
             response = self.made_up({"status": 200, "message": "Success", "data": data})
         return response.assumed() if kind in ASSUMED_SHAPES else response
@@ -174,7 +174,7 @@ class ImageRecognizeSandbox(SandboxVendor):
             return [_entry("Face", confidence, box) for box, confidence in scores.faces(look)]
         # The sandbox reads no text and knows no one: a page-like image gets the saved answer's words, and a
         # "face" that a hash picks the saved answer's first celebrity.
-        saved = self.saved_payload(kind).get("data", {}).get("objects") or []
+        saved = (self.saved_payload(kind).get("data") or {}).get("objects") or []
         names = [entry["name"] for entry in saved if isinstance(entry, dict) and isinstance(entry.get("name"), str)]
         if kind == "detect_text" and scores.text_present(look) >= 0.3:
             return [_entry(name, 0.8 + 0.19 * scores.text_present(look), (0.1, 0.1, 0.8, 0.8)) for name in names]

@@ -294,7 +294,7 @@ class ImaggaSandbox(SandboxVendor):
         look = look_at(self._pixels(request))
         words = []
         if scores.text_present(look) >= 0.3:
-            saved = self.saved_payload("text").get("result", {}).get("text", [])
+            saved = (self.saved_payload("text").get("result") or {}).get("text") or []
             box = _pixels_box((0.1, 0.1, 0.8, 0.8), look)
             words = [{"data": entry.get("data"), "coordinates": box} for entry in saved if isinstance(entry, dict)]
         return self.made_up(_success({"text": words}))
