@@ -154,8 +154,9 @@ def print_report(stack: LocalStack, items: list[dict[str, Any]], alerts: list[di
 
 
 def vendor_sandboxes(stack: ExitStack, providers: list[str], out: Any) -> None:
-    """SANDBOX=1: every vendor in PROVIDERS answers from the local sandbox (saved real answers, documented
-    rules), and the function is pointed at it through the vendor's own ``<VENDOR>_BASE_URL`` and keys."""
+    """SANDBOX=1: every vendor in PROVIDERS answers from the local sandbox (answers in the shape of saved
+    real ones, with scores made up from each image's pixels, and the vendors' documented rules), and the
+    function is pointed at it through the vendor's own ``<VENDOR>_BASE_URL`` and keys."""
     from local.sandbox import VendorSandbox
     from local.sandbox.vendors import VENDORS
 
