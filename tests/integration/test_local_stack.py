@@ -93,7 +93,8 @@ def test_an_upload_to_the_running_stack_is_analyzed_read_and_invoked_on(tmp_path
         # Deletions are wired: the result goes with the object.
         s3.delete_object(Bucket=bucket, Key=KEY)
         stack.wait_for("its result was deleted", timeout=30)
-        assert "Item" not in dynamodb.get_item(TableName=table, Key={"pk": {"S": f"{bucket}/{KEY}"}, "sk": {"S": "null"}})
+        gone = dynamodb.get_item(TableName=table, Key={"pk": {"S": f"{bucket}/{KEY}"}, "sk": {"S": "null"}})
+        assert "Item" not in gone
 
         # A second stack on the same port: one line naming PORT=, at once.
         second = subprocess.run(

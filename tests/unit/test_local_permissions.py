@@ -27,10 +27,8 @@ def test_batch_and_transaction_calls_need_each_table():
         Need("dynamodb:BatchGetItem", f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/cache"),
     ]
     items = [{"Put": {"TableName": "a"}}, {"ConditionCheck": {"TableName": "b"}}]
-    assert [n.action for n in needs_for("dynamodb", "TransactWriteItems", {"TransactItems": items}, REGION, ACCOUNT)] == [
-        "dynamodb:PutItem",
-        "dynamodb:ConditionCheckItem",
-    ]
+    needs = needs_for("dynamodb", "TransactWriteItems", {"TransactItems": items}, REGION, ACCOUNT)
+    assert [n.action for n in needs] == ["dynamodb:PutItem", "dynamodb:ConditionCheckItem"]
     query = needs_for("dynamodb", "Query", {"TableName": "t", "IndexName": "by-flag"}, REGION, ACCOUNT)
     assert query[0].resource.endswith("table/t/index/by-flag")
 
@@ -95,7 +93,7 @@ TEMPLATE = {
         },
     },
 }
-PHYSICAL = {"Bucket": "bkt", "Table": "tbl", "Queue": "https://sqs.us-east-1.amazonaws.com/123456789012/q1", "Role": "r"}
+PHYSICAL = {"Bucket": "bkt", "Table": "tbl", "Queue": f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/q1", "Role": "r"}
 
 
 def resolve(parameters: dict[str, str]) -> RolePolicy:
