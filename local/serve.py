@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import sys
 import threading
 import time
@@ -59,8 +60,25 @@ def write_docker_files(stack: LocalStack, function_env: dict[str, str], event_pa
     (out / "event.json").write_text(json.dumps(event, indent=2))
 
 
+def write_shell_env(stack: LocalStack, endpoint: str) -> Path:
+    """``.local/stack.env``: ``source`` it in another shell for the endpoint, the names and the credentials."""
+    values = {
+        **{k: v for k, v in LOCAL_CREDENTIALS.items() if k != "AWS_SESSION_TOKEN"},
+        "ENDPOINT": endpoint,
+        "BUCKET": stack.bucket,
+        "TABLE": stack.table,
+        "TOPIC": stack.topic_arn,
+    }
+    path = ROOT / ".local" / "stack.env"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(
+        "# The running local stack (make local-stack): source it in a shell of its own.\n"
+        + "".join(f"export {name}={shlex.quote(value)}\n" for name, value in values.items())
+    )
+    return path
+
+
 def _banner(stack: LocalStack, endpoint: str, trigger: SqsTrigger, host: str, out: TextIO) -> None:
-    bucket, table = stack.bucket, stack.table
     width = max(len(k) for k in stack.outputs)
     print(f"\nLocal stack {stack.name} on {endpoint}", file=out)
     print("  one endpoint for every service: S3, SQS, SNS, DynamoDB (DynamoDB Local), Secrets Manager, ...", file=out)
@@ -71,15 +89,13 @@ def _banner(stack: LocalStack, endpoint: str, trigger: SqsTrigger, host: str, ou
     shown = ("PROVIDERS", "ROUTING", "NSFW_THRESHOLD", "AI_GENERATED_THRESHOLD", "DEEPFAKE_THRESHOLD")
     settings = " ".join(f"{k}={os.environ.get(k, '')}" for k in shown if os.environ.get(k) is not None)
     print(f"\nFunction settings: {settings}", file=out)
-    key = "uploads/rocket.jpg"
-    print("\nTry, in another shell:", file=out)
-    print("  export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1", file=out)
-    print(f"  aws --endpoint-url {endpoint} s3 cp samples/skimage-rocket.jpg s3://{bucket}/{key}", file=out)
-    print(
-        f"  aws --endpoint-url {endpoint} dynamodb get-item --table-name {table} "
-        f'--key \'{{"pk": {{"S": "{bucket}/{key}"}}, "sk": {{"S": "null"}}}}\'',
-        file=out,
-    )
+    key = "uploads/coffee.png"
+    print("\nTry, in another shell (docs/local-invoke.md has more):", file=out)
+    print("  source .local/stack.env    # ENDPOINT, BUCKET, TABLE and the emulator's credentials", file=out)
+    print(f'  aws --endpoint-url "$ENDPOINT" s3 cp samples/skimage-coffee.png "s3://$BUCKET/{key}"', file=out)
+    # Double quotes, so that the shell puts the bucket's name in.
+    item_key = '"{\\"pk\\": {\\"S\\": \\"$BUCKET/' + key + '\\"}, \\"sk\\": {\\"S\\": \\"null\\"}}"'
+    print(f'  aws --endpoint-url "$ENDPOINT" dynamodb get-item --table-name "$TABLE" --key {item_key}', file=out)
     print("  make invoke EVENT=events/s3-put.json        # the handler once, on this stack", file=out)
     arch = "arm64" if platform.machine() in ("aarch64", "arm64") else "x86_64"
     network = "--docker-network host" if host == "127.0.0.1" else "--add-host host.docker.internal:host-gateway"
@@ -144,6 +160,7 @@ def serve(port: int, host: str, event_path: Path, out: TextIO) -> int:
         )
         running.write(state)
         resources.callback(running.remove, os.getpid())
+        write_shell_env(stack, endpoint)
         _banner(stack, endpoint, trigger, host, out)
         trigger.run(threading.Event())
     return 0
