@@ -1,6 +1,7 @@
 """``make local-stack`` as a user runs it: uploads with a plain client are analyzed with no other command.
 
-The stack runs from a copy of this checkout (its own ``.local/``), in a process group of its own. A
+The stack runs from a copy of this checkout (its own ``.local/``), in a process group of its own, with
+the settings a user exported (Imagga without keys: partial results whose message says what to set). A
 plain boto3 client, given only the endpoint and any credentials, uploads, reads the result from
 DynamoDB through that same endpoint and deletes; ``make invoke`` with SAM's own generated event for
 the uploaded key runs against the running stack and prints the stored result. A second stack on the
@@ -53,21 +54,28 @@ def test_an_upload_to_the_running_stack_is_analyzed_read_and_invoked_on(tmp_path
     if not SAM_PUT.exists():
         pytest.skip("../shared is not beside this checkout")
     checkout = checkout_copy(tmp_path / "checkout")
-    stack = LocalStackProcess(checkout, free_port())
+    # Settings as a user exports them: Imagga without its keys, and a threshold of their own.
+    stack = LocalStackProcess(checkout, free_port(), PROVIDERS="builtin,imagga", NSFW_THRESHOLD="0.6")
     try:
         stack.wait_for("one line per object below", timeout=240)
         state = json.loads((checkout / ".local" / "stack.json").read_text())
         bucket, table = state["outputs"]["UploadsBucketName"], state["outputs"]["ResultsTableName"]
         assert stack.endpoint in stack.output and bucket in stack.output and table in stack.output
+        assert state["function_env"]["PROVIDERS"] == "builtin,imagga"
+        assert state["function_env"]["NSFW_THRESHOLD"] == "0.6"
 
         # A plain client: only the endpoint, any credentials.
         s3, dynamodb = plain_client("s3", stack.endpoint), plain_client("dynamodb", stack.endpoint)
         s3.put_object(Bucket=bucket, Key=KEY, Body=(ROOT / "samples" / "skimage-coffee.png").read_bytes())
         item = wait_for_item(dynamodb, table, f"{bucket}/{KEY}")
-        assert item["status"]["S"] == "succeeded" and item["format"]["S"] == "png"
+        assert item["status"]["S"] == "partial" and item["format"]["S"] == "png"
         assert item["width"]["N"] == "600" and item["height"]["N"] == "400"
+        imagga = next(p["M"] for p in item["providers"]["L"] if p["M"]["name"]["S"] == "imagga")
+        assert imagga["error"]["M"]["code"]["S"] == "auth"
+        message = imagga["error"]["M"]["message"]["S"]
+        assert "IMAGGA_API_KEY and IMAGGA_API_SECRET" in message and "SANDBOX=1" in message, message
         line = stack.wait_for(KEY, timeout=10)
-        assert "succeeded" in line and "png 600x400" in line, line
+        assert "partial" in line and "png 600x400" in line and "SANDBOX=1" in line, line
 
         # SAM's generated put event for that key, bucket and key filled in: make invoke uses the running stack.
         event = SAM_PUT.read_text().replace("{{{bucket}}}", bucket).replace("{{{key}}}", KEY)
@@ -87,7 +95,7 @@ def test_an_upload_to_the_running_stack_is_analyzed_read_and_invoked_on(tmp_path
         assert f"Using the local stack image-analysis-local on {stack.endpoint}" in out
         assert f"Result for s3://{bucket}/{KEY}: " in out
         stored = json.loads(out.split(f"Result for s3://{bucket}/{KEY}: ", 1)[1].split("\n", 1)[1].split("\n\n")[0])
-        assert stored["key"] == KEY and stored["status"] == "succeeded" and stored["format"] == "png"
+        assert stored["key"] == KEY and stored["status"] == "partial" and stored["format"] == "png"
         assert "ETag 0123456789abcdef0123456789abcdef is not the stored object's" in out
 
         # Deletions are wired: the result goes with the object.
