@@ -160,7 +160,7 @@ def serve(port: int, host: str, event_path: Path, out: TextIO) -> int:
         )
         running.write(state)
         resources.callback(running.remove, os.getpid())
-        write_shell_env(stack, endpoint)
+        resources.callback(write_shell_env(stack, endpoint).unlink, missing_ok=True)
         _banner(stack, endpoint, trigger, host, out)
         trigger.run(threading.Event())
     return 0
