@@ -121,7 +121,9 @@ def serve(port: int, host: str, event_path: Path, out: TextIO) -> int:
         return 2
     guard = PermissionGuard(
         enforce=True,
-        on_denied=lambda call: print(f"{time.strftime('%H:%M:%S')}  {'denied':<10} {call.describe()}", file=out),
+        on_denied=lambda call: print(
+            f"{time.strftime('%H:%M:%S')}  {'denied':<10} {call.describe()}", file=out, flush=True
+        ),
     )
     guard.install()
     with ExitStack() as resources:
