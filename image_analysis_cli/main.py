@@ -205,8 +205,8 @@ def backfill(
         click.echo(f"{count} object(s){kind}, {size / 1e9:.2f} GB under {where}")
         if price_per_image:
             for provider, price in price_per_image.items():
-                click.echo(f"  {provider}: {count} image(s) x ${price:g} = ${count * price:,.2f}")
-            click.echo(f"Estimated vendor cost: ${count * sum(price_per_image.values()):,.2f} (before cache hits)")
+                click.echo(f"  {provider}: {count} image(s) x ${price:g} = {usd(count * price)}")
+            click.echo(f"Estimated vendor cost: {usd(count * sum(price_per_image.values()))} (before cache hits)")
         else:
             click.echo("Pass --price PROVIDER=USD to estimate the vendor cost.")
         return
@@ -249,6 +249,13 @@ def _send_batch(sender: QueueSender, batch: list[ListedObject], state: BackfillS
     sender.send(s3_notification(listed) for listed in batch)
     state.advance(batch[-1].key, len(batch))
     bar.update(len(batch))
+
+
+def usd(amount: float) -> str:
+    """US dollars to the cent; an amount under a cent with the digits it needs ($0.004, never $0.00)."""
+    if 0 < amount < 0.01:
+        return f"${amount:.2g}"
+    return f"${amount:,.2f}"
 
 
 def _prices(pairs: tuple[str, ...]) -> dict[str, float]:
@@ -323,7 +330,18 @@ def reprocess(
         click.echo("Nothing to reprocess.")
         return
     if not yes:
-        click.confirm(f"Reprocess {len(targets)} object(s) ({reason!r})?", abort=True)
+        try:
+            confirmed = click.confirm(f"Reprocess {len(targets)} object(s) ({reason!r})?")
+        except click.exceptions.Abort:
+            if sys.stdin is not None and sys.stdin.isatty():
+                raise  # Ctrl-C at the question
+            # No terminal and no answer (a script, CI): nothing to interrupt, so not exit code 130.
+            raise CliError(
+                f"reprocess asks before sending {len(targets)} object(s), and standard input gave no answer: "
+                "pass --yes to send them without asking"
+            ) from None
+        if not confirmed:
+            raise click.Abort()
     sender = QueueSender(resources.queue_url)
     with progress("Enqueuing", targets) as bar:
         sender.send(s3_notification(target, reprocess_request(reason)) for target in bar)

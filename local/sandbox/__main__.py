@@ -73,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     base_url = sandbox.start()
     prefix = args.vendor.upper() + "_"
     print(f"{args.vendor} sandbox on {base_url} ({args.answers} answers); point the function at it with:", flush=True)
-    print(f"  export {prefix}BASE_URL={base_url}", flush=True)
+    # An AWS service is reached through the SDK's own endpoint setting, a vendor through its base URL.
+    setting = f"AWS_ENDPOINT_URL_{prefix[:-1]}" if getattr(cls, "aws_target_prefix", None) else f"{prefix}BASE_URL"
+    print(f"  export {setting}={base_url}", flush=True)
     for name, value in credentials.items():
         print(f"  export {prefix}{name.upper()}={value}", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
