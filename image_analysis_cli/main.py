@@ -20,6 +20,7 @@ import click
 from botocore.exceptions import BotoCoreError, ClientError
 
 from image_analysis_cli import queries
+from image_analysis_cli import review as review_commands
 from image_analysis_cli.enqueue import (
     ListedObject,
     QueueError,
@@ -550,6 +551,11 @@ def find(obj: Context, sha256: str) -> None:
         click.echo(f"s3://{row['bucket']}/{row['key']}{version}  {row.get('status', '')}  {row.get('analyzed_at', '')}")
     if not rows:
         click.echo("No object holds these bytes.")
+
+
+# -- review and calibration (image_analysis_cli/review.py) -----------------------------------------------
+cli.add_command(review_commands.review)
+cli.add_command(review_commands.calibrate)
 
 
 if __name__ == "__main__":

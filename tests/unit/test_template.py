@@ -238,6 +238,7 @@ _S3_ACTIONS = {
     "GetObject": ["s3:GetObject", "s3:GetObjectVersion"],
     "GetObjectTagging": ["s3:GetObjectTagging", "s3:GetObjectVersionTagging"],
     "PutObjectTagging": ["s3:PutObjectTagging", "s3:PutObjectVersionTagging"],
+    "DeleteObjectTagging": ["s3:DeleteObjectTagging", "s3:DeleteObjectVersionTagging"],
 }
 
 

@@ -26,9 +26,10 @@ from image_analysis.events import ObjectRef
 from image_analysis.imaging import decode
 from image_analysis.merge import Thresholds, decide_flags, fit_result, merged_sections, overall_status, pack_raw
 from image_analysis.models import AnalysisResult, ErrorInfo, Quarantine, Reprocess
-from image_analysis.objects import ObjectReader, SizeRejected
+from image_analysis.objects import ObjectReader, SizeRejected, clean_verdict
 from image_analysis.orchestration import Orchestration, Orchestrator, RecordAnswers, SharedAnswers
 from image_analysis.providers.base import AnalysisRequest, Deadline
+from image_analysis.review.intake import PassiveReview
 from image_analysis.store import FINAL_STATUSES, ResultStore, result_of, supersedes
 
 # Longer than the function's timeout (120 s in the template) and shorter than the queue's visibility
@@ -97,6 +98,8 @@ class Pipeline:
         alert_lease_seconds: float = ALERT_LEASE_SECONDS,
         logger: Any = None,
         metrics: Any = None,
+        review: Any = None,
+        delivery_gate: bool = False,
     ) -> None:
         self.reader = reader
         self.store = store
@@ -110,6 +113,10 @@ class Pipeline:
         self.alert_lease_seconds = alert_lease_seconds
         self.logger = logger
         self.metrics = metrics
+        # Human review (image_analysis.review.intake): opens reviews, and keeps a decision on a result
+        # written again for the same bytes. The delivery gate: verdict=clean tags (``_gate``).
+        self.review = review if review is not None else PassiveReview()
+        self.delivery_gate = delivery_gate
 
     # -- the public steps ------------------------------------------------------------------------
     def read_results(self, refs: list[ObjectRef]) -> dict[tuple[str, str], dict[str, Any] | None]:
@@ -151,11 +158,11 @@ class Pipeline:
         if ref.reprocess_id:
             # On purpose, bypassing "already analyzed", once per request; never over a newer event's result.
             if final and (existing.get("reprocess") or {}).get("id") == ref.reprocess_id:  # type: ignore[union-attr]
-                alerted = self._heal_alert(existing, lease)  # type: ignore[arg-type]
+                alerted = self._heal(existing, lease)  # type: ignore[arg-type]
                 return Outcome("done", "duplicate", "this reprocess request was already carried out", alerted=alerted)
             sequence = max(sequence, (existing or {}).get("seq", sequence))
         elif final and not supersedes(existing, sequence, ref.etag, ref.ordering_time):  # type: ignore[arg-type]
-            alerted = self._heal_alert(existing, lease)  # type: ignore[arg-type]
+            alerted = self._heal(existing, lease)  # type: ignore[arg-type]
             return Outcome("done", "duplicate", "a result for this or a newer event exists", alerted=alerted)
         elif existing is not None and not final and ref.etag and existing.get("etag") == ref.etag:
             # Completing a failed item for the same bytes (a backfill event has no sequencer): the result
@@ -206,7 +213,10 @@ class Pipeline:
             self.store.put_failure(failed, sequence, ref.ordering_time)
             self._count("ImagesFailed")
             return Outcome("retry", "failed", exc.error.message, result=failed)
-        return self._commit(ref, result, sequence, lease, was_flagged=bool((existing or {}).get("flags")))
+        result = self.review.prepare(result, existing)
+        return self._commit(
+            ref, result, sequence, lease, was_flagged=bool((existing or {}).get("flags")), existing=existing
+        )
 
     def shared_answers(self, records: int) -> SharedAnswers:
         """Where a batch's ``records`` collect their fresh vendor answers, to be cached with one request
@@ -250,6 +260,7 @@ class Pipeline:
             return Outcome("done", "duplicate", "the object exists again; its result stays")
         if not self.store.forget(ref.pk, ref.sk, ref.sequence, self.on_delete, ref.ordering_time, ref.etag):
             return Outcome("done", "duplicate", "no older result to forget")
+        self.review.forget(ref.pk, ref.sk)
         self._count("ResultsForgotten")
         return Outcome("done", "forgotten", "deleted" if self.on_delete == "delete" else "reduced to a tombstone")
 
@@ -341,26 +352,36 @@ class Pipeline:
         return AnalysisResult(**base, size_bytes=size, status="rejected", error=exc.info(), analyzed_at=_now())
 
     def _commit(
-        self, ref: ObjectRef, result: AnalysisResult, sequence: str, lease: float, was_flagged: bool = False
+        self,
+        ref: ObjectRef,
+        result: AnalysisResult,
+        sequence: str,
+        lease: float,
+        was_flagged: bool = False,
+        existing: dict[str, Any] | None = None,
     ) -> Outcome:
         # Whatever the vendors answered, the item stays under DynamoDB's 400 KB: a put that is too big
         # would fail on every delivery.
         result = fit_result(result)
         if not self.store.put_result(result, sequence, ref.ordering_time):
-            existing = self.store.get(ref.pk, ref.sk) or {}
-            alerted = self._heal_alert(existing, lease)
+            stored = self.store.get(ref.pk, ref.sk) or {}
+            alerted = self._heal(stored, lease)
             return Outcome("done", "duplicate", "a result for this or a newer event exists", alerted=alerted)
         self._count(f"Images{result.status.capitalize()}")
+        self.review.record(result, existing)
         alerted = False
+        approved = result.review is not None and result.review.status == "approved"
         if result.flags:
             alerted = self._publish(result, sequence)
-            if self.quarantine_tags:
+            if self.quarantine_tags and not approved:  # a person let these bytes through already
                 result = self._tag(ref, result, sequence)
         elif self.quarantine_tags and was_flagged and result.status == "succeeded":
             # Reprocessed (or re-read) and no longer flagged by a complete answer: the quarantine must not
             # outlive the flag. A partial or rejected result decided nothing (a capped or refused
             # moderation provider is no verdict of "safe"); a skipped object is gone or replaced.
             self._untag(ref)
+        if self.delivery_gate and result.status != "skipped":
+            self._gate(ref, result)
         return Outcome("done", result.status, alerted=alerted, result=result)
 
     def _publish(self, result: AnalysisResult, sequence: str) -> bool:
@@ -407,6 +428,29 @@ class Pipeline:
             self._count("QuarantineTagFailed")
             if self.logger is not None:
                 self.logger.exception("could not remove the quarantine tags of an object no longer flagged")
+
+    def _gate(self, ref: ObjectRef, result: AnalysisResult) -> None:
+        """The delivery gate: ``image-analysis:verdict=clean`` on the object version exactly when its
+        result allows it to be served (``objects.clean_verdict``); taken off when a later result of the
+        version flags it. A failure leaves the version as it was (unreadable if it was never clean)."""
+        try:
+            changed = self.reader.set_verdict(ref, clean_verdict(result))
+        except Exception:
+            self._count("GateTagFailed")
+            if self.logger is not None:
+                self.logger.exception("could not set the delivery gate's verdict tag")
+            return
+        if changed is None:
+            self._count("GateTagLeftOut")
+            if self.logger is not None:
+                self.logger.warning(
+                    "the object's own tags take all ten slots: verdict=clean left out, it stays unreadable"
+                )
+
+    def _heal(self, item: dict[str, Any], lease: float) -> bool:
+        """A duplicate delivery: publish an alert a crash left unpublished, and the review queue item."""
+        self.review.heal(item)
+        return self._heal_alert(item, lease)
 
     def _heal_alert(self, item: dict[str, Any], lease: float) -> bool:
         """A flagged item without ``alert_id``: its writer may still be publishing, or may have crashed.

@@ -16,6 +16,7 @@ from image_analysis.pipeline import Pipeline
 from image_analysis.providers import REGISTRY, provider_class
 from image_analysis.providers.base import ProviderDeps
 from image_analysis.raw_archive import RawArchive
+from image_analysis.review.config import ReviewConfig
 from image_analysis.routing import parse_routing, providers_in
 from image_analysis.settings import Settings
 from image_analysis.store import ResultStore
@@ -101,6 +102,7 @@ def build_runtime(
         logger=logger,
         metric=metric,
     )
+    review = ReviewConfig.from_env(settings.env)
     pipeline = Pipeline(
         reader=ObjectReader(clients["s3"], settings.max_object_bytes),
         store=ResultStore(
@@ -121,5 +123,27 @@ def build_runtime(
         raw_budget_bytes=settings.raw_item_budget_bytes,
         logger=logger,
         metrics=metrics,
+        review=review_intake(review, settings, clients["dynamodb"], logger),
+        delivery_gate=review.delivery_gate,
     )
     return Runtime(settings=settings, pipeline=pipeline)
+
+
+def review_intake(config: ReviewConfig, settings: Settings, dynamodb: Any, logger: Any) -> Any:
+    """REVIEW_MODE=off: None, and the pipeline makes no request for review (it still keeps a decision
+    on a result written again for the same bytes, from the item it has read anyway)."""
+    if not config.queues:
+        return None
+    from image_analysis.review.intake import ReviewIntake
+    from image_analysis.review.queue import ReviewQueue
+    from image_analysis.review.table import Table
+
+    results = Table(settings.results_table, dynamodb)
+    return ReviewIntake(
+        mode=config.mode,
+        margin=config.margin,
+        thresholds=Thresholds.from_settings(settings),
+        queue=ReviewQueue(config.queue_table, dynamodb),
+        read_item=lambda pk, sk: results.get({"pk": pk, "sk": sk}),
+        logger=logger,
+    )

@@ -229,10 +229,12 @@ class ResultStore:
         """The object version is gone: delete its item, or keep a tombstone without the analysis content.
 
         Only a newer event may forget: by sequencer, or, for a delete without one, by the event time and
-        (when the event names it) the ETag of the object that was deleted.
+        (when the event names it) the ETag of the object that was deleted. A result a person rejected
+        stays whatever ``mode`` says: it is the record of that decision (REJECT_ACTION=delete deletes
+        the object itself).
         """
-        plain: dict[str, Any] = {":seq": sequence}
-        condition = _forget_condition(sequence, event_time, etag, plain)
+        plain: dict[str, Any] = {":seq": sequence, ":rejected": "rejected"}
+        condition = _forget_condition(sequence, event_time, etag, plain) + KEEP_REJECTED
         set_time = ", event_time = :time" if ":time" in plain else ""
         if mode != "tombstone":
             plain = {k: v for k, v in plain.items() if k in condition}
@@ -249,7 +251,7 @@ class ResultStore:
                     UpdateExpression=f"REMOVE {', '.join(f'#{a}' for a in CONTENT_ATTRIBUTES)} "
                     f"SET deleted_at = :now, seq = :seq{set_time}",
                     ConditionExpression=condition,
-                    ExpressionAttributeNames={f"#{a}": a for a in CONTENT_ATTRIBUTES},
+                    ExpressionAttributeNames={f"#{a}": a for a in CONTENT_ATTRIBUTES} | KEEP_REJECTED_NAMES,
                     ExpressionAttributeValues=values,
                     ReturnValues="ALL_OLD",
                 )
@@ -258,6 +260,7 @@ class ResultStore:
                     TableName=self.table_name,
                     Key=self._marshal({"pk": pk, "sk": sk}),
                     ConditionExpression=condition,
+                    ExpressionAttributeNames=KEEP_REJECTED_NAMES,
                     ExpressionAttributeValues=values,
                     ReturnValues="ALL_OLD",
                 )
@@ -335,6 +338,11 @@ CONTENT_ATTRIBUTES = (
     "matches", "frames_analyzed", "frames_flagged",
     "flag_nsfw", "flag_ai_generated", "flag_deepfake", "flag_known_bad",
 )  # fmt: skip
+
+
+# Appended to the forget condition: an item whose review is ``rejected`` is never forgotten.
+KEEP_REJECTED = " AND (attribute_not_exists(#review) OR #review.#review_status <> :rejected)"
+KEEP_REJECTED_NAMES = {"#review": "review", "#review_status": "status"}
 
 
 def _forget_condition(sequence: str, event_time: str | None, etag: str | None, values: dict[str, Any]) -> str:
