@@ -12,7 +12,9 @@ def record(version: str, decision: str, when: str, **scores: float) -> dict:
         "pk": f"photos/{version}.jpg#null",
         "sk": f"2026-05-{when}#{version}-{decision}",
         "decision": decision,
-        "signals": [{"provider": p.split("__")[0], "category": p.split("__")[1], "score": s} for p, s in scores.items()],
+        "signals": [
+            {"provider": p.split("__")[0], "category": p.split("__")[1], "score": s} for p, s in scores.items()
+        ],
     }
 
 

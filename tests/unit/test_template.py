@@ -399,7 +399,9 @@ def test_every_key_user_is_allowed_to_use_its_key(deployment):
     ]
     assert {"kms:Encrypt*", "kms:Decrypt*", "kms:GenerateDataKey*"} <= set(logs["Action"])
     contexts = [stack.sub(c) for c in logs["Condition"]["ArnEquals"]["kms:EncryptionContext:aws:logs:arn"]]
-    assert sorted(contexts) == sorted(f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{stack.sub(g['LogGroupName'])}" for g in groups)
+    assert sorted(contexts) == sorted(
+        f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{stack.sub(g['LogGroupName'])}" for g in groups
+    )
     # Tables and the secret: read through their services' AWS-managed keys, which need no grant.
     for name, resource in resources.items():
         if resource["Type"] == "AWS::DynamoDB::Table":

@@ -105,13 +105,15 @@ class ReviewEffects:
             if review.status == "rejected" and message.get("decision") == "reject":
                 if self.config.reject_action == "delete":
                     self._delete(ref, rid, done)
-                self.hooks.on_rejected(item)
-            elif review.status == "approved" and message.get("decision") == "approve" and review.appeals:
-                self.hooks.on_approved_after_appeal(item)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in _GONE:
-                return "the object version is gone"
-            raise
+            if exc.response.get("Error", {}).get("Code") not in _GONE:
+                raise
+            done.append("the object version is gone")
+        # The hash banks learn from the decision whether or not the bytes are still there.
+        if review.status == "rejected" and message.get("decision") == "reject":
+            self.hooks.on_rejected(item)
+        elif review.status == "approved" and message.get("decision") == "approve" and review.appeals:
+            self.hooks.on_approved_after_appeal(item)
         return ", ".join(done) or "nothing to change"
 
     def _tags(self, ref: ObjectRef, result: Any, done: list[str]) -> None:
