@@ -84,7 +84,7 @@ def test_the_queue_pages_oldest_first_and_a_review_comes_with_a_short_lived_link
     assert status == 200
     assert shown["review"]["status"] == "pending" and shown["result"]["key"] == keys[1] and "raw" not in shown["result"]
     assert shown["history"] == [] and shown["original"]["expires_in"] == 300
-    with urllib.request.urlopen(shown["original"]["url"]) as response:  # noqa: S310 (the emulator's URL)
+    with urllib.request.urlopen(shown["original"]["url"]) as response:
         assert response.read() == bodies[keys[1]]
 
     bad = call(review_handler, http_event("GET", "/reviews", "/reviews", query={"status": "lost"}))

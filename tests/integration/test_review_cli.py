@@ -184,8 +184,8 @@ def test_an_appeal_after_a_rejection_that_deleted_the_version(stack, review, pre
     versions = {v["VersionId"] for v in s3.list_object_versions(Bucket=bucket)["Versions"]}
     assert versions == {second["version_id"]}, "that version, and only it, is deleted"
     # Its delete event reaches the pipeline: the result stays, whatever OnDelete says.
-    from tests.integration.test_pipeline_end_to_end import sqs_event
     from local.driver import LambdaContext, load_handler
+    from tests.integration.test_pipeline_end_to_end import sqs_event
 
     delete = {**first["event"]}
     record = {**delete["Records"][0], "eventName": "ObjectRemoved:Delete"}
@@ -207,8 +207,8 @@ def test_an_appeal_after_a_rejection_that_deleted_the_version(stack, review, pre
     assert [line.split()[1] for line in out.splitlines()] == ["reject", "appeal", "approve"]
     assert "rejected -> pending" in out.splitlines()[1]
     # The other version was never decided on.
-    code, _, err = cli(stack, capsys, "review", "history", url, "--version", second["version_id"])
-    assert code == 0
+    code, out, _ = cli(stack, capsys, "review", "history", url, "--version", second["version_id"])
+    assert code == 0 and out.strip() == f"No decisions on {url} (version {second['version_id']})."
 
 
 def test_calibrate_reads_the_decisions_and_reports_precision_and_the_threshold_reaching_the_target(

@@ -102,9 +102,9 @@ class ReviewEffects:
         done: list[str] = []
         try:
             self._tags(ref, result, done)
-            if review.status == "rejected" and message.get("decision") == "reject":
-                if self.config.reject_action == "delete":
-                    self._delete(ref, rid, done)
+            rejection = review.status == "rejected" and message.get("decision") == "reject"
+            if rejection and self.config.reject_action == "delete":
+                self._delete(ref, rid, done)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") not in _GONE:
                 raise
