@@ -293,3 +293,19 @@ def test_the_audit_log_survives_the_stack_and_the_outputs_are_the_contracts(depl
     # The results table gains no index for review: the queue lists by status, the log finds its outbox.
     assert "ByStatus" not in indexes["ResultsTable"] and indexes["ReviewQueueTable"] == ["ByStatus"]
     assert indexes["AuditTable"] == ["Outbox"]
+
+
+def test_a_schedule_sweeps_the_outbox_every_five_minutes_with_a_role_that_may_only_invoke_the_function(deployment):
+    stack = deployment()
+    (schedule,) = [r["Properties"] for r in stack.resources.values() if r["Type"] == "AWS::Scheduler::Schedule"]
+    assert schedule["ScheduleExpression"] == "rate(5 minutes)"
+    assert json.loads(schedule["Target"]["Input"]) == {"sweep": True}
+    assert schedule["Target"]["RoleArn"] == {"Fn::GetAtt": ["ReviewSweepScheduleRole", "Arn"]}
+    role = stack.resources["ReviewSweepScheduleRole"]["Properties"]
+    (statement,) = role["Policies"][0]["PolicyDocument"]["Statement"]
+    assert (statement["Action"], statement["Resource"]) == (
+        "lambda:InvokeFunction",
+        {"Fn::GetAtt": ["ReviewFunction", "Arn"]},
+    )
+    # Not an EventBridge rule: a rule without a pattern would be matched against the bus's events locally.
+    assert not [r for r in stack.resources.values() if r["Type"] == "AWS::Events::Rule"]

@@ -196,14 +196,21 @@ def test_bucket_waits_for_the_queue_policy_and_notifies_creates_and_deletes(depl
 def test_every_role_names_its_resources_and_attaches_no_managed_policy(deployment, parameters):
     stack = deployment(**parameters)
     roles = {n: r for n, r in stack.resources.items() if r["Type"] == "AWS::IAM::Role"}
-    assert set(roles) == {"AnalyzeFunctionRole", "ReviewFunctionRole"}, "SAM generated a role of its own"
+    assert set(roles) == {"AnalyzeFunctionRole", "ReviewFunctionRole", "ReviewSweepScheduleRole"}, (
+        "SAM generated a role of its own"
+    )
     policies = {n for n, r in stack.resources.items() if r["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy")}
     # The one managed policy is the stack's own, for moderators to attach (contract: ModeratorPolicyArn).
     assert policies == {"ModeratorPolicy"}
     for role in roles.values():
         assert not role["Properties"].get("ManagedPolicyArns"), "managed policies allow '*' resources"
     moderator = stack.resources["ModeratorPolicy"]["Properties"]["PolicyDocument"]["Statement"]
-    for statement in [*stack.role_statements(), *stack.role_statements("ReviewFunction"), *moderator]:
+    schedule = [
+        statement
+        for policy in roles["ReviewSweepScheduleRole"]["Properties"]["Policies"]
+        for statement in policy["PolicyDocument"]["Statement"]
+    ]
+    for statement in [*stack.role_statements(), *stack.role_statements("ReviewFunction"), *moderator, *schedule]:
         actions = _listed(statement["Action"])
         assert all("*" not in action for action in actions), statement["Sid"]
         if "*" in _listed(statement["Resource"]):
