@@ -98,7 +98,10 @@ def test_every_decision_and_its_refusals_through_the_api(stack, review, review_h
     uploads.put(key, ai_png(20))
     rid = review_id(stack, key)
 
-    assert decide(review_handler, rid, decision="approve", from_status="escalated")[0] == 409
+    # Taken from a status the review is not in: refused, saying which it is.
+    status, body = decide(review_handler, rid, decision="approve", from_status="escalated")
+    assert (status, body["error"]) == (409, "approve is refused: the review is pending, not escalated")
+    assert body["current"] == {"status": "pending", "decided_by": None, "decided_at": None}
     status, body = decide(review_handler, rid, decision="reject", from_status="pending")
     assert (status, body["error"]) == (400, "reject needs a reason")
     assert decide(review_handler, rid, decision="ban", from_status="pending")[0] == 400

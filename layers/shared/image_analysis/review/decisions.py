@@ -70,9 +70,11 @@ def current_of(review: Review | None) -> dict[str, Any]:
     return {"status": review.status, "decided_by": review.decided_by, "decided_at": review.decided_at}
 
 
-def refusal(decision: str, review: Review) -> str:
+def refusal(decision: str, review: Review, seen: str | None = None) -> str:
     if review.decided_by:
         return f"already decided by {review.decided_by} ({review.status} at {review.decided_at}); {decision} is refused"
+    if seen and seen != review.status:
+        return f"{decision} is refused: the review is {review.status}, not {seen}"
     allowed = " or ".join(sorted(TRANSITIONS[decision][1]))
     return f"{decision} is refused: the review is {review.status}, not {allowed}"
 
@@ -156,7 +158,7 @@ class Decisions:
         assert review is not None  # result_item refused items without one
         seen = from_status or review.status
         if seen != review.status or review.status not in sources:
-            raise DecisionRefused(refusal(decision, review), current_of(review))
+            raise DecisionRefused(refusal(decision, review, seen), current_of(review))
         if etag and item.get("etag") != etag:
             raise DecisionRefused(
                 f"the object changed since it was shown (ETag {item.get('etag')}); look at it again",
@@ -277,7 +279,7 @@ class Decisions:
             current = now.review
             assert current is not None
             if current.status != seen:
-                raise DecisionRefused(refusal(decision, current), current_of(current)) from None
+                raise DecisionRefused(refusal(decision, current, seen), current_of(current)) from None
             if etag and now.etag != etag:
                 raise DecisionRefused(
                     f"the object changed since it was shown (ETag {now.etag}); look at it again", current_of(current)
