@@ -11,7 +11,6 @@ from typing import Any
 
 from image_analysis.merge import Thresholds
 from image_analysis.models import AnalysisResult, Review
-from image_analysis.review.ids import ReviewId
 
 REVIEWABLE_STATUSES = ("succeeded", "partial")
 
@@ -107,6 +106,8 @@ class ReviewIntake:
     def record(self, result: AnalysisResult, existing: dict[str, Any] | None) -> None:
         """After the result was written: open, reopen or close the queue item. Best effort: a crash or
         an error here is healed by the next delivery of the same event (``heal``)."""
+        from image_analysis.review.ids import ReviewId
+
         try:
             stored = (existing or {}).get("review")
             same_bytes = bool(existing) and existing.get("sha256") == result.sha256 and not existing.get("deleted_at")
@@ -134,6 +135,8 @@ class ReviewIntake:
 
     def forget(self, pk: str, sk: str) -> None:
         """The object version is gone and its result forgotten: nothing is left to review."""
+        from image_analysis.review.ids import ReviewId
+
         try:
             self.queue.close(ReviewId.of_result(pk, sk))
         except Exception:
