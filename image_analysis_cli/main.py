@@ -91,13 +91,13 @@ def _listed(keys: Sequence[str], more_hint: str = "") -> None:
 @click.group(
     help="Operate the image-analysis pipeline on buckets that already hold images: analyze what is "
     "there (backfill), run chosen objects again (reprocess), compare the bucket with the results "
-    "(reconcile) and read results (results, flagged, find).\n\n"
+    "(reconcile), read results (results, flagged, find), and decide on flagged images (review, calibrate).\n\n"
     "The stack's results table and analysis queue come from its CloudFormation outputs "
     "(--stack-name) or are given with --table and --queue-url. Credentials, region and endpoints are "
     "the AWS SDK's usual settings (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL). Global options go "
     "before the command; `image-analysis COMMAND --help` explains each command.\n\n"
-    "Exit codes: 0 done, 1 reconcile found drift, 2 a bad argument or a missing resource (one line "
-    "on standard error), 130 interrupted."
+    "Exit codes: 0 done, 1 reconcile found drift, 2 a bad argument, a missing resource or a refused "
+    "review decision (one line on standard error), 130 interrupted."
 )
 @click.option(
     "--stack-name",
