@@ -432,7 +432,8 @@ class Pipeline:
     def _gate(self, ref: ObjectRef, result: AnalysisResult) -> None:
         """The delivery gate: ``image-analysis:verdict=clean`` on the object version exactly when its
         result allows it to be served (``objects.clean_verdict``); taken off when a later result of the
-        version flags it. A failure leaves the version as it was (unreadable if it was never clean)."""
+        version flags it. A failure is logged and counted (GateTagFailed), not retried: a version never
+        tagged stays unreadable, but one whose verdict could not be taken off stays readable."""
         try:
             changed = self.reader.set_verdict(ref, clean_verdict(result))
         except Exception:
