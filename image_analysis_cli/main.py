@@ -19,6 +19,7 @@ import click
 from botocore.exceptions import BotoCoreError, ClientError
 
 from image_analysis_cli import queries
+from image_analysis_cli import review as review_commands
 from image_analysis_cli.enqueue import (
     ListedObject,
     QueueError,
@@ -90,15 +91,15 @@ def _listed(keys: Sequence[str], more_hint: str = "") -> None:
 @click.group(
     help="Operate the image-analysis pipeline on buckets that already hold images: analyze what is "
     "there (backfill), run chosen objects again (reprocess), compare the bucket with the results "
-    "(reconcile) and read results (results, flagged, find).\n\n"
+    "(reconcile), read results (results, flagged, find), and decide on flagged images (review, calibrate).\n\n"
     "The stack's results table and backfill queue come from its CloudFormation outputs "
     "(--stack-name) or are given with --table and --queue-url. Every message goes to the backfill "
     "queue, whose trigger has a concurrency of its own, so live uploads never wait behind it. "
     "Credentials, region and endpoints are the AWS SDK's usual settings (AWS_PROFILE, AWS_REGION, "
     "AWS_ENDPOINT_URL). Global options go before the command; `image-analysis COMMAND --help` "
     "explains each command.\n\n"
-    "Exit codes: 0 done, 1 reconcile found drift, 2 a bad argument or a missing resource (one line "
-    "on standard error), 130 interrupted."
+    "Exit codes: 0 done, 1 reconcile found drift, 2 a bad argument, a missing resource or a refused "
+    "review decision (one line on standard error), 130 interrupted."
 )
 @click.option(
     "--stack-name",
@@ -575,6 +576,11 @@ def find(obj: Context, sha256: str) -> None:
         click.echo(shown(f"{where}  {row.get('status', '')}  {row.get('analyzed_at', '')}"))
     if not rows:
         click.echo("No object holds these bytes.")
+
+
+# -- review and calibration (image_analysis_cli/review.py) -----------------------------------------------
+cli.add_command(review_commands.review)
+cli.add_command(review_commands.calibrate)
 
 
 if __name__ == "__main__":

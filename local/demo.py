@@ -248,6 +248,76 @@ def command_line_walkthrough(stack: LocalStack, handler: Any, out: Any) -> tuple
     return next((code for code in codes if code), 0), seen
 
 
+# The demo's stack reviews every flagged upload and quarantines it until a person decides.
+REVIEW_PARAMETERS = {"ReviewMode": "flagged", "QuarantineTags": "true"}
+APPROVED_KEY = "uploads/stable-diffusion render.png"
+REJECTED_KEY = "uploads/second render.png"
+
+
+def _second_render() -> bytes:
+    """Another PNG with the text chunk Stable Diffusion's web UI writes: flagged ai_generated."""
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "a red city at night\nSteps: 25, Sampler: Euler a, CFG scale: 6, Seed: 7")
+    png = io.BytesIO()
+    Image.new("RGB", (320, 240), (180, 30, 40)).save(png, format="PNG", pnginfo=info)
+    return png.getvalue()
+
+
+def review_walkthrough(stack: LocalStack, handler: Any, out: Any) -> int:
+    """The demo's last act: a moderator approves one flagged upload and rejects another with the command
+    line, the review function applies both to the objects, and the audit history shows who decided what.
+
+    A second render is uploaded here so that there are two to decide on. Returns the first non-zero exit
+    code, or 0.
+    """
+    import logging
+    import shlex
+    import warnings
+
+    from image_analysis_cli.main import run as image_analysis
+    from local.review_stack import attach_review, configure_review_env, load_review_handler
+
+    review = attach_review(stack.outputs, stack.name)
+    log_level = os.environ.get("POWERTOOLS_LOG_LEVEL")
+    configure_review_env(review)
+    if log_level:
+        os.environ["POWERTOOLS_LOG_LEVEL"] = log_level  # the demo's quiet logs, not the template's level
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket=stack.bucket, Key=REJECTED_KEY, Body=_second_render())
+    codes: list[int] = []
+
+    def command(*args: str) -> None:
+        argv = ["--stack-name", stack.name, *args]
+        print(f"\n$ image-analysis {' '.join(shlex.quote(a) for a in argv)}", file=out, flush=True)
+        codes.append(image_analysis(argv))
+        sys.stdout.flush()
+        sys.stderr.flush()
+
+    def tags(key: str) -> str:
+        found = s3.get_object_tagging(Bucket=stack.bucket, Key=key)["TagSet"]
+        return ", ".join(f"{t['Key']}={t['Value']}" for t in found) or "(none)"
+
+    print("\nHuman review (ReviewMode=flagged): a moderator decides on the flagged uploads.", file=out)
+    logging.getLogger("moto").setLevel(logging.CRITICAL)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        QueueDriver(handler, stack.queue_urls, batch_size=10).drain()
+        for key in (APPROVED_KEY, REJECTED_KEY):
+            print(f"  {key}: tags {tags(key)}", file=out)
+        command("review", "list")
+        command("review", "approve", f"s3://{stack.bucket}/{APPROVED_KEY}")
+        command("review", "reject", f"s3://{stack.bucket}/{REJECTED_KEY}", "--reason", "not for this site")
+        applied = review.drain_effects(load_review_handler())
+        print(f"\nThe review function applied {applied} decision(s) to their objects:", file=out)
+        for key in (APPROVED_KEY, REJECTED_KEY):
+            print(f"  {key}: tags {tags(key)}", file=out)
+        for key in (APPROVED_KEY, REJECTED_KEY):
+            command("review", "history", f"s3://{stack.bucket}/{key}")
+    return next((code for code in codes if code), 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--verbose", action="store_true", help="show the function's JSON log lines")
@@ -267,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
         with local_aws() as endpoint, ExitStack() as vendors:
             print(f"  listening on {endpoint}", file=out)
             sandbox_env = start_sandboxes(vendors, providers, out) if sandbox_on() else {}
-            stack = deploy(parameters=stack_parameters())
+            # The user's settings win; the demo reviews what is flagged and quarantines it until then.
+            stack = deploy(parameters={**REVIEW_PARAMETERS, **stack_parameters()})
             print(f"Created stack {stack.name} from template.yaml: bucket {stack.bucket}", file=out)
             configure_function_env({**stack.function_env, **sandbox_env})
             if not args.verbose:
@@ -286,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nEMF metrics the function emitted (CloudWatch namespace ImageAnalysis): {counts}", file=out)
             without = sorted(set(keys) - {i["key"] for i in items if i["status"] != "failed"})
             walkthrough, later = command_line_walkthrough(stack, handler, out)
+            walkthrough = review_walkthrough(stack, handler, out) or walkthrough
             without += sorted({o.key for o in later if o.kind == "dead_letter" and o.key} - set(without))
     except InvocationFailed as exc:
         print(f"make demo: {exc}", file=sys.stderr)

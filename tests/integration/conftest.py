@@ -18,6 +18,7 @@ import pytest
 from local.driver import QueueDriver, configure_function_env, load_handler
 from local.emulator import local_aws
 from local.permissions import PermissionGuard
+from local.review_stack import LocalReview, attach_review, configure_review_env, load_review_handler
 from local.stack import LocalStack, deploy, read_alerts
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
@@ -45,6 +46,20 @@ def stack() -> Iterator[LocalStack]:
         created = deploy(parameters={"Architecture": "x86_64"})
         configure_function_env(created.function_env)
         yield created
+
+
+@pytest.fixture(scope="session")
+def review(stack) -> LocalReview:
+    """The review function's side of the stack: its trigger off, the effects queue on the decisions topic."""
+    attached = attach_review(stack.outputs, stack.name)
+    configure_review_env(attached)
+    return attached
+
+
+@pytest.fixture
+def review_handler(review):
+    """A freshly imported review function (its runtime reads the environment on first use)."""
+    return load_review_handler()
 
 
 @pytest.fixture

@@ -47,7 +47,11 @@ class S3:
     def get_object_tagging(self, **target: Any) -> dict:
         return {"TagSet": list(self.tags)}
 
-    def put_object_tagging(self, Tagging: dict, **target: Any) -> dict:
+    def delete_object_tagging(self, **target: Any) -> dict:
+        self.tags = []
+        return {}
+
+    def put_object_tagging(self, Tagging: dict, **target: Any) -> dict:  # noqa: N803 - boto3's name
         if self.fail_tagging:
             raise ClientError({"Error": {"Code": "SlowDown"}}, "PutObjectTagging")
         if self.replace_with is not None:

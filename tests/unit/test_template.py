@@ -114,14 +114,14 @@ class _Deployment:
         return re.sub(r"\$\{([^}]+)\}", lambda m: values.get(m.group(1), m.group(0)), text)
 
     # -- the function's role ---------------------------------------------------------------------------
-    def role_statements(self) -> list[dict[str, Any]]:
-        role = self.resources[self.resources["AnalyzeFunction"]["Properties"]["Role"]["Fn::GetAtt"][0]]
+    def role_statements(self, function: str = "AnalyzeFunction") -> list[dict[str, Any]]:
+        role = self.resources[self.resources[function]["Properties"]["Role"]["Fn::GetAtt"][0]]
         return [s for policy in role["Properties"].get("Policies", []) for s in policy["PolicyDocument"]["Statement"]]
 
-    def allowed(self, action: str) -> list[Any]:
+    def allowed(self, action: str, function: str = "AnalyzeFunction") -> list[Any]:
         """Every resource an Allow statement of the function's role names for this action."""
         found = []
-        for statement in self.role_statements():
+        for statement in self.role_statements(function):
             if statement["Effect"] == "Allow" and action in _listed(statement["Action"]):
                 found += _listed(statement["Resource"])
         return found
@@ -197,11 +197,21 @@ def test_bucket_waits_for_the_queue_policy_and_notifies_creates_and_deletes(depl
 def test_every_role_names_its_resources_and_attaches_no_managed_policy(deployment, parameters):
     stack = deployment(**parameters)
     roles = {n: r for n, r in stack.resources.items() if r["Type"] == "AWS::IAM::Role"}
-    assert set(roles) == {"AnalyzeFunctionRole"}, "SAM generated a role of its own"
-    assert not [r for r in stack.resources.values() if r["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy")]
+    assert set(roles) == {"AnalyzeFunctionRole", "ReviewFunctionRole", "ReviewSweepScheduleRole"}, (
+        "SAM generated a role of its own"
+    )
+    policies = {n for n, r in stack.resources.items() if r["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy")}
+    # The one managed policy is the stack's own, for moderators to attach (contract: ModeratorPolicyArn).
+    assert policies == {"ModeratorPolicy"}
     for role in roles.values():
         assert not role["Properties"].get("ManagedPolicyArns"), "managed policies allow '*' resources"
-    for statement in stack.role_statements():
+    moderator = stack.resources["ModeratorPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    schedule = [
+        statement
+        for policy in roles["ReviewSweepScheduleRole"]["Properties"]["Policies"]
+        for statement in policy["PolicyDocument"]["Statement"]
+    ]
+    for statement in [*stack.role_statements(), *stack.role_statements("ReviewFunction"), *moderator, *schedule]:
         actions = _listed(statement["Action"])
         assert all("*" not in action for action in actions), statement["Sid"]
         if "*" in _listed(statement["Resource"]):
@@ -249,6 +259,7 @@ _S3_ACTIONS = {
     "GetObject": ["s3:GetObject", "s3:GetObjectVersion"],
     "GetObjectTagging": ["s3:GetObjectTagging", "s3:GetObjectVersionTagging"],
     "PutObjectTagging": ["s3:PutObjectTagging", "s3:PutObjectVersionTagging"],
+    "DeleteObjectTagging": ["s3:DeleteObjectTagging", "s3:DeleteObjectVersionTagging"],
 }
 
 
@@ -384,7 +395,8 @@ def test_every_key_user_is_allowed_to_use_its_key(deployment):
         if key == "alias/aws/sns":
             # The AWS-managed key allows no service principal: only this account's principals may publish.
             assert not services, f"{name}: {services} cannot publish to a topic under alias/aws/sns"
-            assert {"Ref": name} in stack.allowed("sns:Publish")
+            publishers = stack.allowed("sns:Publish") + stack.allowed("sns:Publish", "ReviewFunction")
+            assert {"Ref": name} in publishers
             continue
         assert key == {"Ref": "OperationsKey"}, name
         assert services == {"cloudwatch.amazonaws.com"}, name
@@ -395,20 +407,22 @@ def test_every_key_user_is_allowed_to_use_its_key(deployment):
         for alarm in alarms:
             assert fnmatch.fnmatchcase(_alarm_arn(stack, alarm), allowed_alarms), alarm["Properties"]["AlarmName"]
     # Queues that S3 and EventBridge send to: SSE-SQS, never the AWS-managed SQS key.
-    for name in ("AnalyzeQueue", "DeadLetterQueue"):
+    for name in ("AnalyzeQueue", "DeadLetterQueue", "ReviewEffectsQueue", "ReviewEffectsDeadLetterQueue"):
         properties = resources[name]["Properties"]
         assert properties.get("SqsManagedSseEnabled") is True and "KmsMasterKeyId" not in properties, name
-    # The function's log group: CloudWatch Logs may use the key for exactly this log group.
-    group = resources["AnalyzeLogGroup"]["Properties"]
-    assert group["KmsKeyId"] == {"Fn::GetAtt": ["OperationsKey", "Arn"]}
+    # The log groups: CloudWatch Logs may use the key for exactly these log groups.
+    groups = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Logs::LogGroup"]
+    assert len(groups) == 3 and all(g["KmsKeyId"] == {"Fn::GetAtt": ["OperationsKey", "Arn"]} for g in groups)
     (logs,) = [
         s
         for s in resources["OperationsKey"]["Properties"]["KeyPolicy"]["Statement"]
         if _service_name(s["Principal"].get("Service", ""), stack) == f"logs.{REGION}.amazonaws.com"
     ]
     assert {"kms:Encrypt*", "kms:Decrypt*", "kms:GenerateDataKey*"} <= set(logs["Action"])
-    context = stack.sub(logs["Condition"]["ArnEquals"]["kms:EncryptionContext:aws:logs:arn"])
-    assert context == f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{stack.sub(group['LogGroupName'])}"
+    contexts = [stack.sub(c) for c in logs["Condition"]["ArnEquals"]["kms:EncryptionContext:aws:logs:arn"]]
+    assert sorted(contexts) == sorted(
+        f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{stack.sub(g['LogGroupName'])}" for g in groups
+    )
     # Tables and the secret: read through their services' AWS-managed keys, which need no grant.
     for name, resource in resources.items():
         if resource["Type"] == "AWS::DynamoDB::Table":
@@ -470,7 +484,12 @@ def test_quarantine_denies_reading_flagged_objects_to_all_but_the_named_roles(de
     assert deny["Condition"]["StringEquals"] == {"s3:ExistingObjectTag/moderation": "flagged"}
     split = deny["Condition"]["ArnNotLike"]["aws:PrincipalArn"]["Fn::Split"]
     readers = split[1]["Fn::Join"][1]
-    assert readers == [{"Fn::Join": [",", [reviewer]]}, {"Fn::GetAtt": ["AnalyzeFunctionRole", "Arn"]}]
+    assert readers == [
+        {"Fn::Join": [",", [reviewer]]},
+        {"Fn::GetAtt": ["AnalyzeFunctionRole", "Arn"]},
+        # The review function hands moderators presigned URLs of flagged originals.
+        {"Fn::GetAtt": ["ReviewFunctionRole", "Arn"]},
+    ]
     # The deny matches the tag the pipeline writes, so the deny implies tagging.
     assert stack.resources["AnalyzeFunction"]["Properties"]["Environment"]["Variables"]["QUARANTINE_TAGS"] == "true"
     assert '"moderation": "flagged"' in (LAYER / "objects.py").read_text()

@@ -36,6 +36,7 @@ from image_analysis.models import AnalysisResult, ErrorInfo, Reprocess
 from image_analysis.objects import ObjectReader, SizeRejected
 from image_analysis.orchestration import Orchestrator, RecordAnswers, SharedAnswers
 from image_analysis.providers.base import AnalysisRequest, Deadline
+from image_analysis.review.intake import PassiveReview
 from image_analysis.store import FINAL_STATUSES, ResultStore, supersedes
 
 # Time kept after the vendors for the result write, the tags and the alert (each a request or two).
@@ -104,6 +105,8 @@ class Pipeline:
         clock: Any = time.time,
         logger: Any = None,
         metrics: Any = None,
+        review: Any = None,
+        delivery_gate: bool = False,
     ) -> None:
         self.reader = reader
         self.store = store
@@ -117,12 +120,16 @@ class Pipeline:
         self.raw_budget_bytes = raw_budget_bytes
         self.logger = logger
         self.metrics = metrics
+        # Human review (image_analysis.review.intake): opens reviews, and keeps a decision on a result
+        # written again for the same bytes.
+        self.review = review if review is not None else PassiveReview()
         self.actions = FlagActions(
             reader=reader,
             store=store,
             publisher=publisher,
             ledger=ledger if ledger is not None else MemoryAlertLedger(clock),
             quarantine_tags=quarantine_tags,
+            delivery_gate=delivery_gate,
             clock=clock,
             logger=logger,
             metrics=metrics,
@@ -192,7 +199,7 @@ class Pipeline:
         }
         plans: list[FramePlans] = []
         try:
-            return self._finish(ref, deadline, base, sequence, plans, cache_writes, memory)
+            return self._finish(ref, deadline, base, sequence, existing, plans, cache_writes, memory)
         finally:
             for plan in plans:
                 # The vendors' answers are paid for: their cache writes get the time the record has left.
@@ -204,6 +211,7 @@ class Pipeline:
         deadline: Deadline,
         base: dict[str, Any],
         sequence: str,
+        existing: dict[str, Any] | None,
         plans: list[FramePlans],
         cache_writes: RecordAnswers | None,
         memory: MemoryHold | None = None,
@@ -221,6 +229,7 @@ class Pipeline:
             self.store.put_failure(failed, sequence, ref.ordering_time)
             self._count("ImagesFailed")
             return Outcome("retry", "failed", exc.error.message, result=failed)
+        result = self.review.prepare(result, existing)
         return self._commit(ref, result, sequence, deadline)
 
     def shared_answers(self, records: int) -> SharedAnswers:
@@ -265,6 +274,7 @@ class Pipeline:
             return Outcome("done", "duplicate", "the object exists again; its result stays")
         if not self.store.forget(ref.pk, ref.sk, ref.sequence, self.on_delete, ref.ordering_time, ref.etag):
             return Outcome("done", "duplicate", "no older result to forget")
+        self.review.forget(ref.pk, ref.sk)
         self._count("ResultsForgotten")
         return Outcome("done", "forgotten", "deleted" if self.on_delete == "delete" else "reduced to a tombstone")
 
@@ -383,6 +393,7 @@ class Pipeline:
             existing = self.store.get(ref.pk, ref.sk) or {}
             return self._duplicate(ref, existing, deadline, "a result for this or a newer event exists")
         self._count(f"Images{result.status.capitalize()}")
+        self.review.record(result, written.replaced)
         settled = self.actions.after_write(ref, result, sequence, deadline, written.replaced)
         if settled.quarantine is not None:
             result = result.model_copy(update={"quarantine": settled.quarantine})
@@ -398,7 +409,8 @@ class Pipeline:
         return self.store.adopt_sequence(ref.pk, ref.sk, ref.etag, ref.sequence, ref.ordering_time)
 
     def _duplicate(self, ref: ObjectRef, existing: dict[str, Any], deadline: Deadline, detail: str) -> Outcome:
-        """Already analyzed: finish what a crash or a failure left undone (tags, alert), nothing more."""
+        """Already analyzed: finish what a crash or a failure left undone (tags, alert, review queue)."""
+        self.review.heal(existing)
         settled = self.actions.heal(ref, existing, deadline)
         if settled.retry:
             return Outcome("retry", "duplicate", settled.reason, alerted=settled.alerted)

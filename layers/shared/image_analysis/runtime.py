@@ -18,6 +18,7 @@ from image_analysis.pipeline import Pipeline
 from image_analysis.providers import REGISTRY, provider_class
 from image_analysis.providers.base import ProviderDeps
 from image_analysis.raw_archive import RawArchive
+from image_analysis.review.config import ReviewConfig
 from image_analysis.routing import parse_routing, providers_in
 from image_analysis.settings import Settings
 from image_analysis.store import ResultStore
@@ -103,6 +104,7 @@ def build_runtime(
         logger=logger,
         metric=metric,
     )
+    review = ReviewConfig.from_env(settings.env)
     pipeline = Pipeline(
         reader=ObjectReader(clients["s3"], settings.max_object_bytes),
         store=ResultStore(
@@ -125,5 +127,27 @@ def build_runtime(
         ledger=AlertLedger(settings.alert_ledger_table, clients["dynamodb"]) if settings.alert_ledger_table else None,
         logger=logger,
         metrics=metrics,
+        review=review_intake(review, settings, clients["dynamodb"], logger),
+        delivery_gate=review.delivery_gate,
     )
     return Runtime(settings=settings, pipeline=pipeline)
+
+
+def review_intake(config: ReviewConfig, settings: Settings, dynamodb: Any, logger: Any) -> Any:
+    """REVIEW_MODE=off: None, and the pipeline makes no request for review (it still keeps a decision
+    on a result written again for the same bytes, from the item it has read anyway)."""
+    if not config.queues:
+        return None
+    from image_analysis.review.intake import ReviewIntake
+    from image_analysis.review.queue import ReviewQueue
+    from image_analysis.review.table import Table
+
+    results = Table(settings.results_table, dynamodb)
+    return ReviewIntake(
+        mode=config.mode,
+        margin=config.margin,
+        thresholds=Thresholds.from_settings(settings),
+        queue=ReviewQueue(config.queue_table, dynamodb),
+        read_item=lambda pk, sk: results.get({"pk": pk, "sk": sk}),
+        logger=logger,
+    )

@@ -282,14 +282,23 @@ class ResultStore:
         table's time-to-live): long enough that a late or redelivered create event of the deleted object
         finds it and is recognized as older, instead of writing a result for an object that is gone. Only a
         newer event may forget: by sequencer, or, for a delete without one, by the event time and (when
-        the event names it) the ETag of the object that was deleted.
+        the event names it) the ETag of the object that was deleted. A result a person rejected stays
+        whatever ``mode`` says: it is the record of that decision (REJECT_ACTION=delete deletes the object
+        itself).
         """
         from datetime import UTC, datetime
 
         now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         bucket, _, key = pk.partition("/")
-        plain: dict[str, Any] = {":seq": sequence, ":now": now, ":bucket": bucket, ":key": key, ":gone": "skipped"}
-        condition = _forget_condition(sequence, event_time, etag, plain)
+        plain: dict[str, Any] = {
+            ":seq": sequence,
+            ":now": now,
+            ":bucket": bucket,
+            ":key": key,
+            ":gone": "skipped",
+            ":rejected": "rejected",
+        }
+        condition = f"({_forget_condition(sequence, event_time, etag, plain)}){KEEP_REJECTED}"
         # A delete that comes before any result (the object was deleted before it was analyzed) leaves a
         # watermark too: the item is made with the few attributes a result needs.
         sets = [
@@ -322,6 +331,7 @@ class ResultStore:
                     "#bucket": "bucket",
                     "#key": "key",
                     "#status": "status",
+                    **KEEP_REJECTED_NAMES,
                 },
                 ExpressionAttributeValues=values,
                 ReturnValues="ALL_OLD",
@@ -391,6 +401,9 @@ WATERMARK_REMOVES = tuple(
         ]
     )
 )
+# Appended to the forget condition: an item whose review is ``rejected`` is never forgotten.
+KEEP_REJECTED = " AND (attribute_not_exists(#review) OR #review.#review_status <> :rejected)"
+KEEP_REJECTED_NAMES = {"#review": "review", "#review_status": "status"}
 
 
 def _forget_condition(sequence: str, event_time: str | None, etag: str | None, values: dict[str, Any]) -> str:

@@ -1,0 +1,34 @@
+"""ReviewFunction: a thin handler. The review HTTP API, decisions' effects and the outbox sweep live in
+the shared layer (image_analysis.review)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+
+from image_analysis.review.handler import ReviewRuntime, build_review_runtime, handle
+
+SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "image-analysis"
+logger = Logger(service="image-analysis-review")
+metrics = Metrics(namespace="ImageAnalysis", service=SERVICE)
+_runtime: ReviewRuntime | None = None
+
+
+def _get_runtime() -> ReviewRuntime:
+    # Built on the first event, not at import: configuration errors then surface in that event's log.
+    global _runtime
+    if _runtime is None:
+
+        def metric(name: str, value: float, unit: str) -> None:
+            metrics.add_metric(name=name, unit=unit, value=value)
+
+        _runtime = build_review_runtime(logger=logger, metric=metric)
+    return _runtime
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context(log_event=False)
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return handle(event, context, _get_runtime(), logger)
