@@ -51,7 +51,7 @@ class S3:
         self.tags = []
         return {}
 
-    def put_object_tagging(self, Tagging: dict, **target: Any) -> dict:  # noqa: N803 - boto3's name
+    def put_object_tagging(self, Tagging: dict, **target: Any) -> dict:
         if self.fail_tagging:
             raise ClientError({"Error": {"Code": "SlowDown"}}, "PutObjectTagging")
         if self.replace_with is not None:
