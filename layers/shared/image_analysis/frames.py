@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from image_analysis.merge import (
     MAX_LABELS,
+    Keep,
     Thresholds,
     capped,
     certainty,
@@ -110,7 +111,15 @@ class Judgement:
         return [cap for cap, answerer in self.answered_by.items() if answerer is None]
 
 
-def judge(plans: FramePlans, thresholds: Thresholds) -> Judgement:
+def judge(plans: FramePlans, thresholds: Thresholds, keep: Keep | None = None) -> Judgement:
+    """``keep``: what the item keeps of the labels (all the merge's, without it)."""
+    judgement = _judge(plans, thresholds)
+    if keep is not None:
+        judgement.sections["labels"] = keep.labels(judgement.sections["labels"])
+    return judgement
+
+
+def _judge(plans: FramePlans, thresholds: Thresholds) -> Judgement:
     if not plans.multi:
         plan = plans.plans[0]
         sections = merged_sections(plan.outputs())

@@ -31,7 +31,7 @@ from image_analysis.flag_actions import FlagActions
 from image_analysis.frames import FramePlans, judge, run_frames
 from image_analysis.imaging import FrameLimits, decode, probe
 from image_analysis.memory import Hold as MemoryHold
-from image_analysis.merge import Thresholds, fit_result, overall_status, pack_raw
+from image_analysis.merge import MAX_LABELS, Keep, Thresholds, fit_result, overall_status, pack_raw
 from image_analysis.models import AnalysisResult, ErrorInfo, Reprocess
 from image_analysis.objects import ObjectReader, SizeRejected
 from image_analysis.orchestration import Orchestrator, RecordAnswers, SharedAnswers
@@ -101,6 +101,7 @@ class Pipeline:
         max_pixels: int,
         frame_limits: FrameLimits | None = None,
         raw_budget_bytes: int = 100_000,
+        keep: Keep | None = None,
         ledger: Ledger | None = None,
         clock: Any = time.time,
         logger: Any = None,
@@ -118,6 +119,7 @@ class Pipeline:
         self.max_pixels = max_pixels
         self.frame_limits = frame_limits or FrameLimits()
         self.raw_budget_bytes = raw_budget_bytes
+        self.keep = keep or Keep(labels_max=MAX_LABELS, labels_floor=0.0, raw="all")
         self.logger = logger
         self.metrics = metrics
         # Human review (image_analysis.review.intake): opens reviews, and keeps a decision on a result
@@ -333,7 +335,7 @@ class Pipeline:
         transient = frame_plans.transient_error()
         if transient is not None:
             raise TransientFailure(transient)
-        judged = judge(frame_plans, self.thresholds)
+        judged = judge(frame_plans, self.thresholds, self.keep)
         runs = judged.runs
         error = None
         if judged.answered_by:
@@ -369,7 +371,7 @@ class Pipeline:
             answered_by=judged.answered_by,
             usage=judged.usage,
             raw=pack_raw(
-                judged.raw,
+                judged.raw if self.keep.raw_for(judged.flags) else {},
                 self.raw_budget_bytes,
                 # Answers too big for the item go to the artifacts bucket, when the store has one.
                 offload=archive.writer(ref.pk) if (archive := self.store.raw_archive) is not None else None,

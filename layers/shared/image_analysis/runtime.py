@@ -11,7 +11,7 @@ from image_analysis.alerts import AlertPublisher
 from image_analysis.cache import ContentCache
 from image_analysis.credentials import Credentials
 from image_analysis.imaging import FrameLimits
-from image_analysis.merge import Thresholds
+from image_analysis.merge import Keep, Thresholds
 from image_analysis.objects import ObjectReader
 from image_analysis.orchestration import Orchestrator
 from image_analysis.pipeline import Pipeline
@@ -97,7 +97,12 @@ def build_runtime(
         providers,
         settings,
         routes=routes,
-        cache=ContentCache(settings.cache_table, clients["dynamodb"], settings.cache_ttl_seconds)
+        cache=ContentCache(
+            settings.cache_table,
+            clients["dynamodb"],
+            settings.cache_ttl_seconds,
+            keep_raw=settings.raw_answers != "none",
+        )
         if settings.cache_table
         else None,
         usage=DailyUsage(settings.usage_table, clients["dynamodb"]) if settings.usage_table else None,
@@ -124,6 +129,7 @@ def build_runtime(
         max_pixels=settings.max_pixels,
         frame_limits=FrameLimits(settings.frame_samples, settings.frame_scan_limit),
         raw_budget_bytes=settings.raw_item_budget_bytes,
+        keep=Keep(settings.labels_max, settings.labels_min_confidence, settings.raw_answers),
         ledger=AlertLedger(settings.alert_ledger_table, clients["dynamodb"]) if settings.alert_ledger_table else None,
         logger=logger,
         metrics=metrics,

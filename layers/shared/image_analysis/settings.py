@@ -176,6 +176,10 @@ class Settings:
     max_object_bytes: int = 50 * 1024 * 1024
     max_pixels: int = 100_000_000
     raw_item_budget_bytes: int = 100_000
+    # What a result item keeps (merge.Keep): each KB of an item is a write unit on every write.
+    labels_max: int = 20
+    labels_min_confidence: float = 0.3
+    raw_answers: str = "flagged"
     http_timeout_seconds: float = 10.0
     max_attempts_per_call: int = 3
     # First backoff step between vendor tries; doubles per try (capped), with full jitter.
@@ -229,6 +233,9 @@ class Settings:
                 env, "BATCH_MEMORY_BUDGET_BYTES", _int(env, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", 1024) * 1024 * 1024 // 2
             ),
             frame_samples=_bounded_int(env, "FRAME_SAMPLES", 8, 1, 64),
+            labels_max=_bounded_int(env, "LABELS_MAX", 20, 0, 100),
+            labels_min_confidence=_float(env, "LABELS_MIN_CONFIDENCE", 0.3),
+            raw_answers=_choice(env, "RAW_ANSWERS", ("flagged", "all", "none"), "flagged"),
             frame_scan_limit=_bounded_int(env, "FRAME_SCAN_LIMIT", 300, 1, 10_000),
             alert_ledger_table=env.get("ALERT_LEDGER_TABLE", ""),
             env=env,
