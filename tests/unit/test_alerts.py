@@ -30,10 +30,19 @@ def result(**overrides):
 
 
 def test_alert_id_is_stable_per_object_version_and_differs_between_versions():
-    first = alert_id_for("b/k", "null", "etag1", "0055")
-    assert first == alert_id_for("b/k", "null", "etag1", "0055")
-    assert first != alert_id_for("b/k", "null", "etag2", "0056")
-    assert first != alert_id_for("b/k", "v2", "etag1", "0055")
+    first = alert_id_for("b/k", "null", "etag1", "0055", ["nsfw"])
+    assert first == alert_id_for("b/k", "null", "etag1", "0055", ["nsfw"])
+    assert first != alert_id_for("b/k", "null", "etag2", "0056", ["nsfw"])
+    assert first != alert_id_for("b/k", "v2", "etag1", "0055", ["nsfw"])
+
+
+def test_alert_id_follows_the_set_of_flags_not_their_order() -> None:
+    # A later result of the same version that adds a flag alerts again with an id of its own; the same
+    # flags in another order are the same alert.
+    nsfw = alert_id_for("b/k", "null", "etag1", "0055", ["nsfw"])
+    both = alert_id_for("b/k", "null", "etag1", "0055", ["nsfw", "known_bad"])
+    assert both != nsfw
+    assert both == alert_id_for("b/k", "null", "etag1", "0055", ["known_bad", "nsfw"])
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import unicodedata
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from image_analysis.merge import capped
@@ -20,8 +21,15 @@ SUBJECT_LIMIT = 99
 MESSAGE_BUDGET = 200_000
 
 
-def alert_id_for(pk: str, sk: str, etag: str | None, sequence: str) -> str:
-    return str(uuid.uuid5(ALERT_NAMESPACE, f"{pk}\n{sk}\n{etag or ''}\n{sequence}"))
+def alert_id_for(pk: str, sk: str, etag: str | None, sequence: str, flags: Iterable[str] = ()) -> str:
+    """Stable for the object version (and the event that wrote its result) and its set of flags: a later
+    result of the same version that adds a flag (a bank that learned the image) alerts with its own id,
+    and a delivery that publishes the same alert again repeats its id."""
+    name = f"{pk}\n{sk}\n{etag or ''}\n{sequence}"
+    flag_set = sorted(set(flags))
+    if flag_set:
+        name += "\n" + ",".join(flag_set)
+    return str(uuid.uuid5(ALERT_NAMESPACE, name))
 
 
 def subject_for(flags: list[str], key: str) -> str:

@@ -366,7 +366,9 @@ class Pipeline:
     def _publish(self, result: AnalysisResult, sequence: str) -> bool:
         pk, sk = f"{result.bucket}/{result.key}", result.version_id or "null"
         # A reprocessed result is a new decision: its alert gets an id of its own.
-        alert_id = alert_id_for(pk, sk, result.etag, sequence + (result.reprocess.id if result.reprocess else ""))
+        alert_id = alert_id_for(
+            pk, sk, result.etag, sequence + (result.reprocess.id if result.reprocess else ""), result.flags
+        )
         alert = build_alert(result, alert_id, self.store.table_name)
         self.publisher.publish(alert, [r.name for r in result.providers if r.status in ("succeeded", "cached")])
         self.store.mark_alerted(pk, sk, alert_id, sequence)
