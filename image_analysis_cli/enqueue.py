@@ -59,7 +59,9 @@ def server_time(response: dict[str, Any]) -> str | None:
         return None
 
 
-def s3_notification(obj: ListedObject, reprocess: dict[str, str] | None = None) -> str:
+def s3_notification(
+    obj: ListedObject, reprocess: dict[str, str] | None = None, rematch: dict[str, Any] | None = None
+) -> str:
     record = {
         "eventVersion": "2.1",
         "eventSource": "aws:s3",
@@ -81,6 +83,9 @@ def s3_notification(obj: ListedObject, reprocess: dict[str, str] | None = None) 
     body: dict[str, Any] = {"Records": [record]}
     if reprocess:
         body["imageAnalysis"] = {"reprocess": reprocess}
+    if rematch:
+        # ``bank rescan``: match the stored result against these banks again, without a new analysis.
+        body["imageAnalysis"] = {"rematch": rematch}
     return json.dumps(body)
 
 

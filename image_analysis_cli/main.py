@@ -39,7 +39,7 @@ from image_analysis_cli.resources import (
 )
 from image_analysis_cli.state import BackfillState
 
-FLAGS = ("nsfw", "ai_generated", "deepfake")
+FLAGS = ("nsfw", "ai_generated", "deepfake", "known_bad")
 SHOWN = 20  # keys listed in text output before "... and N more"
 
 
@@ -551,6 +551,10 @@ def find(obj: Context, sha256: str) -> None:
     if not rows:
         click.echo("No object holds these bytes.")
 
+
+from image_analysis_cli.banks import bank  # noqa: E402  (the group registers on ``cli``)
+
+cli.add_command(bank)
 
 if __name__ == "__main__":
     main()

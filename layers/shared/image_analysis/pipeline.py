@@ -21,6 +21,9 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from image_analysis.alerts import AlertPublisher, alert_id_for, build_alert
+from image_analysis.banks.matcher import BanksUnavailable
+from image_analysis.banks.rescan import rematch
+from image_analysis.banks.screening import BankScreening
 from image_analysis.errors import InputRejected, ObjectSkipped, ObjectUnreadable
 from image_analysis.events import ObjectRef
 from image_analysis.imaging import decode
@@ -97,6 +100,7 @@ class Pipeline:
         alert_lease_seconds: float = ALERT_LEASE_SECONDS,
         logger: Any = None,
         metrics: Any = None,
+        banks: BankScreening | None = None,
     ) -> None:
         self.reader = reader
         self.store = store
@@ -110,6 +114,8 @@ class Pipeline:
         self.alert_lease_seconds = alert_lease_seconds
         self.logger = logger
         self.metrics = metrics
+        # The hash banks (PDQ matching, and the flag known_bad); without banks results still carry pdq.
+        self.banks = banks or BankScreening()
 
     # -- the public steps ------------------------------------------------------------------------
     def read_results(self, refs: list[ObjectRef]) -> dict[tuple[str, str], dict[str, Any] | None]:
@@ -146,6 +152,8 @@ class Pipeline:
             return self.forget(ref)
         if existing is UNREAD:
             existing = self.store.get(ref.pk, ref.sk)
+        if ref.rematch_banks is not None:
+            return self._rematch(ref, existing, lease)
         final = existing is not None and existing.get("status") in FINAL_STATUSES
         sequence = ref.sequence
         if ref.reprocess_id:
@@ -285,16 +293,24 @@ class Pipeline:
             key=ref.key,
             version_id=ref.version_id,
         )
-        plan = self.orchestrator.run(request, prefetched)
-        plans.append(plan)
+        screening = self.banks.for_image()
+        try:
+            skip = screening.skip_vendors  # None unless SKIP_VENDORS_ON_MATCH: the plan is then unchanged
+            plan = self.orchestrator.run(request, prefetched, **({"skip_vendors": skip} if skip else {}))
+            plans.append(plan)
+            outputs = plan.outputs()
+            bank_fields = screening.result_fields(outputs)
+        except BanksUnavailable as exc:
+            raise TransientFailure(ErrorInfo(code="server_error", message=str(exc))) from exc
         if cache_writes is not None:
             cache_writes.done()  # the batch's answers may be cached while this result is written
         transient = plan.transient_error()
         if transient is not None:
             raise TransientFailure(transient)
         runs = plan.runs
-        sections = merged_sections(plan.outputs())
+        sections = merged_sections(outputs)
         flags = decide_flags(sections["moderation"], sections["ai_generated"], sections["deepfake"], self.thresholds)
+        flags += screening.flags
         error = None
         if plan.answered_by:
             status = "partial" if plan.missing else "succeeded"
@@ -332,6 +348,7 @@ class Pipeline:
                 offload=archive.writer(ref.pk) if (archive := self.store.raw_archive) is not None else None,
             ),
             analyzed_at=_now(),
+            **bank_fields,
             **sections,
         )
 
@@ -409,6 +426,20 @@ class Pipeline:
             self._count("QuarantineTagFailed")
             if self.logger is not None:
                 self.logger.exception("could not remove the quarantine tags of an object no longer flagged")
+
+    def _rematch(self, ref: ObjectRef, existing: dict[str, Any] | None, lease: float) -> Outcome:
+        """``bank rescan``: the stored result matched again; a new known_bad match alerts and quarantines
+        once, through the same steps as a fresh result (``banks.rescan``)."""
+        done = rematch(
+            ref, existing, reader=self.reader, store=self.store, banks=self.banks, max_pixels=self.max_pixels
+        )
+        if done.result is None:
+            alerted = self._heal_alert(existing, lease) if done.heal and existing else False
+            return Outcome("done", done.status, done.detail, alerted=alerted)
+        self._count("RescanFlagged_known_bad")
+        alerted = self._publish(done.result, done.sequence)
+        result = self._tag(ref, done.result, done.sequence) if self.quarantine_tags else done.result
+        return Outcome("done", done.status, done.detail, alerted=alerted, result=result)
 
     def _heal_alert(self, item: dict[str, Any], lease: float) -> bool:
         """A flagged item without ``alert_id``: its writer may still be publishing, or may have crashed.

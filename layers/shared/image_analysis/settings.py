@@ -148,6 +148,12 @@ class Settings:
     # multiplies memory, so the default budget is a quarter of the function's memory.
     record_concurrency: int = 10
     batch_memory_budget_bytes: int = 256 * 1024 * 1024
+    # Hash banks (PDQ): their table and snapshot bucket (empty: no banks), how often a running function
+    # looks for changes, and whether a known_bad match skips the paid vendors.
+    banks_table: str = ""
+    banks_bucket: str = ""
+    bank_poll_seconds: float = 30.0
+    skip_vendors_on_match: bool = False
     # How old another delivery's alert claim must be before a delivery may take it over and publish:
     # longer than the function timeout (120 s), shorter than the queue's visibility timeout (720 s).
     alert_claim_lease_seconds: int = 300
@@ -188,6 +194,10 @@ class Settings:
                 env, "BATCH_MEMORY_BUDGET_BYTES", _int(env, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", 1024) * 1024 * 1024 // 4
             ),
             alert_claim_lease_seconds=max(1, _int(env, "ALERT_CLAIM_LEASE_SECONDS", 300)),
+            banks_table=env.get("BANKS_TABLE", ""),
+            banks_bucket=env.get("BANKS_BUCKET", ""),
+            bank_poll_seconds=max(1.0, float(env.get("BANK_POLL_SECONDS", "30") or 30)),
+            skip_vendors_on_match=env.get("SKIP_VENDORS_ON_MATCH", "").lower() in ("1", "true", "yes"),
             env=env,
         )
 

@@ -312,6 +312,44 @@ class ResultStore:
             raise
         return True
 
+    def add_matches(
+        self, pk: str, sk: str, sequence: str, matches: list[Any], known_bad: bool, month: str
+    ) -> dict[str, Any] | None:
+        """A stored result matched again (``bank rescan``): record its new bank matches; with ``known_bad``
+        also the flag, with the alert claimed for this writer and the previous alert's id taken off, so
+        that exactly one more alert goes out (its id follows the new set of flags). Conditional on the same
+        event's item, not a tombstone, not known_bad already. Returns the updated item, or None when the
+        condition failed (superseded, deleted, or flagged by someone else first)."""
+        values: dict[str, Any] = {":seq": sequence, ":matches": matches}
+        update = "SET matches = :matches"
+        condition = "seq = :seq AND attribute_not_exists(deleted_at)"
+        names: dict[str, str] = {}
+        if known_bad:
+            update += (
+                ", #flags = list_append(if_not_exists(#flags, :none), :known_bad), flag_known_bad = :month,"
+                " alert_claimed_at = :now REMOVE alert_id"
+            )
+            condition += " AND NOT contains(#flags, :flag)"
+            names["#flags"] = "flags"
+            values.update(
+                {":none": [], ":known_bad": ["known_bad"], ":flag": "known_bad", ":month": month, ":now": self._now()}
+            )
+        try:
+            response = self._client.update_item(
+                TableName=self.table_name,
+                Key=self._marshal({"pk": pk, "sk": sk}),
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeValues=self._marshal(values),
+                ReturnValues="ALL_NEW",
+                **({"ExpressionAttributeNames": names} if names else {}),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return None
+            raise
+        return self._unmarshal(response.get("Attributes"))
+
     def mark_alerted(self, pk: str, sk: str, alert_id: str, sequence: str) -> bool:
         """Record that the alert for this exact event went out; False if already recorded or superseded."""
         try:
