@@ -278,11 +278,11 @@ class BankStore:
             self._client.update_item(
                 TableName=self.table_name,
                 Key=self._key(REGISTRY, bank.name),
-                UpdateExpression="SET snapshot = :snapshot",
-                ConditionExpression="attribute_not_exists(snapshot)"
+                UpdateExpression="SET #snapshot = :snapshot",
+                ConditionExpression="attribute_not_exists(#snapshot)"
                 if previous is None
-                else "snapshot.#key = :previous",
-                **({"ExpressionAttributeNames": {"#key": "key"}} if previous else {}),
+                else "#snapshot.#key = :previous",
+                ExpressionAttributeNames={"#snapshot": "snapshot", **({"#key": "key"} if previous else {})},
                 ExpressionAttributeValues=self._marshal(
                     {":snapshot": _snapshot_item(snapshot), **({":previous": previous} if previous else {})}
                 ),
