@@ -28,6 +28,8 @@ import math
 from array import array
 from dataclasses import dataclass, field
 from functools import cache
+from itertools import compress
+from operator import mul
 from typing import TYPE_CHECKING
 
 from PIL import Image, ImageMath
@@ -87,7 +89,7 @@ class PdqHash:
         ``value``). Without a DCT (a hash read from text) only the hash itself."""
         if not self.dct:
             return (self.value,)
-        return tuple(_bits(_transformed(self.dct, *spec)) for spec in DIHEDRAL.values())
+        return tuple(_bits(list(map(mul, map(self.dct.__getitem__, moves), signs))) for moves, signs in _plans())
 
 
 def dihedral_from_bits(value: int) -> tuple[int, ...]:
@@ -300,22 +302,29 @@ def _dct16(grid: Image.Image) -> tuple[float, ...]:
     return tuple(array("f", product.resize((_DCT, _DCT), Image.Resampling.BOX).tobytes()))
 
 
-def _transformed(dct: tuple[float, ...], transpose: bool, even_rows: bool, even_columns: bool) -> list[float]:
-    out = [0.0] * (_DCT * _DCT)
-    for i in range(_DCT):
-        for j in range(_DCT):
-            value = dct[i * _DCT + j]
-            if (even_rows and i % 2 == 0) != (even_columns and j % 2 == 0):
-                value = -value
-            out[j * _DCT + i if transpose else i * _DCT + j] = value
-    return out
+@cache
+def _plans() -> tuple[tuple[list[int], list[float]], ...]:
+    """Per dihedral variant: where each of its coefficients comes from, and the sign it takes."""
+    plans = []
+    for transpose, even_rows, even_columns in DIHEDRAL.values():
+        moves, signs = [0] * (_DCT * _DCT), [1.0] * (_DCT * _DCT)
+        for i in range(_DCT):
+            for j in range(_DCT):
+                target = j * _DCT + i if transpose else i * _DCT + j
+                moves[target] = i * _DCT + j
+                signs[target] = -1.0 if (even_rows and i % 2 == 0) != (even_columns and j % 2 == 0) else 1.0
+        plans.append((moves, signs))
+    return tuple(plans)
+
+
+_POWERS = tuple(1 << k for k in range(_DCT * _DCT))
 
 
 def _bits(dct: tuple[float, ...] | list[float]) -> int:
     """Bit ``k`` set when coefficient ``k`` exceeds the median: the 128th smallest of the 256, as the
     reference's Torben median returns for an even count."""
     median = sorted(dct)[len(dct) // 2 - 1]
-    return sum(1 << k for k, value in enumerate(dct) if value > median)
+    return sum(compress(_POWERS, map(median.__lt__, dct)))
 
 
 def _fitted(size: tuple[int, int], side: int) -> tuple[int, int]:
