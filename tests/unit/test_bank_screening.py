@@ -168,3 +168,26 @@ def test_a_rescan_request_rides_on_an_s3_notification_and_a_plain_upload_carries
     assert plain.objects[0].rematch_banks is None
     [bad] = parse_event(_sqs({**_notification(), "imageAnalysis": {"rematch": {"banks": "list"}}})).records
     assert not bad.objects and bad.malformed
+
+
+def test_rescan_candidates_are_certain_as_stored_and_maybe_when_only_a_rotation_is_near() -> None:
+    from image_analysis.banks.rescan import candidates
+
+    photo = Image.open(f"{FIXTURES}/bridge-1-original.jpg")
+    bank = view("list", "known_bad", {BRIDGE.value: None})
+    mirrored = pdq_hash(photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT))
+    unrelated = pdq_hash(Image.open(f"{FIXTURES}/q0122.jpg"))
+
+    def stored(key: str, hashed: PdqHash, **extra) -> dict:
+        return {"key": key, "pdq": hashed.hex, "pdq_quality": hashed.quality, "status": "succeeded", **extra}
+
+    items = [
+        stored("same", BRIDGE),
+        stored("mirrored", mirrored),
+        stored("unrelated", unrelated),
+        stored("matched before", BRIDGE, matches=[{"bank": "list", "distance": 0}]),
+        stored("weak", PdqHash(BRIDGE.value, 40)),
+        stored("failed", BRIDGE, status="failed"),
+        stored("gone", BRIDGE, deleted_at="2026-12-01T00:00:00Z"),
+    ]
+    assert [(item["key"], kind) for item, kind in candidates(bank, items)] == [("same", "match"), ("mirrored", "maybe")]
