@@ -99,8 +99,15 @@ class HashIndex:
             start, length = sections[name]
             return view[start : start + length]
 
-        self._offsets = _native(part("offsets"), "I")
-        self._ids = part("ids")
+        # The offsets (4 MB whatever the bank's size) as an array: a query reads 4,000 of them.
+        self._offsets = array("I", bytes(part("offsets")))
+        if sys.byteorder == "big":
+            self._offsets.byteswap()
+        self._ends = self._offsets[1:]  # where each bucket ends: the next one's start
+        # Entries and hashes are read as byte positions in the buffer itself (bytes or mmap slices are
+        # quicker to take than memoryview ones, and a query takes a few hundred).
+        self._ids_at = sections["ids"][0]
+        self._hashes_at = sections["hashes"][0]
         self._hashes = part("hashes")
         self._label_offsets = _native(part("label_offsets"), "I") if "label_offsets" in sections else None
         self._labels = part("labels") if "labels" in sections else None
@@ -124,8 +131,8 @@ class HashIndex:
 
     # -- entries -----------------------------------------------------------------------------------
     def hash_of(self, entry: int) -> int:
-        start = entry * HASH_BYTES
-        return int.from_bytes(self._hashes[start : start + HASH_BYTES])
+        start = self._hashes_at + entry * HASH_BYTES
+        return int.from_bytes(self._buffer[start : start + HASH_BYTES])
 
     def label_of(self, entry: int) -> str | None:
         if self._label_offsets is None or self._labels is None:
@@ -178,7 +185,7 @@ class HashIndex:
         added (no carry: at most 16) and the sums held to ``limit``."""
         keys = [top ^ mask for top in tops for mask in masks]
         starts = list(map(self._offsets.__getitem__, keys))
-        ends = list(map(self._offsets.__getitem__, map((1).__add__, keys)))
+        ends = list(map(self._ends.__getitem__, keys))
         sizes = list(map(sub, ends, starts))  # in bytes: two per entry
         width = sum(sizes)
         if not width:
@@ -199,9 +206,8 @@ class HashIndex:
             position = passed.find(1, position + 1)
 
     def _entry(self, slot: int) -> int:
-        width = self.id_bytes
-        start = slot * width
-        return int.from_bytes(self._ids[start : start + width], "little")
+        start = self._ids_at + slot * self.id_bytes
+        return int.from_bytes(self._buffer[start : start + self.id_bytes], "little")
 
 
 def _native(view: memoryview, code: str) -> memoryview:

@@ -51,6 +51,7 @@ REGISTRY = "banks"
 READ_PART_BYTES = 16 * 1024 * 1024
 READ_CONNECTIONS = 8
 _APPEND_TRIES = 10
+MAX_LABEL_CHARS = 256
 # What a transaction that lost to another writer of the same bank answers.
 _LOST_RACE = ("TransactionCanceledException", "TransactionConflictException")
 
@@ -150,6 +151,8 @@ class BankStore:
     def _append(
         self, name: str, op: str, value: int, label: str | None, quality: int | None, source: str | None
     ) -> Delta:
+        # Labels end up in results and alerts (up to 20 matches each): kept short.
+        label = label[:MAX_LABEL_CHARS] if label else None
         for attempt in range(_APPEND_TRIES):
             bank = self.require(name)
             delta = Delta(bank.seq + 1, op, value, label, quality, self._now(), source)  # type: ignore[arg-type]
@@ -267,7 +270,7 @@ class BankStore:
             return None
         bank, entries = self.load(name)
         for entry in extra:
-            entries.setdefault(entry.hash, entry.label)
+            entries.setdefault(entry.hash, entry.label[:MAX_LABEL_CHARS] if entry.label else None)
         built_at = self._now()
         data = build(list(entries), list(entries.values()), bank=bank.name, seq=bank.seq, built_at=built_at)
         key = f"{self.prefix}{bank.name}/{bank.seq:012d}-{uuid.uuid4().hex[:12]}.pdqidx"
