@@ -324,6 +324,13 @@ def test_the_command_line_creates_lists_imports_matches_removes_and_compacts(sta
     assert f"{name}  flag none  distance 20  1 in its snapshot" in listed.output
     matched = cli_run(stack, "match", str(PDQ / "bridge-5-flipx.jpg"))
     assert f"{name}: " in matched.output and "(Sample Data: ADULT tag1 tag2)" in matched.output
+    source = f"bank-src-{uuid.uuid4().hex[:8]}"  # not the uploads bucket: nothing is analyzed
+    boto3.client("s3").create_bucket(Bucket=source)
+    boto3.client("s3").put_object(Bucket=source, Key="q/wee.jpg", Body=(PDQ / "wee.jpg").read_bytes())
+    added = cli_run(stack, "add", name, f"s3://{source}/q/wee.jpg")
+    assert added.exit_code == 0 and f"from s3://{source}/q/wee.jpg to {name}" in added.output
+    assert f"{name}: 0 bits (s3://{source}/q/wee.jpg)" in cli_run(stack, "match", str(PDQ / "wee.jpg")).output
+    store.remove(name, pdq_hash(Image.open(PDQ / "wee.jpg")).value)
     removed = cli_run(stack, "remove", name, to_hex(photo.value))
     assert removed.exit_code == 0 and "Removed" in removed.output
     assert "No bank entry" in cli_run(stack, "match", str(PDQ / "bridge-5-flipx.jpg")).output

@@ -38,7 +38,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 from itertools import accumulate, combinations
-from operator import sub
+from operator import itemgetter, sub
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +114,7 @@ class HashIndex:
 
     # -- opening ---------------------------------------------------------------------------------
     @classmethod
-    def from_bytes(cls, data: bytes) -> HashIndex:
+    def from_bytes(cls, data: bytes | bytearray) -> HashIndex:
         return cls(data, read_header(data))
 
     @classmethod
@@ -184,13 +184,13 @@ class HashIndex:
         XORed with the query's, their bits counted per byte (``translate``), each entry's two bytes
         added (no carry: at most 16) and the sums held to ``limit``."""
         keys = [top ^ mask for top in tops for mask in masks]
-        starts = list(map(self._offsets.__getitem__, keys))
-        ends = list(map(self._ends.__getitem__, keys))
+        # itemgetter takes thousands of items in one call: half the time of a map over them.
+        starts, ends = itemgetter(*keys)(self._offsets), itemgetter(*keys)(self._ends)
         sizes = list(map(sub, ends, starts))  # in bytes: two per entry
         width = sum(sizes)
         if not width:
             return
-        candidates = b"".join(map(self._buffer.__getitem__, map(slice, starts, ends)))
+        candidates = b"".join(itemgetter(*map(slice, starts, ends))(self._buffer))
         per_top = len(masks)
         totals = [sum(sizes[n : n + per_top]) // 2 for n in range(0, len(sizes), per_top)]
         targets = b"".join(map(bytes.__mul__, partners, totals))

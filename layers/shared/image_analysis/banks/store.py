@@ -50,6 +50,7 @@ REGISTRY = "banks"
 # Snapshots are read with this many ranged GETs at once (S3 serves each connection at tens of MB/s).
 READ_PART_BYTES = 16 * 1024 * 1024
 READ_CONNECTIONS = 8
+PARALLEL_ABOVE_BYTES = 256 * 1024 * 1024
 _APPEND_TRIES = 10
 MAX_LABEL_CHARS = 256
 # What a transaction that lost to another writer of the same bank answers.
@@ -222,11 +223,21 @@ class BankStore:
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     # -- snapshots ---------------------------------------------------------------------------------
-    def read_snapshot(self, snapshot: Snapshot) -> bytes:
-        """The snapshot's bytes, fetched in parts over several connections at once."""
-        if snapshot.size <= READ_PART_BYTES:
-            return self._s3.get_object(Bucket=self.bucket, Key=snapshot.key)["Body"].read()
+    def read_snapshot(self, snapshot: Snapshot) -> bytearray:
+        """The snapshot's bytes, read into one buffer (never held twice). Up to PARALLEL_ABOVE_BYTES in
+        one GET; larger ones in parts over several connections at once, as S3 serves each connection
+        at tens of MB/s (the emulator answers a ranged GET at the cost of a whole one, so its snapshots
+        are read in one)."""
         buffer = bytearray(snapshot.size)
+        if snapshot.size <= PARALLEL_ABOVE_BYTES:
+            body = self._s3.get_object(Bucket=self.bucket, Key=snapshot.key)["Body"]
+            position = 0
+            while chunk := body.read(READ_PART_BYTES):
+                buffer[position : position + len(chunk)] = chunk
+                position += len(chunk)
+            if position != snapshot.size:
+                raise ValueError(f"snapshot {snapshot.key} is {position} bytes, not {snapshot.size}")
+            return buffer
 
         def fetch(start: int) -> None:
             end = min(snapshot.size, start + READ_PART_BYTES) - 1
@@ -235,7 +246,7 @@ class BankStore:
 
         with ThreadPoolExecutor(max_workers=READ_CONNECTIONS, thread_name_prefix="bank-read") as pool:
             list(pool.map(fetch, range(0, snapshot.size, READ_PART_BYTES)))
-        return bytes(buffer)
+        return buffer
 
     def download_snapshot(self, snapshot: Snapshot, path: Path) -> Path:
         """The snapshot as a local file (for ``HashIndex.open``), fetched once: the name is its key's."""
@@ -243,7 +254,11 @@ class BankStore:
             return path
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".partial")
-        partial.write_bytes(self.read_snapshot(snapshot))
+        # Straight to disk in ranged parts over several connections (boto3's transfer manager): the
+        # file never passes through the heap.
+        self._s3.download_file(self.bucket, snapshot.key, str(partial))
+        if partial.stat().st_size != snapshot.size:
+            raise ValueError(f"snapshot {snapshot.key} is {partial.stat().st_size} bytes, not {snapshot.size}")
         partial.replace(path)
         return path
 
