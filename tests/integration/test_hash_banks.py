@@ -338,3 +338,20 @@ def test_the_command_line_creates_lists_imports_matches_removes_and_compacts(sta
     assert f"{name}: new snapshot with 0 entries" in compacted.output
     assert run(["--stack-name", stack.name, "bank", "create", name]) == 2
     assert f"a bank named '{name}' exists already" in capsys.readouterr().err
+
+
+def test_a_snapshot_too_big_for_the_heap_is_mapped_from_disk_one_file_per_bank(store, banks, tmp_path):
+    name = banks("known_bad")
+    photo = pdq_hash(bridge())
+    store.compact(name, [Entry(photo.value, "mapped")])
+    now = [0.0]
+    matcher = BankMatcher(store, clock=lambda: now[0], map_dir=tmp_path, map_above_bytes=0)
+    assert [m.label for m in matcher.match([photo]).matches] == ["mapped"]
+    first = list((tmp_path / name).iterdir())
+    assert len(first) == 1 and first[0].stat().st_size == store.require(name).snapshot.size
+
+    store.compact(name, [Entry(pdq_hash(Image.open(PDQ / "q0122.jpg")).value, "second")])
+    now[0] += 31
+    assert [m.label for m in matcher.match([photo]).matches] == ["mapped"]  # through the new file
+    [second] = (tmp_path / name).iterdir()
+    assert second != first[0] and second.name == store.require(name).snapshot.key.rsplit("/", 1)[-1]

@@ -7,6 +7,8 @@
 - ``screening``: the pipeline's seam (one per image; SKIP_VENDORS_ON_MATCH);
 - ``rescan``: a bank's newer entries over stored results (``image-analysis bank rescan``);
 - ``api``: what other code calls to add a hash to a bank or take it out (review rejections);
-- ``formats``: the hash lists ``bank import`` reads;
-- ``compaction``: the scheduled compaction (the command line compacts too).
+- ``formats``: the hash lists ``bank import`` reads.
+
+Compaction (``store.compact``) runs from the command line (``bank compact``, ``bank import``), never in
+the analysis function.
 """

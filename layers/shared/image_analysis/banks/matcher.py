@@ -22,7 +22,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-from image_analysis.analyzers.pdq import MIN_QUALITY, PdqHash, to_hex
+from image_analysis.analyzers.pdq import MIN_QUALITY, PdqHash
 from image_analysis.banks.index import SEGMENT_BITS, SEGMENTS, HashIndex, radii
 from image_analysis.banks.model import Bank, Delta
 from image_analysis.banks.store import BankStore
@@ -242,8 +242,12 @@ class BankMatcher:
         if bank.snapshot is not None:
             snapshot = bank.snapshot
             if self._map_dir is not None and snapshot.size > self._map_above:
-                name = snapshot.key.rsplit("/", 1)[-1]
-                index = HashIndex.open(self.store.download_snapshot(snapshot, self._map_dir / f"{bank.name}-{name}"))
+                path = self._map_dir / bank.name / snapshot.key.rsplit("/", 1)[-1]
+                index = HashIndex.open(self.store.download_snapshot(snapshot, path))
+                for older in path.parent.iterdir():
+                    if older != path:
+                        # The disk holds one snapshot per bank (a view still mapping it keeps its pages).
+                        older.unlink(missing_ok=True)
             else:
                 index = HashIndex.from_bytes(self.store.read_snapshot(snapshot))
             base = snapshot.seq
@@ -261,4 +265,4 @@ def describe(match: BankMatch) -> str:
     return f"{match.bank}: {match.distance} bits{label}{frame}"
 
 
-__all__ = ["NOTHING", "BankMatcher", "BankView", "BanksUnavailable", "MatchOutcome", "describe", "to_hex"]
+__all__ = ["NOTHING", "BankMatcher", "BankView", "BanksUnavailable", "MatchOutcome", "describe"]
