@@ -22,7 +22,6 @@ from typing import Any, Literal
 
 from image_analysis.alerts import AlertPublisher, alert_id_for, build_alert
 from image_analysis.banks.matcher import BanksUnavailable
-from image_analysis.banks.rescan import rematch
 from image_analysis.banks.screening import BankScreening
 from image_analysis.errors import InputRejected, ObjectSkipped, ObjectUnreadable
 from image_analysis.events import ObjectRef
@@ -430,6 +429,8 @@ class Pipeline:
     def _rematch(self, ref: ObjectRef, existing: dict[str, Any] | None, lease: float) -> Outcome:
         """``bank rescan``: the stored result matched again; a new known_bad match alerts and quarantines
         once, through the same steps as a fresh result (``banks.rescan``)."""
+        from image_analysis.banks.rescan import rematch  # only rescans need it: kept off the cold path
+
         done = rematch(
             ref, existing, reader=self.reader, store=self.store, banks=self.banks, max_pixels=self.max_pixels
         )

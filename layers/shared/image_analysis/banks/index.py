@@ -29,7 +29,6 @@ why it stays in milliseconds in pure Python.
 from __future__ import annotations
 
 import json
-import mmap
 import sys
 from array import array
 from bisect import bisect_right
@@ -121,6 +120,8 @@ class HashIndex:
     def open(cls, path: Path) -> HashIndex:
         """Map a snapshot file instead of reading it: pages are read as queries touch them, and the
         kernel may drop them again under memory pressure (the 10-million-entry path)."""
+        import mmap  # only banks too large for the heap are mapped
+
         with path.open("rb") as handle:
             mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
         return cls(mapped, read_header(mapped))
