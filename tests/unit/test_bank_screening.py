@@ -31,6 +31,9 @@ class StaticMatcher(BankMatcher):
     def views(self):
         return self._static
 
+    def prefetch(self) -> None:
+        pass  # nothing to poll
+
 
 def view(name: str, flag: str, entries: dict[int, str | None]) -> BankView:
     return BankView(Bank(name, flag=flag), None, AddedEntries(entries), frozenset(), 1)

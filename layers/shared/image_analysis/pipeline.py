@@ -278,8 +278,10 @@ class Pipeline:
         except Exception as exc:  # throttling, 5xx, network: the SDK retried already
             raise TransientFailure(ErrorInfo(code="server_error", message=f"reading the object failed: {exc}")) from exc
         sha256 = hashlib.sha256(data).hexdigest()
-        # The vendors' cache lookups need only the bytes: they go out while the image is decoded.
+        # The vendors' cache lookups need only the bytes: they go out while the image is decoded (and so
+        # does a poll of the hash banks that is due).
         prefetched = self.orchestrator.prefetch(sha256, cache_writes)
+        screening = self.banks.for_image()
         try:
             image = decode(data, self.max_pixels, sha256=sha256)
         except InputRejected as exc:
@@ -292,7 +294,6 @@ class Pipeline:
             key=ref.key,
             version_id=ref.version_id,
         )
-        screening = self.banks.for_image()
         try:
             skip = screening.skip_vendors  # None unless SKIP_VENDORS_ON_MATCH: the plan is then unchanged
             plan = self.orchestrator.run(request, prefetched, **({"skip_vendors": skip} if skip else {}))

@@ -14,6 +14,7 @@ looked up with its eight rotations and flips, so a turned or mirrored copy match
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -187,6 +188,17 @@ class BankMatcher:
         if known_bad:
             self._count("KnownBadMatched", 1)
         return MatchOutcome(tuple(matches), known_bad)
+
+    def prefetch(self) -> None:
+        """Start a refresh that is due on a thread of its own, so that it overlaps the record's read and
+        decode instead of following them (``match`` then finds it done, or waits for the first one)."""
+        if self._clock() >= self._next_poll and not self._lock.locked():
+            threading.Thread(target=self._refresh_quietly, name="bank-refresh", daemon=True).start()
+
+    def _refresh_quietly(self) -> None:
+        # A failure is counted and logged; ``match`` tries again and reports it to its record.
+        with contextlib.suppress(BanksUnavailable):
+            self.refresh()
 
     def views(self) -> dict[str, BankView]:
         """The banks as of the last refresh (refreshed first when it is due)."""

@@ -31,6 +31,9 @@ class BankScreening:
         self.logger = logger
 
     def for_image(self) -> Screening:
+        """One image's screening; a poll of the banks that is due starts now, in the background."""
+        if self.matcher is not None:
+            self.matcher.prefetch()
         return Screening(self)
 
 
