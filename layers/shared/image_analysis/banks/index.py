@@ -124,6 +124,8 @@ class HashIndex:
 
         with path.open("rb") as handle:
             mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        # Lookups jump across the file: reading ahead of each fault would only fill memory.
+        mapped.madvise(mmap.MADV_RANDOM)
         return cls(mapped, read_header(mapped))
 
     @property
