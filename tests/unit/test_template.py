@@ -279,8 +279,10 @@ def test_the_function_reads_and_tags_only_the_uploads_that_trigger_it(deployment
     for operation in operations:
         for action in _S3_ACTIONS[operation]:
             resources = [stack.sub(r, **names) for r in stack.allowed(action)]
-            # Besides the uploads, only the artifacts bucket's prepared copies (which trigger nothing).
-            assert [r for r in resources if not r.startswith("${ArtifactsBucket.Arn}/prepared/")] == [objects], action
+            # Besides the uploads, only the artifacts bucket's prepared copies and the hash banks' snapshots
+            # (which trigger nothing).
+            others = ("${ArtifactsBucket.Arn}/prepared/", "${BanksBucket.Arn}/banks/")
+            assert [r for r in resources if not r.startswith(others)] == [objects], action
     # Without ListBucket S3 answers 403 for a deleted key, which the code records as object_unreadable.
     assert [stack.sub(r, **names) for r in stack.allowed("s3:ListBucket")] == [bucket]
 
@@ -816,3 +818,42 @@ def test_the_function_may_write_and_delete_raw_answers_but_only_under_raw(deploy
         assert raw == [{"Fn::Sub": "${ArtifactsBucket.Arn}/raw/*"}], operation
     # Read back only by tools, with their own credentials.
     assert not [r for r in stack.allowed("s3:GetObject") if "/raw/" in json.dumps(r)]
+
+
+# -- hash banks --------------------------------------------------------------------------------------------
+
+
+def test_the_function_reads_the_hash_banks_and_their_snapshots_and_may_change_neither(deployment):
+    stack = deployment()
+    banks = {"Fn::GetAtt": ["BanksTable", "Arn"]}
+    # The matcher's reads (store.list and store.deltas query; the registry item is read by key).
+    for action in ("dynamodb:GetItem", "dynamodb:Query"):
+        assert banks in stack.allowed(action), action
+    for action in ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"):
+        assert banks not in stack.allowed(action), action
+    snapshots = [r for r in stack.allowed("s3:GetObject") if "BanksBucket" in json.dumps(r)]
+    assert [stack.sub(r) for r in snapshots] == ["${BanksBucket.Arn}/banks/*"]
+    for action in ("s3:PutObject", "s3:DeleteObject"):
+        assert not [r for r in stack.allowed(action) if "BanksBucket" in json.dumps(r)], action
+
+
+def test_known_bad_has_its_sparse_monthly_index_like_the_other_flags(deployment):
+    indexes = {
+        i["IndexName"]: i for i in deployment().resources["ResultsTable"]["Properties"]["GlobalSecondaryIndexes"]
+    }
+    keys = [(k["AttributeName"], k["KeyType"]) for k in indexes["FlaggedKnownBad"]["KeySchema"]]
+    assert keys == [("flag_known_bad", "HASH"), ("analyzed_at", "RANGE")]
+    assert indexes["FlaggedKnownBad"]["Projection"] == indexes["FlaggedNsfw"]["Projection"]
+
+
+def test_banks_survive_the_stack_and_replaced_snapshots_expire(sam):
+    resources = sam["Resources"]
+    for name in ("BanksTable", "BanksBucket"):
+        assert resources[name]["DeletionPolicy"] == "Retain", name
+    bucket = resources["BanksBucket"]["Properties"]
+    assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
+    rules = {rule["Id"]: rule for rule in bucket["LifecycleConfiguration"]["Rules"]}
+    assert rules["ExpireReplacedSnapshots"]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 30}
+    outputs = sam["Outputs"]
+    assert outputs["BanksTableName"]["Value"] == {"Ref": "BanksTable"}
+    assert outputs["BanksBucketName"]["Value"] == {"Ref": "BanksBucket"}

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from image_analysis.alert_ledger import AlertLedger
 from image_analysis.alerts import AlertPublisher
+from image_analysis.banks.matcher import BankMatcher
+from image_analysis.banks.screening import BankScreening
+from image_analysis.banks.store import BankStore
 from image_analysis.cache import ContentCache
 from image_analysis.credentials import Credentials
 from image_analysis.imaging import FrameLimits
@@ -135,6 +139,7 @@ def build_runtime(
         metrics=metrics,
         review=review_intake(review, settings, clients["dynamodb"], logger),
         delivery_gate=review.delivery_gate,
+        banks=bank_screening(settings, clients, logger, metric),
     )
     return Runtime(settings=settings, pipeline=pipeline)
 
@@ -157,3 +162,15 @@ def review_intake(config: ReviewConfig, settings: Settings, dynamodb: Any, logge
         read_item=lambda pk, sk: results.get({"pk": pk, "sk": sk}),
         logger=logger,
     )
+
+
+def bank_screening(settings: Settings, clients: dict[str, Any], logger: Any, metric: Any) -> BankScreening:
+    """The hash banks as this container sees them (none without BANKS_TABLE)."""
+    if not settings.banks_table:
+        return BankScreening()
+    store = BankStore(settings.banks_table, clients["dynamodb"], clients["s3"], settings.banks_bucket)
+    # Snapshots too big for the heap are mapped from local disk (/tmp, the function's ephemeral storage).
+    matcher = BankMatcher(
+        store, poll_seconds=settings.bank_poll_seconds, map_dir=Path("/tmp/banks"), logger=logger, metric=metric
+    )
+    return BankScreening(matcher, settings.skip_vendors_on_match, logger)

@@ -195,6 +195,12 @@ class Settings:
     # Who may publish each alert, and whether it went out (a table of its own; empty: kept in memory,
     # for tests and local tools).
     alert_ledger_table: str = ""
+    # Hash banks (PDQ): their table and snapshot bucket (empty: no banks), how often a running function
+    # looks for changes, and whether a known_bad match skips the paid vendors.
+    banks_table: str = ""
+    banks_bucket: str = ""
+    bank_poll_seconds: float = 30.0
+    skip_vendors_on_match: bool = False
     # Everything else (vendor base URLs, local keys, vendor options) is read through ``env``.
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -238,6 +244,10 @@ class Settings:
             raw_answers=_choice(env, "RAW_ANSWERS", ("flagged", "all", "none"), "flagged"),
             frame_scan_limit=_bounded_int(env, "FRAME_SCAN_LIMIT", 300, 1, 10_000),
             alert_ledger_table=env.get("ALERT_LEDGER_TABLE", ""),
+            banks_table=env.get("BANKS_TABLE", ""),
+            banks_bucket=env.get("BANKS_BUCKET", ""),
+            bank_poll_seconds=max(1.0, float(env.get("BANK_POLL_SECONDS", "30") or 30)),
+            skip_vendors_on_match=env.get("SKIP_VENDORS_ON_MATCH", "").lower() in ("1", "true", "yes"),
             env=env,
         )
 
