@@ -935,7 +935,8 @@ def _with_spread(median: str, spread: tuple[str, str] | None) -> str:
 
 def table(figures: list[Figure]) -> str:
     lines = [
-        "| id | what | measured: median (min to max) | baseline: median (min to max) | ratio: median (min to max) | budget | |",
+        "| id | what | measured: median (min to max) | baseline: median (min to max) | ratio: median (min to max) "
+        "| budget | |",
         "|---|---|---|---|---|---|---|",
     ]
     for f in figures:
@@ -992,9 +993,9 @@ Measured, not estimated: a warm process handles batches of the template's BatchS
 (the content cache never answers); each AWS request the function makes is counted, and each DynamoDB
 request asks DynamoDB Local for the capacity it consumed (`ReturnConsumedCapacity=INDEXES`, on every
 table and index). A batch took {batch * 1000:.0f} ms (median; {min(bill.batch_s) * 1000:.0f} to
-{max(bill.batch_s) * 1000:.0f} ms) and {statistics.median(bill.batch_cpu_s) * 1000:.0f} ms of CPU. At the template's {bill.memory_mb} MB Lambda gives
-{bill.memory_mb / LAMBDA_MB_PER_VCPU:.2f} of a vCPU, so a batch is billed for the longer of its time and its
-CPU time over that share: {billed * 1000:.0f} ms on average, **{billed * bill.memory_mb / 1024 / bill.batch_size:.3f}
+{max(bill.batch_s) * 1000:.0f} ms) and {statistics.median(bill.batch_cpu_s) * 1000:.0f} ms of CPU. At the template's
+{bill.memory_mb} MB Lambda gives {bill.memory_mb / LAMBDA_MB_PER_VCPU:.2f} of a vCPU, so a batch is billed for the
+longer of its time and its CPU time over that share: {billed * 1000:.0f} ms on average, **{billed * bill.memory_mb / 1024 / bill.batch_size:.3f}
 GB-seconds per image**. The result item is {bill.item_bytes:,} bytes as DynamoDB counts them
 ({bill.flagged_item_bytes:,} when flagged, with the vendor's raw answer kept).
 
@@ -1052,8 +1053,8 @@ Absolute times are the emulator's more than AWS's (a moto call costs a few milli
 the ratios are what the budgets constrain, since both sides make the same calls to the same emulator.
 
 B1 in context: a cold start took {b1.value * 1000:.0f} ms (median; {b1.spread[0] * 1000:.0f} to
-{b1.spread[1] * 1000:.0f} ms) against {b1.baseline * 1000:.0f} ms by hand. B1 loads no hash bank: the stack has none (docs/hash-banks.md gives
-what loading one adds, B10).
+{b1.spread[1] * 1000:.0f} ms) against {b1.baseline * 1000:.0f} ms by hand. B1 loads no hash bank: the stack has
+none (B10 gives what loading one adds).
 
 B2 in context: CPU time per warm record, {notes["warm_record_cpu_s"][0] * 1000:.1f} ms in the pipeline and
 {notes["warm_record_cpu_s"][1] * 1000:.1f} ms by hand. The difference is the offline analysis (decode,
@@ -1129,8 +1130,7 @@ def main(argv: list[str] | None = None) -> int:
     bench.notes["load"] = (load_before, os.getloadavg()[0])
     print(table(figures))
     if "bill" in bench.notes:
-        bill = bench.notes["bill"]
-        print("\n" + "\n".join(f"{name}: ${value:,.2f}" for name, value in bill.lines.items()))
+        print("\n" + cost_section(bench.notes["bill"], args.latency * 1000))
     if only:
         return 0 if all(f.within for f in figures) else 1
     command = "make bench" + (f" BENCH_ARGS='--repeats {args.repeats}'" if args.repeats != 7 else "")
