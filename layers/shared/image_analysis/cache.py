@@ -8,7 +8,10 @@ question (routing asked only for moderation) is never taken for a wider one. The
 the file, or for a frame of an animation that frame's own bytes. An entry that does not decompress or
 validate against today's model is a miss, never a failure of the record.
 The item also keeps how many vendor requests the answer took: a hit saves that
-many. Items expire through the table's time-to-live attribute.
+many. Items expire through the table's time-to-live attribute. With ``RAW_ANSWERS=flagged`` (the default)
+an entry keeps the vendor's own answer only when that answer flags the image by itself: a later result
+served from the cache is then flagged with its raw answer, except when thresholds were lowered since or
+the flag comes from another provider's answer or a bank (that result's ``raw`` then lacks this vendor).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import hashlib
 import json
 import time
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,13 +54,20 @@ class CachedAnswer:
 
 class ContentCache:
     def __init__(
-        self, table_name: str, dynamodb_client: Any, ttl_seconds: int, clock: Any = time.time, keep_raw: bool = True
+        self,
+        table_name: str,
+        dynamodb_client: Any,
+        ttl_seconds: int,
+        clock: Any = time.time,
+        keep_raw: bool | Callable[[ProviderOutput], bool] = True,
     ) -> None:
         self.table_name = table_name
         self._client = dynamodb_client
         self.ttl_seconds = ttl_seconds
         self._clock = clock
-        # RAW_ANSWERS=none: no result keeps a vendor's own answer, so neither does its cached copy.
+        # Whether an answer's cached copy keeps the vendor's own answer: as the results do (RAW_ANSWERS):
+        # never with ``none``; with ``flagged``, for an answer that flags an image by itself (``Keep.raw_for_answer``),
+        # the raw answer being most of the entry, hence of its write units.
         self.keep_raw = keep_raw
 
     @staticmethod
@@ -80,7 +90,8 @@ class ContentCache:
         return CachedAnswer(output, calls)
 
     def _item(self, key: str, output: ProviderOutput, calls: int) -> dict[str, Any] | None:
-        kept = output if self.keep_raw else output.model_copy(update={"raw": {}})
+        keeps = self.keep_raw(output) if callable(self.keep_raw) else self.keep_raw
+        kept = output if keeps else output.model_copy(update={"raw": {}})
         blob = zlib.compress(kept.model_dump_json(exclude_defaults=True).encode(), 6)
         if len(blob) > MAX_CACHED_BYTES:
             return None

@@ -56,6 +56,16 @@ class Keep:
     def raw_for(self, flags: Sequence[str]) -> bool:
         return self.raw == "all" or (self.raw == "flagged" and bool(flags))
 
+    def raw_for_answer(self, output: ProviderOutput, thresholds: Thresholds) -> bool:
+        """Whether one provider's answer, cached for later images of the same bytes, keeps its raw part:
+        with ``flagged``, when that answer alone reaches a threshold."""
+        if self.raw != "flagged":
+            return self.raw == "all"
+        outputs = [output]
+        return bool(
+            decide_flags(merge_moderation(outputs), merge_ai_generated(outputs), merge_deepfake(outputs), thresholds)
+        )
+
 
 @dataclass(frozen=True)
 class Thresholds:

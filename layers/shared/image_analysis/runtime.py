@@ -91,6 +91,8 @@ def build_runtime(
     # ROUTING wins over PROVIDERS: it names every provider it may call. builtin always runs.
     names = ["builtin", *providers_in(routes)] if routes else list(settings.providers)
     providers = {name: provider_class(name).create(deps) for name in dict.fromkeys(names)}
+    thresholds = Thresholds.from_settings(settings, providers.values())
+    keep = Keep(settings.labels_max, settings.labels_min_confidence, settings.raw_answers)
     metric = None
     if metrics is not None:
 
@@ -105,7 +107,7 @@ def build_runtime(
             settings.cache_table,
             clients["dynamodb"],
             settings.cache_ttl_seconds,
-            keep_raw=settings.raw_answers != "none",
+            keep_raw=lambda output: keep.raw_for_answer(output, thresholds),
         )
         if settings.cache_table
         else None,
@@ -129,11 +131,11 @@ def build_runtime(
         orchestrator=orchestrator,
         on_delete=settings.on_delete,
         quarantine_tags=settings.quarantine_tags,
-        thresholds=Thresholds.from_settings(settings, providers.values()),
+        thresholds=thresholds,
         max_pixels=settings.max_pixels,
         frame_limits=FrameLimits(settings.frame_samples, settings.frame_scan_limit),
         raw_budget_bytes=settings.raw_item_budget_bytes,
-        keep=Keep(settings.labels_max, settings.labels_min_confidence, settings.raw_answers),
+        keep=keep,
         ledger=AlertLedger(settings.alert_ledger_table, clients["dynamodb"]) if settings.alert_ledger_table else None,
         logger=logger,
         metrics=metrics,
