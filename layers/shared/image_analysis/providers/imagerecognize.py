@@ -711,7 +711,6 @@ class ImageRecognizeProvider(Provider):
         return form
 
 
-
 def _prepare(image: DecodedImage) -> tuple[bytes, str]:
     """The upload: the original when it is PNG/JPEG within 50 MB (and, under the house metadata policy,
     carries no personal metadata), else a converted copy.

@@ -578,7 +578,6 @@ class ImaggaProvider(Provider):
             executor=self._requests if self.max_concurrency > 1 else None,
         )
 
-
     def query(self, endpoint: str) -> dict[str, str]:
         """The endpoint's options. The docs list them as query parameters of the POST, beside the file."""
         if endpoint == "colors":
