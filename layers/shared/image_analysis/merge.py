@@ -66,6 +66,19 @@ class Keep:
             decide_flags(merge_moderation(outputs), merge_ai_generated(outputs), merge_deepfake(outputs), thresholds)
         )
 
+    def cached(self, output: ProviderOutput, thresholds: Thresholds) -> ProviderOutput:
+        """What the content cache keeps of one provider's answer: the labels a result would keep of it (the
+        top ``labels_max`` of several answers are among their own top ``labels_max`` each, so a result
+        merged from cached answers keeps the same labels), and its raw part as ``raw_for_answer`` says."""
+        update: dict[str, Any] = {"labels": self.labels(output.labels)}
+        if not self.raw_for_answer(output, thresholds):
+            update["raw"] = {}
+        return output.model_copy(update=update)
+
+    def fingerprint(self) -> str:
+        """What the cache key must change with: an answer cached under other label settings kept other labels."""
+        return f"labels {self.labels_max} >= {self.labels_floor}"
+
 
 @dataclass(frozen=True)
 class Thresholds:

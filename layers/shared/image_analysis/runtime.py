@@ -103,11 +103,12 @@ def build_runtime(
         providers,
         settings,
         routes=routes,
+        kept=keep.fingerprint(),
         cache=ContentCache(
             settings.cache_table,
             clients["dynamodb"],
             settings.cache_ttl_seconds,
-            keep_raw=lambda output: keep.raw_for_answer(output, thresholds),
+            kept=lambda output: keep.cached(output, thresholds),
         )
         if settings.cache_table
         else None,
