@@ -139,7 +139,7 @@ class ResultStore:
         self.raw_archive = raw_archive
         # Optional time-to-live of results (the table's TTL attribute ``expires_at``); 0 keeps them.
         self.ttl_days = ttl_days
-        import boto3.dynamodb.types as types
+        from image_analysis import dynamo_types as types
 
         self._serializer = types.TypeSerializer()
         self._deserializer = types.TypeDeserializer()
