@@ -460,7 +460,8 @@ def main() -> None:
     report["total_s"] = time.perf_counter() - STARTED
     if calls is not None:
         report["aws_calls_ms"] = {op: [round(t * 1000, 2) for t in times] for op, times in calls.items()}
-    print(json.dumps(report, default=str))
+    # Flushed at once: the benchmark times a cold start up to this line, not the interpreter's exit.
+    print(json.dumps(report, default=str), flush=True)
 
 
 if __name__ == "__main__":
