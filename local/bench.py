@@ -961,9 +961,7 @@ def table(figures: list[Figure]) -> str:
             _fmt(f.baseline, f.unit),
             (_fmt(f.baseline_spread[0], f.unit), _fmt(f.baseline_spread[1], f.unit)) if f.baseline_spread else None,
         )
-        ratio = _with_spread(
-            f"{f.ratio:.3f}", (f"{min(f.ratios):.3f}", f"{max(f.ratios):.3f}") if f.ratios else None
-        )
+        ratio = _with_spread(f"{f.ratio:.3f}", (f"{min(f.ratios):.3f}", f"{max(f.ratios):.3f}") if f.ratios else None)
         if f.limit is not None:
             bound = f"≤ {_fmt(f.limit, f.unit)}"
         elif math.isinf(f.budget):
@@ -975,9 +973,7 @@ def table(figures: list[Figure]) -> str:
 
 
 def cost_section(bill: Bill, latency_ms: float) -> str:
-    before_lines = "\n".join(
-        f"| {name} | ${BEFORE[name]:,.2f} | ${value:,.2f} |" for name, value in bill.lines.items()
-    )
+    before_lines = "\n".join(f"| {name} | ${BEFORE[name]:,.2f} | ${value:,.2f} |" for name, value in bill.lines.items())
     units = "\n".join(
         f"| {name.split('|')[0]} | {name.split('|')[1]} | {name.split('|')[2]} | {value:.2f} | "
         f"{bill.flagged_units.get(name, 0.0):.2f} |"
@@ -1009,8 +1005,9 @@ table and index). A batch took {batch * 1000:.0f} ms (median; {min(bill.batch_s)
 {max(bill.batch_s) * 1000:.0f} ms) and {statistics.median(bill.batch_cpu_s) * 1000:.0f} ms of CPU. At the template's
 {bill.memory_mb} MB Lambda gives {bill.memory_mb / LAMBDA_MB_PER_VCPU:.2f} of a vCPU, so a batch is billed for the
 longer of its time and its CPU time over that share: {billed * 1000:.0f} ms on average,
-**{billed * bill.memory_mb / 1024 / bill.batch_size:.3f} GB-seconds per image**. The result item is {bill.item_bytes:,} bytes as DynamoDB counts them
-({bill.flagged_item_bytes:,} when flagged, with the vendor's raw answer kept).
+**{billed * bill.memory_mb / 1024 / bill.batch_size:.3f} GB-seconds per image**. The result item is
+{bill.item_bytes:,} bytes by AWS's item-size rules ({bill.flagged_item_bytes:,} when flagged, with the
+vendor's raw answer kept).
 
 Per million images, batches of {bill.batch_size}, 1% of images flagged:
 
