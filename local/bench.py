@@ -37,6 +37,8 @@ from local.sandbox import FaultPlan, VendorSandbox
 from local.stack import LocalStack, deploy, empty_queue
 
 CHILD = ROOT / "local" / "bench_child.py"
+# B1: fresh processes per side and run, of which the quickest counts.
+COLD_STARTS_PER_RUN = 3
 # B2: warm records per process and round (each process also has its cold one first).
 WARM_RECORDS_PER_ROUND = 4
 LAMBDA_LAYER_LIMIT_BYTES = 250 * 1024 * 1024
@@ -299,14 +301,23 @@ class Bench:
         with self.vendors(["imagga"], 0.0) as vendor_env:
             env = self.env(PROVIDERS="builtin,imagga", **vendor_env)
             for round_ in range(self.repeats):
-                # Each pair in turn, and turns at going first, so that drift hits both sides alike.
-                for mode in ("handler", "by-hand") if round_ % 2 == 0 else ("by-hand", "handler"):
-                    events = single_events(upload_events(self.stack, self.photo, 1))
-                    _report, wall = run_child(self.build, mode, events_file(self.tmp, events), env)
-                    walls[mode].append(wall)
+                # Each pair in turn, and turns at going first, so that drift hits both sides alike. A
+                # side's run is the quickest of COLD_STARTS_PER_RUN fresh processes started in a row: other
+                # work on the machine only ever slows a start down, and a pair is compared on what each
+                # side costs, not on whose start a neighbour's burst happened to meet.
+                order = ("handler", "by-hand") if round_ % 2 == 0 else ("by-hand", "handler")
+                starts: dict[str, list[float]] = {mode: [] for mode in order}
+                for _ in range(COLD_STARTS_PER_RUN):
+                    for mode in order:
+                        events = single_events(upload_events(self.stack, self.photo, 1))
+                        _report, wall = run_child(self.build, mode, events_file(self.tmp, events), env)
+                        starts[mode].append(wall)
+                for mode in order:
+                    walls[mode].append(min(starts[mode]))
         return paired(
             "B1",
-            "cold start: fresh process, import the built handler, process one record (builtin + Imagga)",
+            "cold start: fresh process, import the built handler, process one record (builtin + Imagga); each run "
+            f"the quickest of {COLD_STARTS_PER_RUN} in a row",
             walls["handler"],
             walls["by-hand"],
             "s",
