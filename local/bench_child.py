@@ -352,6 +352,24 @@ _CAPACITY_OPERATIONS = frozenset(
 _READ_OPERATIONS = frozenset({"GetItem", "Query", "Scan", "BatchGetItem", "TransactGetItems"})
 
 
+def _with_absent_keys(entries: list[dict], params: dict, response: dict) -> list[dict]:
+    """DynamoDB Local reports no capacity for the keys of a BatchGetItem that hold no item, where AWS bills
+    a read of a missing item as any other: a unit for a strongly consistent read, half for another. Each
+    key asked for that came back neither as an item nor as unprocessed is added at that rate to what was
+    reported for its table (the items found keep their size-based units)."""
+    reported = {entry["TableName"]: entry for entry in entries}
+    fixed = []
+    for table, request in params.get("RequestItems", {}).items():
+        found = len(response.get("Responses", {}).get(table, []))
+        unprocessed = len(response.get("UnprocessedKeys", {}).get(table, {}).get("Keys", []))
+        absent = max(0, len(request["Keys"]) - found - unprocessed)
+        entry = dict(reported.get(table, {"TableName": table}))
+        units = entry.get("Table", {}).get("CapacityUnits", entry.get("CapacityUnits", 0.0))
+        units += absent * (1.0 if request.get("ConsistentRead") else 0.5)
+        fixed.append({**entry, "CapacityUnits": units, "Table": {"CapacityUnits": units}})
+    return fixed
+
+
 class RequestTally:
     """BENCH_CAPACITY=1: every AWS request the function makes, by service and operation, and for DynamoDB
     the capacity units each consumed, by table and index, as DynamoDB reports them: each request is sent
@@ -375,14 +393,16 @@ class RequestTally:
             if service == "dynamodb" and operation in _CAPACITY_OPERATIONS:
                 params = {**params, "ReturnConsumedCapacity": "INDEXES"}
             response = original(client, operation, params)
-            tally._add(service, operation, response)
+            tally._add(service, operation, response, params)
             return response
 
         BaseClient._make_api_call = counted  # type: ignore[method-assign]
 
-    def _add(self, service: str, operation: str, response: dict) -> None:
+    def _add(self, service: str, operation: str, response: dict, params: dict) -> None:
         consumed = response.get("ConsumedCapacity") if service == "dynamodb" else None
         entries = consumed if isinstance(consumed, list) else [consumed] if consumed else []
+        if operation == "BatchGetItem":
+            entries = _with_absent_keys(entries, params, response)
         kind = "read" if operation in _READ_OPERATIONS else "write"
         with self._lock:
             requests = self._counts.setdefault("requests", {})
