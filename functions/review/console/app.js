@@ -151,6 +151,13 @@ async function showQueue() {
   state.selected.clear();
   renderQueueFrame();
   await Promise.all([loadCounts(), loadPage()]);
+  busy(false);
+}
+
+// The list says when it is being brought up to date (assistive technology, and the browser tests).
+function busy(on) {
+  const list = document.getElementById("items");
+  if (list) list.setAttribute("aria-busy", on ? "true" : "false");
 }
 
 async function loadPage() {
@@ -242,7 +249,13 @@ function renderQueueFrame() {
       tabs,
       filters,
       bulk,
-      h("ol", { class: "items", id: "items", "aria-label": `${q.status} reviews, oldest first` }),
+      h("ol", {
+        class: "items",
+        id: "items",
+        "aria-busy": "true",
+        "aria-label": `${q.status} reviews, oldest first`,
+        "data-query": new URLSearchParams(q).toString(),
+      }),
       h("p", { class: "muted", id: "queue-end" }),
     ),
   );
@@ -378,6 +391,11 @@ function askReason(decision, what) {
       event.preventDefault();
       finish(null);
     };
+    // Enter records the reason (Shift+Enter starts a new line).
+    const enter = (event) => {
+      if (event.key === "Enter" && !event.shiftKey) submit(event);
+    };
+    text.onkeydown = enter;
     form.addEventListener("submit", submit);
     cancel.addEventListener("click", dismiss);
     dialog.addEventListener("cancel", dismiss);
@@ -450,12 +468,14 @@ async function afterDecisions() {
     return;
   }
   // Decided items leave this status's list; refused ones stay, saying who decided.
+  busy(true);
   const before = state.items[state.cursor];
   state.items = state.items.filter((i) => i.status === state.query.status || i.refused);
   const kept = state.items.indexOf(before);
   state.cursor = Math.min(kept >= 0 ? kept : state.cursor, Math.max(state.items.length - 1, 0));
   renderItems();
   await loadCounts();
+  busy(false);
 }
 
 // -- one review -----------------------------------------------------------------------------------

@@ -188,7 +188,9 @@ def _static(name: str) -> Response:
         return Response(status_code=404, content_type="text/plain", body="not found", headers=security_headers(config))
     content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
     headers = {**security_headers(config), "Cache-Control": "no-cache"}
-    return Response(status_code=200, content_type=f"{content_type}; charset=utf-8", body=path.read_text(), headers=headers)
+    return Response(
+        status_code=200, content_type=f"{content_type}; charset=utf-8", body=path.read_text(), headers=headers
+    )
 
 
 @routes.get("/")
@@ -198,7 +200,10 @@ def page() -> Response:
     if path is None or not path.is_file():
         return Response(status_code=404, content_type="text/plain", body="no console here")
     return Response(
-        status_code=200, content_type="text/html; charset=utf-8", body=path.read_text(), headers=security_headers(config)
+        status_code=200,
+        content_type="text/html; charset=utf-8",
+        body=path.read_text(),
+        headers=security_headers(config),
     )
 
 

@@ -4,7 +4,8 @@ oldest first through its ``ByStatus`` index. The results table gains no index fo
 Item: ``pk`` (``<bucket>/<key>#<version or null>``), ``status``, ``flags``, ``analyzed_at`` (of the
 result that opened the review: the listing's order), ``result_pk``/``result_sk``, ``bucket``, ``key``,
 ``version_id``, ``etag``, ``sha256``; ``providers`` (those whose answers raised a flag) and the console's
-``thumbnail`` (and an animation's ``frames_strip``, ``strip_frames``) when the pipeline opened it; once decided ``decided_by``, ``decided_at``, ``reason``, ``appeals``;
+``thumbnail`` (and an animation's ``frames_strip``, ``strip_frames``) when the pipeline opened it; once
+decided ``decided_by``, ``decided_at``, ``reason``, ``appeals``;
 ``object_deleted_at`` when a rejection deleted the object version.
 """
 
