@@ -178,9 +178,9 @@ def test_a_stale_decision_shows_who_decided_first(page, console):
     open_queue(page, console)
     move_to(page, key)
     # Another moderator approves it with the command line while this page still shows it pending.
+    command = ["--stack-name", console.stack_name, "review", "approve", f"s3://{console.bucket}/{key}"]
     decided = subprocess.run(
-        [sys.executable, "-m", "image_analysis_cli.main", "--stack-name", console.stack_name, "review", "approve"]
-        + [f"s3://{console.bucket}/{key}"],
+        [sys.executable, "-m", "image_analysis_cli.main", *command],
         env=console.aws_env(),
         capture_output=True,
         text=True,
