@@ -429,6 +429,7 @@ async function decide(item, decision, reason) {
 }
 
 async function act(item, decision) {
+  if (state.deciding) return; // one decision at a time: the next key acts on what the list shows after it
   if (!(DECISIONS[item.status] || []).includes(decision)) {
     notice(`${item.key} is ${item.status}: it cannot be ${DONE[decision].toLowerCase()}.`, "warning");
     return;
@@ -438,10 +439,17 @@ async function act(item, decision) {
     reason = await askReason(decision, item.key);
     if (!reason) return;
   }
-  const outcome = await decide(item, decision, reason);
-  if (outcome === "done") notice(`${DONE[decision]}: ${item.key}`, "success");
-  if (outcome === "refused") notice(`${item.key}: ${item.refused}`, "error");
-  await afterDecisions();
+  state.deciding = true;
+  busy(true);
+  try {
+    const outcome = await decide(item, decision, reason);
+    if (outcome === "done") notice(`${DONE[decision]}: ${item.key}`, "success");
+    if (outcome === "refused") notice(`${item.key}: ${item.refused}`, "error");
+    await afterDecisions();
+  } finally {
+    state.deciding = false;
+    busy(false);
+  }
 }
 
 async function bulkDecide(decision) {
@@ -453,7 +461,13 @@ async function bulkDecide(decision) {
     if (!reason) return;
   }
   const tally = { done: 0, refused: 0, failed: 0 };
-  for (const item of chosen) tally[await decide(item, decision, reason)] += 1;
+  state.deciding = true;
+  busy(true);
+  try {
+    for (const item of chosen) tally[await decide(item, decision, reason)] += 1;
+  } finally {
+    state.deciding = false;
+  }
   const parts = [`${tally.done} ${DONE[decision].toLowerCase()}`];
   if (tally.refused) parts.push(`${tally.refused} refused (decided by someone else first)`);
   if (tally.failed) parts.push(`${tally.failed} failed`);
