@@ -114,6 +114,7 @@ def build_runtime(
         metric=metric,
     )
     review = ReviewConfig.from_env(settings.env)
+    thresholds = Thresholds.from_settings(settings, providers.values())
     pipeline = Pipeline(
         reader=ObjectReader(clients["s3"], settings.max_object_bytes),
         store=ResultStore(
@@ -129,7 +130,7 @@ def build_runtime(
         orchestrator=orchestrator,
         on_delete=settings.on_delete,
         quarantine_tags=settings.quarantine_tags,
-        thresholds=Thresholds.from_settings(settings, providers.values()),
+        thresholds=thresholds,
         max_pixels=settings.max_pixels,
         frame_limits=FrameLimits(settings.frame_samples, settings.frame_scan_limit),
         raw_budget_bytes=settings.raw_item_budget_bytes,
@@ -137,14 +138,16 @@ def build_runtime(
         ledger=AlertLedger(settings.alert_ledger_table, clients["dynamodb"]) if settings.alert_ledger_table else None,
         logger=logger,
         metrics=metrics,
-        review=review_intake(review, settings, clients["dynamodb"], logger),
+        review=review_intake(review, settings, clients["dynamodb"], logger, thresholds),
         delivery_gate=review.delivery_gate,
         banks=bank_screening(settings, clients, logger, metric),
     )
     return Runtime(settings=settings, pipeline=pipeline)
 
 
-def review_intake(config: ReviewConfig, settings: Settings, dynamodb: Any, logger: Any) -> Any:
+def review_intake(
+    config: ReviewConfig, settings: Settings, dynamodb: Any, logger: Any, thresholds: Thresholds | None = None
+) -> Any:
     """REVIEW_MODE=off: None, and the pipeline makes no request for review (it still keeps a decision
     on a result written again for the same bytes, from the item it has read anyway)."""
     if not config.queues:
@@ -157,7 +160,7 @@ def review_intake(config: ReviewConfig, settings: Settings, dynamodb: Any, logge
     return ReviewIntake(
         mode=config.mode,
         margin=config.margin,
-        thresholds=Thresholds.from_settings(settings),
+        thresholds=thresholds or Thresholds.from_settings(settings),
         queue=ReviewQueue(config.queue_table, dynamodb),
         read_item=lambda pk, sk: results.get({"pk": pk, "sk": sk}),
         logger=logger,
