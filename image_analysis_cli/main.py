@@ -40,7 +40,7 @@ from image_analysis_cli.resources import (
 from image_analysis_cli.state import BackfillState
 from image_analysis_cli.terminal import safe_json, shown
 
-FLAGS = ("nsfw", "ai_generated", "deepfake")
+FLAGS = ("nsfw", "ai_generated", "deepfake", "known_bad")
 SHOWN = 20  # keys listed in text output before "... and N more"
 
 
@@ -582,6 +582,9 @@ def find(obj: Context, sha256: str) -> None:
 cli.add_command(review_commands.review)
 cli.add_command(review_commands.calibrate)
 
+from image_analysis_cli.banks import bank  # noqa: E402  (the group registers on ``cli``)
+
+cli.add_command(bank)
 
 if __name__ == "__main__":
     main()

@@ -27,8 +27,21 @@ def _get_runtime() -> ReviewRuntime:
         def metric(name: str, value: float, unit: str) -> None:
             metrics.add_metric(name=name, unit=unit, value=value)
 
-        _runtime = build_review_runtime(logger=logger, metric=metric, static_dir=CONSOLE_DIR)
+        _runtime = build_review_runtime(hooks=_bank_hooks(), logger=logger, metric=metric, static_dir=CONSOLE_DIR)
     return _runtime
+
+
+def _bank_hooks() -> Any:
+    """Rejections feed the hash bank ``rejected`` (and an approval after appeal takes the hash out)."""
+    table, bucket = os.environ.get("BANKS_TABLE", ""), os.environ.get("BANKS_BUCKET", "")
+    if not table:
+        return None
+    import boto3
+
+    from image_analysis.banks.review_hooks import BankHooks
+    from image_analysis.banks.store import BankStore
+
+    return BankHooks(BankStore(table, boto3.client("dynamodb"), boto3.client("s3"), bucket), logger)
 
 
 @metrics.log_metrics

@@ -34,6 +34,8 @@ STAR_ONLY_ACTIONS = {
     "rekognition:DetectText",
     "xray:PutTraceSegments",
     "xray:PutTelemetryRecords",
+    # The console's vendor spend (the review function): GetMetricData takes no resource ARN.
+    "cloudwatch:GetMetricData",
 }
 EXISTING = {
     "ExistingBucketName": "users-photos",
@@ -279,8 +281,10 @@ def test_the_function_reads_and_tags_only_the_uploads_that_trigger_it(deployment
     for operation in operations:
         for action in _S3_ACTIONS[operation]:
             resources = [stack.sub(r, **names) for r in stack.allowed(action)]
-            # Besides the uploads, only the artifacts bucket's prepared copies (which trigger nothing).
-            assert [r for r in resources if not r.startswith("${ArtifactsBucket.Arn}/prepared/")] == [objects], action
+            # Besides the uploads, only the artifacts bucket's prepared copies and the hash banks' snapshots
+            # (which trigger nothing).
+            others = ("${ArtifactsBucket.Arn}/prepared/", "${BanksBucket.Arn}/banks/")
+            assert [r for r in resources if not r.startswith(others)] == [objects], action
     # Without ListBucket S3 answers 403 for a deleted key, which the code records as object_unreadable.
     assert [stack.sub(r, **names) for r in stack.allowed("s3:ListBucket")] == [bucket]
 
@@ -412,7 +416,8 @@ def test_every_key_user_is_allowed_to_use_its_key(deployment):
         assert properties.get("SqsManagedSseEnabled") is True and "KmsMasterKeyId" not in properties, name
     # The log groups: CloudWatch Logs may use the key for exactly these log groups.
     groups = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Logs::LogGroup"]
-    assert len(groups) == 3 and all(g["KmsKeyId"] == {"Fn::GetAtt": ["OperationsKey", "Arn"]} for g in groups)
+    # The functions' two, the review API's and the console API's access logs.
+    assert len(groups) == 4 and all(g["KmsKeyId"] == {"Fn::GetAtt": ["OperationsKey", "Arn"]} for g in groups)
     (logs,) = [
         s
         for s in resources["OperationsKey"]["Properties"]["KeyPolicy"]["Statement"]
@@ -681,6 +686,7 @@ def test_operations_topic_accepts_only_this_stacks_alarms(deployment):
 def test_every_checkov_suppression_is_an_accepted_one_with_its_reason(sam):
     accepted = {"CKV_AWS_115", "CKV_AWS_116", "CKV_AWS_117", "CKV_AWS_173", "CKV_AWS_27", "CKV_AWS_21"}
     accepted |= {"CKV_AWS_119", "CKV_AWS_149"}
+    accepted |= {"CKV_AWS_309"}  # the console's page and its files: public on purpose, no data
     for name, resource in sam["Resources"].items():
         for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", []):
             assert skip["id"] in accepted, f"{name}: {skip['id']} is not an accepted suppression"
@@ -798,7 +804,8 @@ def _lifecycle(stack: _Deployment) -> dict[str, dict[str, Any]]:
 
 def test_raw_answers_are_kept_while_results_are_and_prepared_copies_expire_in_a_day(deployment):
     kept = _lifecycle(deployment())
-    assert set(kept) == {"prepared/"}, "with ResultTtlDays=0 results are kept: so are their raw answers"
+    assert set(kept) == {"prepared/", "thumbnails/"}, "with ResultTtlDays=0 results are kept: so are their raw answers"
+    assert kept["thumbnails/"]["ExpirationInDays"] == 90  # the console's thumbnails of images under review
     assert kept["prepared/"]["ExpirationInDays"] == 1
     expiring = _lifecycle(deployment(ResultTtlDays="30"))
     assert expiring["raw/"]["ExpirationInDays"] == "30" and expiring["raw/"]["Status"] == "Enabled"
@@ -816,3 +823,42 @@ def test_the_function_may_write_and_delete_raw_answers_but_only_under_raw(deploy
         assert raw == [{"Fn::Sub": "${ArtifactsBucket.Arn}/raw/*"}], operation
     # Read back only by tools, with their own credentials.
     assert not [r for r in stack.allowed("s3:GetObject") if "/raw/" in json.dumps(r)]
+
+
+# -- hash banks --------------------------------------------------------------------------------------------
+
+
+def test_the_function_reads_the_hash_banks_and_their_snapshots_and_may_change_neither(deployment):
+    stack = deployment()
+    banks = {"Fn::GetAtt": ["BanksTable", "Arn"]}
+    # The matcher's reads (store.list and store.deltas query; the registry item is read by key).
+    for action in ("dynamodb:GetItem", "dynamodb:Query"):
+        assert banks in stack.allowed(action), action
+    for action in ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"):
+        assert banks not in stack.allowed(action), action
+    snapshots = [r for r in stack.allowed("s3:GetObject") if "BanksBucket" in json.dumps(r)]
+    assert [stack.sub(r) for r in snapshots] == ["${BanksBucket.Arn}/banks/*"]
+    for action in ("s3:PutObject", "s3:DeleteObject"):
+        assert not [r for r in stack.allowed(action) if "BanksBucket" in json.dumps(r)], action
+
+
+def test_known_bad_has_its_sparse_monthly_index_like_the_other_flags(deployment):
+    indexes = {
+        i["IndexName"]: i for i in deployment().resources["ResultsTable"]["Properties"]["GlobalSecondaryIndexes"]
+    }
+    keys = [(k["AttributeName"], k["KeyType"]) for k in indexes["FlaggedKnownBad"]["KeySchema"]]
+    assert keys == [("flag_known_bad", "HASH"), ("analyzed_at", "RANGE")]
+    assert indexes["FlaggedKnownBad"]["Projection"] == indexes["FlaggedNsfw"]["Projection"]
+
+
+def test_banks_survive_the_stack_and_replaced_snapshots_expire(sam):
+    resources = sam["Resources"]
+    for name in ("BanksTable", "BanksBucket"):
+        assert resources[name]["DeletionPolicy"] == "Retain", name
+    bucket = resources["BanksBucket"]["Properties"]
+    assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
+    rules = {rule["Id"]: rule for rule in bucket["LifecycleConfiguration"]["Rules"]}
+    assert rules["ExpireReplacedSnapshots"]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 30}
+    outputs = sam["Outputs"]
+    assert outputs["BanksTableName"]["Value"] == {"Ref": "BanksTable"}
+    assert outputs["BanksBucketName"]["Value"] == {"Ref": "BanksBucket"}

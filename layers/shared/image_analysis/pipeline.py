@@ -25,17 +25,19 @@ from typing import Any, Literal
 
 from image_analysis.alert_ledger import Ledger, MemoryAlertLedger
 from image_analysis.alerts import AlertPublisher
+from image_analysis.banks.matcher import BanksUnavailable
+from image_analysis.banks.screening import BankScreening
 from image_analysis.errors import InputRejected, ObjectSkipped, ObjectUnreadable
 from image_analysis.events import UNSEQUENCED, ObjectRef
 from image_analysis.flag_actions import FlagActions
 from image_analysis.frames import FramePlans, judge, run_frames
 from image_analysis.imaging import FrameLimits, decode, probe
 from image_analysis.memory import Hold as MemoryHold
-from image_analysis.merge import Thresholds, fit_result, overall_status, pack_raw
+from image_analysis.merge import MAX_LABELS, Keep, Thresholds, fit_result, overall_status, pack_raw
 from image_analysis.models import AnalysisResult, ErrorInfo, Reprocess
 from image_analysis.objects import ObjectReader, SizeRejected
 from image_analysis.orchestration import Orchestrator, RecordAnswers, SharedAnswers
-from image_analysis.providers.base import AnalysisRequest, Deadline
+from image_analysis.providers.base import AnalysisRequest, Deadline, ProviderOutput
 from image_analysis.review.intake import PassiveReview
 from image_analysis.store import FINAL_STATUSES, ResultStore, supersedes
 
@@ -101,12 +103,14 @@ class Pipeline:
         max_pixels: int,
         frame_limits: FrameLimits | None = None,
         raw_budget_bytes: int = 100_000,
+        keep: Keep | None = None,
         ledger: Ledger | None = None,
         clock: Any = time.time,
         logger: Any = None,
         metrics: Any = None,
         review: Any = None,
         delivery_gate: bool = False,
+        banks: BankScreening | None = None,
     ) -> None:
         self.reader = reader
         self.store = store
@@ -118,11 +122,14 @@ class Pipeline:
         self.max_pixels = max_pixels
         self.frame_limits = frame_limits or FrameLimits()
         self.raw_budget_bytes = raw_budget_bytes
+        self.keep = keep or Keep(labels_max=MAX_LABELS, labels_floor=0.0, raw="all")
         self.logger = logger
         self.metrics = metrics
         # Human review (image_analysis.review.intake): opens reviews, and keeps a decision on a result
         # written again for the same bytes.
         self.review = review if review is not None else PassiveReview()
+        # The hash banks (PDQ matching, and the flag known_bad); without banks results still carry pdq.
+        self.banks = banks or BankScreening()
         self.actions = FlagActions(
             reader=reader,
             store=store,
@@ -169,6 +176,8 @@ class Pipeline:
             return self.forget(ref)
         if existing is UNREAD:
             existing = self.store.get(ref.pk, ref.sk)
+        if ref.rematch_banks is not None:
+            return self._rematch(ref, existing, deadline)  # type: ignore[arg-type]
         final = existing is not None and existing.get("status") in FINAL_STATUSES
         sequence = ref.sequence
         if ref.reprocess_id:
@@ -305,6 +314,8 @@ class Pipeline:
         # The vendors' cache lookups need only the bytes: they go out while the image is decoded. An
         # animation's answers are keyed by its frames' bytes, known only once they are decoded.
         prefetched = self.orchestrator.prefetch(sha256, cache_writes, lookups=not header.animated)
+        # So does a poll of the hash banks that is due.
+        screening = self.banks.for_image()
         if memory is not None:
             # Counted in decoded bytes, not file bytes: a 0.7 MB PNG can decode to 400 MB.
             memory.resize(len(data) + header.decoded_bytes)
@@ -327,14 +338,21 @@ class Pipeline:
             key=ref.key,
             version_id=ref.version_id,
         )
-        frame_plans = run_frames(self.orchestrator, request, prefetched)
-        plans.append(frame_plans)
+        try:
+            frame_plans = run_frames(self.orchestrator, request, prefetched, skip_vendors=screening.skip_vendors)
+            plans.append(frame_plans)
+            # Every analyzed frame's hash, in frame order: the first is the result's pdq.
+            hashes = [h for plan in frame_plans.plans for output in plan.outputs() for h in output.pdq]
+            bank_fields = screening.result_fields([ProviderOutput(pdq=list(dict.fromkeys(hashes)))])
+        except BanksUnavailable as exc:
+            raise TransientFailure(ErrorInfo(code="server_error", message=str(exc))) from exc
         if cache_writes is not None:
             cache_writes.done()  # the batch's answers may be cached while this result is written
         transient = frame_plans.transient_error()
         if transient is not None:
             raise TransientFailure(transient)
-        judged = judge(frame_plans, self.thresholds)
+        judged = judge(frame_plans, self.thresholds, self.keep)
+        flags = [*judged.flags, *screening.flags]
         runs = judged.runs
         error = None
         if judged.answered_by:
@@ -366,17 +384,18 @@ class Pipeline:
             status=status,
             error=error,
             providers=runs,
-            flags=judged.flags,
+            flags=flags,
             answered_by=judged.answered_by,
             usage=judged.usage,
             raw=pack_raw(
-                judged.raw,
+                judged.raw if self.keep.raw_for(flags) else {},
                 self.raw_budget_bytes,
                 # Answers too big for the item go to the artifacts bucket, when the store has one.
                 offload=archive.writer(ref.pk) if (archive := self.store.raw_archive) is not None else None,
             ),
             omitted=omitted,
             analyzed_at=_now(),
+            **bank_fields,
             **judged.sections,
         )
 
@@ -404,6 +423,23 @@ class Pipeline:
             # The result stands; the next delivery finds it and finishes the rest (``_duplicate``).
             return Outcome("retry", result.status, settled.reason, alerted=settled.alerted, result=result)
         return Outcome("done", result.status, alerted=settled.alerted, result=result)
+
+    def _rematch(self, ref: ObjectRef, existing: dict[str, Any] | None, deadline: Deadline) -> Outcome:
+        """``bank rescan``: the stored result matched again; a new known_bad match tags, alerts (once more,
+        with the id of the new flag set) and quarantines through the same steps as a fresh result."""
+        from image_analysis.banks.rescan import rematch  # only rescans need it: kept off the cold path
+
+        done = rematch(
+            ref, existing, reader=self.reader, store=self.store, banks=self.banks, max_pixels=self.max_pixels
+        )
+        if done.result is None:
+            if done.heal and existing:
+                return self._duplicate(ref, existing, deadline, done.detail)
+            return Outcome("done", done.status, done.detail)
+        self._count("RescanFlagged_known_bad")
+        settled = self.actions.after_write(ref, done.result, done.sequence, deadline, existing)
+        action = "retry" if settled.retry else "done"
+        return Outcome(action, done.status, done.detail or settled.reason, alerted=settled.alerted, result=done.result)
 
     def _adopts(self, ref: ObjectRef, existing: dict[str, Any]) -> bool:
         """The real event of bytes a backfill or reconcile message (no sequencer) already analyzed."""

@@ -363,6 +363,42 @@ class ResultStore:
             raise
         return True
 
+    def add_matches(
+        self, pk: str, sk: str, sequence: str, matches: list[Any], known_bad: bool, month: str
+    ) -> dict[str, Any] | None:
+        """A stored result matched again (``bank rescan``): record its new bank matches; with ``known_bad``
+        also the flag, and the previous alert's id taken off (it was for the flags before), so that the
+        alert of the new flag set goes out once (the alert ledger sees to that). Conditional on the same
+        event's item, not a tombstone, not known_bad already. Returns the updated item, or None when the
+        condition failed (superseded, deleted, or flagged by someone else first)."""
+        values: dict[str, Any] = {":seq": sequence, ":matches": matches}
+        update = "SET matches = :matches"
+        condition = "seq = :seq AND attribute_not_exists(deleted_at)"
+        names: dict[str, str] = {}
+        if known_bad:
+            update += (
+                ", #flags = list_append(if_not_exists(#flags, :none), :known_bad), flag_known_bad = :month"
+                " REMOVE alert_id"
+            )
+            condition += " AND NOT contains(#flags, :flag)"
+            names["#flags"] = "flags"
+            values.update({":none": [], ":known_bad": ["known_bad"], ":flag": "known_bad", ":month": month})
+        try:
+            response = self._client.update_item(
+                TableName=self.table_name,
+                Key=self._marshal({"pk": pk, "sk": sk}),
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeValues=self._marshal(values),
+                ReturnValues="ALL_NEW",
+                **({"ExpressionAttributeNames": names} if names else {}),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return None
+            raise
+        return self._unmarshal(response.get("Attributes"))
+
     def mark_alerted(self, pk: str, sk: str, alert_id: str, sequence: str) -> bool:
         """Record on this exact event's item the alert that went out for its flags; False if superseded."""
         try:

@@ -10,25 +10,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from image_analysis.merge import Thresholds, ai_reached, flagging_categories
+from image_analysis.merge import Thresholds, ai_reached, bar_for, flagging_categories
 from image_analysis.models import AnalysisResult, Review
 
 REVIEWABLE_STATUSES = ("succeeded", "partial")
 
 
 def within_margin(result: AnalysisResult, thresholds: Thresholds, margin: float) -> bool:
-    """A score within ``margin`` under a threshold it is held to (see ``merge.decide_flags``)."""
-    per_category = thresholds.categories or {}
+    """A score within ``margin`` under the bar it is held to (the same bars as ``merge.decide_flags``:
+    a provider label's own, a category's, NSFW_THRESHOLD for explicit; AI_GENERATED_THRESHOLD for an AI
+    verdict that is a score, not its provider's decision)."""
     moderation = result.moderation
     if moderation is not None:
-        if moderation.nsfw_score >= per_category.get("explicit", thresholds.nsfw) - margin:
-            return True
         for category in moderation.categories:
-            bar = per_category.get(category.name)
-            if bar is not None and category.name not in ("explicit", "safe") and category.confidence >= bar - margin:
+            bar = bar_for(category, thresholds)
+            if bar is not None and category.confidence >= bar - margin:
                 return True
     ai = result.ai_generated
-    if ai is not None and ai.verdict == "ai" and (ai.confidence or 0.0) >= thresholds.ai_generated - margin:
+    if (
+        ai is not None
+        and ai.verdict == "ai"
+        and ai.provider not in thresholds.verdict_decides
+        and (ai.confidence or 0.0) >= thresholds.ai_generated - margin
+    ):
         return True
     deepfake = result.deepfake
     return deepfake is not None and deepfake.detected and deepfake.confidence >= thresholds.deepfake - margin
