@@ -65,7 +65,8 @@ def open_queue(page: Any, console: Any, query: str = "") -> None:
 def settled(page: Any, query: str = "") -> None:
     """The list (of a query holding ``query``) and its counts are up to date: the page marks the list busy
     while it loads or decides."""
-    page.wait_for_selector(f'#items[aria-busy=false][data-query*="{query}"]')
+    # (An empty *= matches nothing in CSS: no query, no condition on it.)
+    page.wait_for_selector(f'#items[aria-busy=false][data-query*="{query}"]' if query else "#items[aria-busy=false]")
 
 
 def row(page: Any, key: str) -> Any:

@@ -145,13 +145,15 @@ async function loadCounts() {
 }
 
 async function showQueue() {
+  state.generation = (state.generation || 0) + 1; // a page that answers after a newer listing began is dropped
   state.items = [];
   state.next = null;
   state.cursor = 0;
   state.selected.clear();
   renderQueueFrame();
+  const generation = state.generation;
   await Promise.all([loadCounts(), loadPage()]);
-  busy(false);
+  if (generation === state.generation) busy(false);
 }
 
 // The list says when it is being brought up to date (assistive technology, and the browser tests).
@@ -161,15 +163,16 @@ function busy(on) {
 }
 
 async function loadPage() {
-  const list = document.getElementById("items");
+  const generation = state.generation;
   try {
     const page = await api.list({ ...state.query, limit: 25, ...(state.next ? { next: state.next } : {}) });
+    if (generation !== state.generation) return; // the filters changed meanwhile
     state.items.push(...page.items);
     state.next = page.next;
   } catch (error) {
     notice(`Could not list the reviews: ${error.message}`, "error");
   }
-  if (list) renderItems();
+  if (generation === state.generation) renderItems();
 }
 
 function renderQueueFrame() {
