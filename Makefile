@@ -12,11 +12,13 @@ EVENT ?= events/s3-put.json
 ARCHITECTURE ?= arm64
 # The local stack's one endpoint: http://127.0.0.1:$(PORT).
 PORT ?= 5050
+# The moderators' console (make console): http://127.0.0.1:$(CONSOLE_PORT)/ (0: any free port).
+CONSOLE_PORT ?= 8080
 # `make demo PROVIDERS=imagga SANDBOX=1` reaches the demo as environment variables (as does every
 # VAR=value given to make: ROUTING, NSFW_THRESHOLD, ...; local/configuration.py maps them to the template).
 export PROVIDERS SANDBOX
 
-.PHONY: help setup tools demo test test-slow invoke local-stack soak bench lint validate checkov build smoke schema schema-check format clean
+.PHONY: help setup tools demo test test-slow invoke local-stack soak bench lint validate checkov build smoke schema schema-check format clean console test-browser console-screenshots
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -41,6 +43,15 @@ invoke: setup ## Run the handler once on EVENT (default events/s3-put.json), on 
 
 local-stack: setup ## The stack live on one endpoint (PORT=5050): uploads and deletions are analyzed as they land
 	@$(PY) -m local.serve --port $(PORT)
+
+console: setup ## The moderators' console on a live local stack seeded with the demo's uploads (CONSOLE_PORT=8080)
+	@$(PY) -m local.console --port $(CONSOLE_PORT)
+
+test-browser: setup ## The console in headless Chromium (Debian's chromium package) against make console's stack
+	@PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(PY) -m pytest -m browser $(PYTEST_ARGS)
+
+console-screenshots: setup ## Regenerate docs/console/*.png (the queue and a review) in headless Chromium
+	@PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(PY) -m local.console_screenshots
 
 soak: setup ## A longer fault-injection run (3000 uploads, 30% vendor faults)
 	@$(PY) -m local.faultrun --uploads 3000

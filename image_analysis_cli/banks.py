@@ -262,7 +262,7 @@ def rescan(obj: BankContext, name: str, dry_run: bool) -> None:
     """Match the bank NAME against every stored result it has not matched yet.
 
     Results whose hash is within the bank's distance (or whose rotations or flips may be) are sent
-    through the analysis queue to be matched again exactly, by the function: the match is recorded on
+    through the backfill queue to be matched again exactly, by the function: the match is recorded on
     the result, and for a known_bad bank the result gains the flag, which alerts (once, with a new alert
     id) and quarantines. No vendor is asked anything again. Reads the whole results table.
     """

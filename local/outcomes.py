@@ -122,7 +122,10 @@ class ObjectLines:
         if outcome.kind == "already":
             return f"{'unchanged':<10} {name}  already analyzed at {item.get('analyzed_at')}: {item.get('status')}"
         if outcome.kind == "forgotten":
-            left = "a tombstone is kept" if item else "its result was deleted"
+            if item and item.get("sha256"):
+                left = "a tombstone is kept"
+            else:
+                left = "its result was deleted" + (" (a watermark of its key stays 30 days)" if item else "")
             return f"{'deleted':<10} {name}  {left}"
         if outcome.kind == "retry":
             return f"{'retry':<10} {name}  {outcome.note}; handed back to the queue"

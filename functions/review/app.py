@@ -4,6 +4,7 @@ the shared layer (image_analysis.review)."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -13,6 +14,8 @@ from image_analysis.review.handler import ReviewRuntime, build_review_runtime, h
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "image-analysis"
 logger = Logger(service="image-analysis-review")
 metrics = Metrics(namespace="ImageAnalysis", service=SERVICE)
+# The moderators' console: its page and assets ship with the function (docs/console.md).
+CONSOLE_DIR = Path(__file__).resolve().parent / "console"
 _runtime: ReviewRuntime | None = None
 
 
@@ -24,7 +27,7 @@ def _get_runtime() -> ReviewRuntime:
         def metric(name: str, value: float, unit: str) -> None:
             metrics.add_metric(name=name, unit=unit, value=value)
 
-        _runtime = build_review_runtime(hooks=_bank_hooks(), logger=logger, metric=metric)
+        _runtime = build_review_runtime(hooks=_bank_hooks(), logger=logger, metric=metric, static_dir=CONSOLE_DIR)
     return _runtime
 
 

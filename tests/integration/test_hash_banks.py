@@ -205,7 +205,7 @@ def test_a_rescan_adds_known_bad_to_an_older_flagged_result_with_exactly_one_mor
     scanned = cli_run(stack, "rescan", name)
     assert scanned.exit_code == 0, scanned.output
     assert f"maybe  s3://{stack.bucket}/{key}" in scanned.output  # a mirror: only its estimate was near
-    QueueDriver(handler, stack.queue_url).drain()
+    QueueDriver(handler, stack.queue_urls).drain()
 
     after = item(table, stack.bucket, key)
     assert after["flags"] == ["ai_generated", "known_bad"]
@@ -224,7 +224,7 @@ def test_a_rescan_adds_known_bad_to_an_older_flagged_result_with_exactly_one_mor
         "imageAnalysis": {"rematch": {"banks": [name]}},
     }
     assert handler(sqs_event(rematch), LambdaContext()) == {"batchItemFailures": []}
-    QueueDriver(handler, stack.queue_url).drain()
+    QueueDriver(handler, stack.queue_urls).drain()
     assert [a for a in alerts() if a["Message"]["key"] == key] == []
 
 

@@ -64,9 +64,15 @@ def delete_event(bucket: str, key: str, sequencer: str) -> dict:
     return event
 
 
-def test_an_oversized_answer_lives_in_the_artifacts_bucket_as_long_as_its_result(stack, s3, table, imagga, prefix):
+def test_an_oversized_answer_lives_in_the_artifacts_bucket_as_long_as_its_result(
+    stack, s3, table, imagga, prefix, monkeypatch
+):
     artifacts = stack.function_env["ARTIFACTS_BUCKET"]
     assert artifacts and artifacts != stack.bucket
+    # Kept for every result here (the default keeps raw answers of flagged results only), with every label.
+    monkeypatch.setenv("RAW_ANSWERS", "all")
+    monkeypatch.setenv("LABELS_MAX", "50")
+    monkeypatch.setenv("LABELS_MIN_CONFIDENCE", "0")
     handler = load_handler()
     key, body = f"{prefix}noisy.png", unique_png()
     etag = s3.put_object(Bucket=stack.bucket, Key=key, Body=body)["ETag"].strip('"')

@@ -25,7 +25,7 @@ def test_the_demo_ends_by_approving_one_flagged_upload_and_rejecting_another(
     monkeypatch.setattr("local.review_stack.configure_review_env", lambda review: None)
     render = demo.generated_uploads()[demo.APPROVED_KEY]
     boto3.client("s3").put_object(Bucket=stack.bucket, Key=demo.APPROVED_KEY, Body=render)
-    QueueDriver(handler, stack.queue_url).drain()
+    QueueDriver(handler, stack.queue_urls).drain()
     out = io.StringIO()
 
     assert demo.review_walkthrough(stack, handler, out) == 0

@@ -40,9 +40,11 @@ def result(status="succeeded", flags=(), sha256=SHA, nsfw=0.0, ai=None, review=N
 class Queue:
     def __init__(self):
         self.calls: list[tuple[str, str]] = []
+        self.extras: list[dict] = []
 
-    def open(self, r):
+    def open(self, r, extra=None):
         self.calls.append(("open", r.review.status))
+        self.extras.append(extra or {})
 
     def close(self, rid):
         self.calls.append(("close", rid.plain))

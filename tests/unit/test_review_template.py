@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -225,7 +226,10 @@ def test_the_review_role_may_do_what_its_code_does_and_no_more(deployment):
     results_table = {"Fn::GetAtt": ["ResultsTable", "Arn"]}
     assert results_table in allowed["dynamodb:UpdateItem"] and queue_table in allowed["dynamodb:UpdateItem"]
     assert audit_table in allowed["dynamodb:PutItem"] and results_table not in allowed["dynamodb:PutItem"]
-    assert "dynamodb:DeleteItem" not in allowed and "dynamodb:Scan" not in allowed
+    assert "dynamodb:DeleteItem" not in allowed
+    assert allowed["dynamodb:Scan"] == [audit_table]  # the console's stats read every decision, nothing else
+    assert {"Fn::Sub": "${ArtifactsBucket.Arn}/thumbnails/*"} in allowed["s3:GetObject"]  # of the artifacts: thumbnails
+    assert allowed["cloudwatch:GetMetricData"] == ["*"]  # the API takes no resource
     assert allowed["sns:Publish"] == [{"Ref": "DecisionsTopic"}]
     assert allowed["sqs:ReceiveMessage"] == [{"Fn::GetAtt": ["ReviewEffectsQueue", "Arn"]}]
     objects = [stack.sub(r, UploadsBucket=BUCKET) for r in allowed["s3:PutObjectVersionTagging"]]
@@ -317,3 +321,54 @@ def test_a_schedule_sweeps_the_outbox_every_five_minutes_with_a_role_that_may_on
     )
     # Not an EventBridge rule: a rule without a pattern would be matched against the bus's events locally.
     assert not [r for r in stack.resources.values() if r["Type"] == "AWS::Events::Rule"]
+
+
+def test_the_console_signs_in_with_cognito_without_a_cycle_and_its_data_routes_need_a_token(deployment):
+    stack = deployment()
+    resources = stack.resources
+
+    def refs(node: Any) -> set[str]:
+        found: set[str] = set()
+        if isinstance(node, dict):
+            if "Ref" in node:
+                found.add(node["Ref"])
+            if "Fn::GetAtt" in node:
+                found.add(node["Fn::GetAtt"][0])
+            if "Fn::Sub" in node:
+                text = node["Fn::Sub"] if isinstance(node["Fn::Sub"], str) else node["Fn::Sub"][0]
+                found.update(name.split(".")[0] for name in re.findall(r"\$\{([^}]+)\}", text))
+            for value in node.values():
+                found |= refs(value)
+        elif isinstance(node, list):
+            for value in node:
+                found |= refs(value)
+        return {name for name in found if name in resources}
+
+    # The cycle broken: the client names the API's URL, the authorizer names the client, the API neither.
+    assert refs(resources["ConsoleApi"]) == set()
+    assert "ConsoleApi" in refs(resources["ConsoleUserPoolClient"]["Properties"]["CallbackURLs"])
+    assert {"ConsoleUserPoolClient", "ConsoleUserPool"} <= refs(resources["ConsoleAuthorizer"])
+    client = resources["ConsoleUserPoolClient"]["Properties"]
+    assert client["GenerateSecret"] is False and client["AllowedOAuthFlows"] == ["code"]
+    assert resources["ConsoleUserPool"]["Properties"]["AdminCreateUserConfig"]["AllowAdminCreateUserOnly"] is True
+    assert resources["ConsoleModeratorsGroup"]["Properties"]["GroupName"] == "moderators"
+
+    routes = {r["Properties"]["RouteKey"]: r for r in resources.values() if r["Type"] == "AWS::ApiGatewayV2::Route"}
+    assert routes["ANY /console/api/{proxy+}"]["Properties"]["AuthorizationType"] == "JWT"
+    public = {key for key, r in routes.items() if r["Properties"]["AuthorizationType"] == "NONE"}
+    assert public == {"GET /", "GET /console/{name}"}
+    for key in public:  # each unauthenticated route says why, for checkov
+        skips = routes[key]["Metadata"]["checkov"]["skip"]
+        assert [s["id"] for s in skips] == ["CKV_AWS_309"] and "no data" in skips[0]["comment"]
+    environment = resources["ReviewFunction"]["Properties"]["Environment"]["Variables"]
+    assert environment["CONSOLE_SIGN_IN"] == "cognito" and environment["CONSOLE_CLIENT_ID"] == {
+        "Ref": "ConsoleUserPoolClient"
+    }
+    assert {"ConsoleUrl", "UserPoolId"} <= set(stack.outputs)
+    # The analysis function writes thumbnails and nothing else of the console's.
+    assert {"Fn::Sub": "${ArtifactsBucket.Arn}/thumbnails/*"} in stack.allowed("s3:PutObject")
+
+    off = deployment(ConsoleSignIn="none")
+    assert not {"ConsoleUserPool", "ConsoleApi", "ConsoleAuthorizer"} & set(off.resources)
+    assert not {"ConsoleUrl", "UserPoolId"} & set(off.outputs)
+    assert off.resources["ReviewFunction"]["Properties"]["Environment"]["Variables"]["CONSOLE_CLIENT_ID"] == ""

@@ -34,6 +34,8 @@ STAR_ONLY_ACTIONS = {
     "rekognition:DetectText",
     "xray:PutTraceSegments",
     "xray:PutTelemetryRecords",
+    # The console's vendor spend (the review function): GetMetricData takes no resource ARN.
+    "cloudwatch:GetMetricData",
 }
 EXISTING = {
     "ExistingBucketName": "users-photos",
@@ -414,7 +416,8 @@ def test_every_key_user_is_allowed_to_use_its_key(deployment):
         assert properties.get("SqsManagedSseEnabled") is True and "KmsMasterKeyId" not in properties, name
     # The log groups: CloudWatch Logs may use the key for exactly these log groups.
     groups = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Logs::LogGroup"]
-    assert len(groups) == 3 and all(g["KmsKeyId"] == {"Fn::GetAtt": ["OperationsKey", "Arn"]} for g in groups)
+    # The functions' two, the review API's and the console API's access logs.
+    assert len(groups) == 4 and all(g["KmsKeyId"] == {"Fn::GetAtt": ["OperationsKey", "Arn"]} for g in groups)
     (logs,) = [
         s
         for s in resources["OperationsKey"]["Properties"]["KeyPolicy"]["Statement"]
@@ -683,6 +686,7 @@ def test_operations_topic_accepts_only_this_stacks_alarms(deployment):
 def test_every_checkov_suppression_is_an_accepted_one_with_its_reason(sam):
     accepted = {"CKV_AWS_115", "CKV_AWS_116", "CKV_AWS_117", "CKV_AWS_173", "CKV_AWS_27", "CKV_AWS_21"}
     accepted |= {"CKV_AWS_119", "CKV_AWS_149"}
+    accepted |= {"CKV_AWS_309"}  # the console's page and its files: public on purpose, no data
     for name, resource in sam["Resources"].items():
         for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", []):
             assert skip["id"] in accepted, f"{name}: {skip['id']} is not an accepted suppression"
@@ -800,7 +804,8 @@ def _lifecycle(stack: _Deployment) -> dict[str, dict[str, Any]]:
 
 def test_raw_answers_are_kept_while_results_are_and_prepared_copies_expire_in_a_day(deployment):
     kept = _lifecycle(deployment())
-    assert set(kept) == {"prepared/"}, "with ResultTtlDays=0 results are kept: so are their raw answers"
+    assert set(kept) == {"prepared/", "thumbnails/"}, "with ResultTtlDays=0 results are kept: so are their raw answers"
+    assert kept["thumbnails/"]["ExpirationInDays"] == 90  # the console's thumbnails of images under review
     assert kept["prepared/"]["ExpirationInDays"] == 1
     expiring = _lifecycle(deployment(ResultTtlDays="30"))
     assert expiring["raw/"]["ExpirationInDays"] == "30" and expiring["raw/"]["Status"] == "Enabled"

@@ -239,7 +239,8 @@ class Pipeline:
             self._count("ImagesFailed")
             return Outcome("retry", "failed", exc.error.message, result=failed)
         result = self.review.prepare(result, existing)
-        return self._commit(ref, result, sequence, deadline)
+        # The frames as decoded: a review that opens gets its thumbnails from them, not from a second decode.
+        return self._commit(ref, result, sequence, deadline, plans[0].frames if plans else ())
 
     def shared_answers(self, records: int) -> SharedAnswers:
         """Where a batch's ``records`` collect their fresh vendor answers, to be cached with one request
@@ -403,7 +404,9 @@ class Pipeline:
         """Bad input: recorded with its reason, acknowledged, never retried, never sent to a vendor."""
         return AnalysisResult(**base, size_bytes=size, status="rejected", error=exc.info(), analyzed_at=_now())
 
-    def _commit(self, ref: ObjectRef, result: AnalysisResult, sequence: str, deadline: Deadline) -> Outcome:
+    def _commit(
+        self, ref: ObjectRef, result: AnalysisResult, sequence: str, deadline: Deadline, frames: Any = ()
+    ) -> Outcome:
         # Whatever the vendors answered, the item stays under DynamoDB's 400 KB: a put that is too big
         # would fail on every delivery.
         result = fit_result(result)
@@ -412,7 +415,7 @@ class Pipeline:
             existing = self.store.get(ref.pk, ref.sk) or {}
             return self._duplicate(ref, existing, deadline, "a result for this or a newer event exists")
         self._count(f"Images{result.status.capitalize()}")
-        self.review.record(result, written.replaced)
+        self.review.record(result, written.replaced, frames)
         settled = self.actions.after_write(ref, result, sequence, deadline, written.replaced)
         if settled.quarantine is not None:
             result = result.model_copy(update={"quarantine": settled.quarantine})

@@ -132,6 +132,7 @@ def build_runtime(
         metric=metric,
     )
     review = ReviewConfig.from_env(settings.env)
+    thresholds = Thresholds.from_settings(settings, providers.values())
     banks = bank_screening(settings, clients, logger, metric)
     if cold_container:
         warm_up.start(warm_up_steps(settings, names, http, banks), logger)
@@ -158,7 +159,7 @@ def build_runtime(
         ledger=AlertLedger(settings.alert_ledger_table, clients["dynamodb"]) if settings.alert_ledger_table else None,
         logger=logger,
         metrics=metrics,
-        review=review_intake(review, settings, clients["dynamodb"], logger),
+        review=review_intake(review, settings, clients["dynamodb"], logger, thresholds, s3=clients["s3"]),
         delivery_gate=review.delivery_gate,
         banks=banks,
     )
@@ -179,22 +180,32 @@ def warm_up_steps(settings: Settings, providers: list[str], http: Any, banks: Ba
     return steps
 
 
-def review_intake(config: ReviewConfig, settings: Settings, dynamodb: Any, logger: Any) -> Any:
+def review_intake(
+    config: ReviewConfig,
+    settings: Settings,
+    dynamodb: Any,
+    logger: Any,
+    thresholds: Thresholds | None = None,
+    s3: Any = None,
+) -> Any:
     """REVIEW_MODE=off: None, and the pipeline makes no request for review (it still keeps a decision
-    on a result written again for the same bytes, from the item it has read anyway)."""
+    on a result written again for the same bytes, from the item it has read anyway). An opened review's
+    thumbnails go to the artifacts bucket, when there is one."""
     if not config.queues:
         return None
     from image_analysis.review.intake import ReviewIntake
     from image_analysis.review.queue import ReviewQueue
     from image_analysis.review.table import Table
+    from image_analysis.review.thumbnails import Thumbnails
 
     results = Table(settings.results_table, dynamodb)
     return ReviewIntake(
         mode=config.mode,
         margin=config.margin,
-        thresholds=Thresholds.from_settings(settings),
+        thresholds=thresholds or Thresholds.from_settings(settings),
         queue=ReviewQueue(config.queue_table, dynamodb),
         read_item=lambda pk, sk: results.get({"pk": pk, "sk": sk}),
+        thumbnails=Thumbnails(settings.artifacts_bucket, s3, logger) if settings.artifacts_bucket and s3 else None,
         logger=logger,
     )
 

@@ -7,6 +7,8 @@
     ──► publish ``image.reviewed`` on the decisions topic, then clear the outbox flag
         (a crash in between: the scheduled sweep publishes what is still flagged)
     decisions topic ──► effects queue ──► review function (its own role): tags, gate, delete, hooks
+    moderators' console (``console``): the review function serves its page and the same routes under
+        /console/api (Cognito sign-in); the intake writes its thumbnails (``thumbnails``)
 
 Errors (``errors.py``)::
 

@@ -1,20 +1,24 @@
 """The review HTTP API (API Gateway HTTP API, payload format 2.0, IAM-authorized).
 
     GET  /reviews?status=pending[&next=CURSOR][&limit=N]   the queue, oldest first, a page at a time
-    GET  /reviews/{id}                                      the review, its result, its history and a
-                                                            short-lived presigned URL of the original
+         [&flag=F][&provider=P][&from=DATE][&to=DATE]       (filters; thumbnails as presigned URLs)
+    GET  /reviews/{id}                                      the review, its result, its history and
+                                                            short-lived presigned URLs of the original
+                                                            and its thumbnails
     POST /reviews/{id}/decision   {decision, reason, from_status[, etag]}
          200 the decision; 409 {error, current: {status, decided_by, decided_at}} when refused
 
 ``id`` is the base64url of ``<bucket>/<key>#<version or null>``. The routes live on ``routes`` (a
 Router): another front door (a console under ``/console/api`` with its own sign-in) includes the same
-router under its prefix, and adds an extractor to ``IDENTITIES`` for its authorizer.
+router under its prefix, and adds an extractor to ``IDENTITIES`` for its authorizer: the console
+(``console``) does, under ``/console/api``.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,11 +35,35 @@ PRESIGNED_SECONDS = 300  # long enough to look, short enough that a forwarded li
 MAX_PAGE = 100
 
 
+# A date or a moment, as a prefix of ISO 8601 (2026-12-07, 2026-12-07T10:00): the listing's from and to.
+_MOMENT = re.compile(r"^\d{4}-\d{2}-\d{2}(T[\d:.]+Z?)?$")
+
+
 @dataclass
 class ReviewServices:
     decisions: Decisions
     queue: ReviewQueue
     s3: Any
+    # Where the pipeline writes thumbnails (ARTIFACTS_BUCKET); empty: no thumbnails are shown.
+    artifacts_bucket: str = ""
+
+
+def presign(s3: Any, bucket: str, key: str, version_id: str | None = None) -> str:
+    params = {"Bucket": bucket, "Key": key}
+    if version_id:
+        params["VersionId"] = version_id
+    return s3.generate_presigned_url("get_object", Params=params, ExpiresIn=PRESIGNED_SECONDS)
+
+
+def presigned_images(services: ReviewServices, item: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A queue item's thumbnails (written by the pipeline when the review opened) as presigned URLs."""
+    shown: dict[str, Any] = {}
+    if not item or not services.artifacts_bucket:
+        return shown
+    for attribute, name in (("thumbnail", "thumbnail_url"), ("frames_strip", "frames_strip_url")):
+        if item.get(attribute):
+            shown[name] = presign(services.s3, services.artifacts_bucket, str(item[attribute]))
+    return shown
 
 
 def _iam_identity(event: dict[str, Any]) -> str | None:
@@ -72,8 +100,16 @@ def _rid(encoded: str) -> ReviewId:
 
 def listed(item: dict[str, Any]) -> dict[str, Any]:
     rid = ReviewId(item["bucket"], item["key"], item.get("version_id"))
-    shown = {k: v for k, v in item.items() if k not in ("pk", "result_pk", "result_sk")}
+    hidden = ("pk", "result_pk", "result_sk", "thumbnail", "frames_strip")
+    shown = {k: v for k, v in item.items() if k not in hidden}
     return {"id": rid.encoded, **shown}
+
+
+def _moment(name: str) -> str | None:
+    value = routes.current_event.get_query_string_value(name) or None
+    if value is not None and not _MOMENT.match(value):
+        raise InvalidDecision(f"{name} must be a date (2026-12-07) or a moment (2026-12-07T10:00:00Z)")
+    return value
 
 
 @routes.get("/reviews")
@@ -85,11 +121,20 @@ def list_reviews() -> dict[str, Any]:
     raw_limit = event.get_query_string_value("limit", "25") or "25"
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
         raise InvalidDecision(f"limit must be a whole number from 1 to {MAX_PAGE}")
+    services = _services()
     try:
-        page = _services().queue.page(status, int(raw_limit), event.get_query_string_value("next"))
+        page = services.queue.page(
+            status,
+            int(raw_limit),
+            event.get_query_string_value("next"),
+            flag=event.get_query_string_value("flag") or None,
+            provider=event.get_query_string_value("provider") or None,
+            since=_moment("from"),
+            until=_moment("to"),
+        )
     except ValueError as exc:
         raise InvalidDecision(str(exc)) from None
-    return {"items": [listed(i) for i in page["items"]], "next": page["next"]}
+    return {"items": [{**listed(i), **presigned_images(services, i)} for i in page["items"]], "next": page["next"]}
 
 
 @routes.get("/reviews/<review_id>")
@@ -97,13 +142,13 @@ def show_review(review_id: str) -> dict[str, Any]:
     rid = _rid(review_id)
     services = _services()
     shown = services.decisions.show(rid)
-    params = {"Bucket": rid.bucket, "Key": rid.key}
-    if rid.version_id:
-        params["VersionId"] = rid.version_id
     shown["original"] = {
-        "url": services.s3.generate_presigned_url("get_object", Params=params, ExpiresIn=PRESIGNED_SECONDS),
+        "url": presign(services.s3, rid.bucket, rid.key, rid.version_id),
         "expires_in": PRESIGNED_SECONDS,
+        **presigned_images(services, shown.get("queue")),
     }
+    if shown.get("queue"):
+        shown["queue"] = {k: v for k, v in shown["queue"].items() if k not in ("thumbnail", "frames_strip")}
     return shown
 
 
@@ -151,8 +196,19 @@ def _json(status: int, body: dict[str, Any]) -> Response:
 
 
 def build_api() -> APIGatewayHttpResolver:
+    """The IAM routes, and the console's: its page, and the same routes under ``/console/api`` with its own
+    (``console.refusal``: a moderator's token, or 401/403)."""
+    from image_analysis.review import console
+
     api = APIGatewayHttpResolver()
     api.include_router(routes)
+    api.include_router(routes, prefix=console.API_PREFIX)
+    api.include_router(console.routes)
+
+    def moderators_only(app: APIGatewayHttpResolver, next_middleware: Any) -> Any:
+        return console.refusal(app.current_event.raw_event) or next_middleware(app)
+
+    api.use([moderators_only])
 
     @api.exception_handler(DecisionRefused)
     def refused(exc: DecisionRefused) -> Response:

@@ -1,6 +1,7 @@
 """The review function's entry logic: one function, three event sources.
 
-- API Gateway HTTP API (payload 2.0): the routes of ``api``;
+- API Gateway HTTP API (payload 2.0): the routes of ``api`` (IAM), and the moderators' console
+  (``console``: its page, and the same routes under ``/console/api`` behind a JWT sign-in);
 - SQS (the effects queue, subscribed to the decisions topic): ``effects`` applies each decision to its
   object; a failed message is handed back (``batchItemFailures``) and retried, then dead-lettered;
 - EventBridge Scheduler's tick (``{"sweep": true}`` or a scheduled event): publishes decisions whose
@@ -10,7 +11,9 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from image_analysis.review.api import ReviewServices, build_api
@@ -28,6 +31,14 @@ class ReviewRuntime:
     services: ReviewServices
     effects: ReviewEffects
     api: Any
+    console: Any = None  # console.ConsoleConfig
+    # CloudWatch, for the console's vendor spend; made on the first stats request (most calls never need it).
+    clients: dict[str, Any] = field(default_factory=dict)
+
+    def cloudwatch(self) -> Any:
+        if "cloudwatch" not in self.clients:
+            self.clients["cloudwatch"] = _client("cloudwatch")
+        return self.clients["cloudwatch"]
 
 
 def build_review_runtime(
@@ -37,7 +48,11 @@ def build_review_runtime(
     hooks: ReviewHooks | None = None,
     logger: Any = None,
     metric: Any = None,
+    static_dir: Path | None = None,
 ) -> ReviewRuntime:
+    """``static_dir``: the console's page and assets (the function's ``console`` folder)."""
+    from image_analysis.review.console import ConsoleConfig
+
     config = config or ReviewConfig.from_env()
     missing = [
         name
@@ -71,27 +86,33 @@ def build_review_runtime(
         logger=logger,
         metric=metric,
     )
-    return ReviewRuntime(config, ReviewServices(decisions, queue, clients["s3"]), effects, build_api())
+    services = ReviewServices(decisions, queue, clients["s3"], os.environ.get("ARTIFACTS_BUCKET", "").strip())
+    console = ConsoleConfig.from_env(static_dir=static_dir, s3=clients["s3"])
+    extra = {"cloudwatch": clients["cloudwatch"]} if "cloudwatch" in clients else {}
+    return ReviewRuntime(config, services, effects, build_api(), console, extra)
 
 
 def review_clients() -> dict[str, Any]:
     """boto3 clients with explicit timeouts (the analysis runtime's are not imported: it loads the
     providers). S3 signs with SigV4, which presigned URLs of SSE-KMS objects need."""
+    return {
+        "s3": _client("s3", signature_version="s3v4"),
+        "dynamodb": _client("dynamodb"),
+        "sns": _client("sns"),
+    }
+
+
+def _client(service: str, **options: Any) -> Any:
     import boto3
     from botocore.config import Config
 
-    config = Config(connect_timeout=5, read_timeout=20, retries={"mode": "standard", "max_attempts": 4})
-    session = boto3.session.Session()
-    return {
-        "s3": session.client("s3", config=config.merge(Config(signature_version="s3v4"))),
-        "dynamodb": session.client("dynamodb", config=config),
-        "sns": session.client("sns", config=config),
-    }
+    config = Config(connect_timeout=5, read_timeout=20, retries={"mode": "standard", "max_attempts": 4}, **options)
+    return boto3.session.Session().client(service, config=config)
 
 
 def handle(event: dict[str, Any], context: Any, runtime: ReviewRuntime, logger: Any) -> dict[str, Any]:
     if isinstance(event.get("requestContext"), dict) and "http" in event["requestContext"]:
-        runtime.api.append_context(services=runtime.services)
+        runtime.api.append_context(services=runtime.services, console=runtime.console, cloudwatch=runtime.cloudwatch)
         try:
             return runtime.api.resolve(event, context)
         finally:

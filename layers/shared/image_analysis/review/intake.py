@@ -2,35 +2,58 @@
 
 ``PassiveReview`` (REVIEW_MODE=off) queues nothing and makes no request: a result written again for the
 same bytes only keeps the decision the stored item already carries. ``ReviewIntake`` (flagged,
-borderline) also opens reviews and keeps the queue table in step with the results.
+borderline) also opens reviews and keeps the queue table in step with the results; a review it opens
+gets the console's thumbnails (``thumbnails``), made from the frames the pipeline decoded.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from image_analysis.merge import Thresholds
+from image_analysis.merge import Thresholds, ai_reached, bar_for, flagging_categories
 from image_analysis.models import AnalysisResult, Review
 
 REVIEWABLE_STATUSES = ("succeeded", "partial")
 
 
 def within_margin(result: AnalysisResult, thresholds: Thresholds, margin: float) -> bool:
-    """A score within ``margin`` under a threshold it is held to (see ``merge.decide_flags``)."""
-    per_category = thresholds.categories or {}
+    """A score within ``margin`` under the bar it is held to (the same bars as ``merge.decide_flags``:
+    a provider label's own, a category's, NSFW_THRESHOLD for explicit; AI_GENERATED_THRESHOLD for an AI
+    verdict that is a score, not its provider's decision)."""
     moderation = result.moderation
     if moderation is not None:
-        if moderation.nsfw_score >= per_category.get("explicit", thresholds.nsfw) - margin:
-            return True
         for category in moderation.categories:
-            bar = per_category.get(category.name)
-            if bar is not None and category.name not in ("explicit", "safe") and category.confidence >= bar - margin:
+            bar = bar_for(category, thresholds)
+            if bar is not None and category.confidence >= bar - margin:
                 return True
     ai = result.ai_generated
-    if ai is not None and ai.verdict == "ai" and (ai.confidence or 0.0) >= thresholds.ai_generated - margin:
+    if (
+        ai is not None
+        and ai.verdict == "ai"
+        and ai.provider not in thresholds.verdict_decides
+        and (ai.confidence or 0.0) >= thresholds.ai_generated - margin
+    ):
         return True
     deepfake = result.deepfake
     return deepfake is not None and deepfake.detected and deepfake.confidence >= thresholds.deepfake - margin
+
+
+def flagged_by(result: AnalysisResult, thresholds: Thresholds) -> list[str]:
+    """The providers whose answers reached a threshold (the queue's provider filter); for a borderline
+    result that reached none, those whose answers came within the margin: every provider that scored."""
+    names: set[str] = set()
+    if result.moderation is not None:
+        names.update(c.provider for c in flagging_categories(result.moderation, thresholds))
+    if result.ai_generated is not None and ai_reached(result.ai_generated, thresholds):
+        names.add(result.ai_generated.provider)
+    deepfake = result.deepfake
+    if deepfake is not None and deepfake.detected and deepfake.confidence >= thresholds.deepfake:
+        names.add(deepfake.provider)
+    if not names:
+        from image_analysis.review.audit import signals_of
+
+        names.update(signal["provider"] for signal in signals_of(result))
+    return sorted(names)
 
 
 def carried(result: AnalysisResult, prior: dict[str, Any] | None) -> Review | None:
@@ -54,7 +77,7 @@ class PassiveReview:
         kept = carried(result, existing)
         return result.model_copy(update={"review": kept}) if kept is not None else result
 
-    def record(self, result: AnalysisResult, existing: dict[str, Any] | None) -> None:
+    def record(self, result: AnalysisResult, existing: dict[str, Any] | None, frames: Any = ()) -> None:
         return None
 
     def heal(self, existing: dict[str, Any] | None) -> None:
@@ -75,6 +98,7 @@ class ReviewIntake:
         thresholds: Thresholds,
         queue: Any,
         read_item: Any,
+        thumbnails: Any = None,
         logger: Any = None,
     ) -> None:
         self.mode = mode
@@ -83,6 +107,8 @@ class ReviewIntake:
         self.queue = queue
         # (pk, sk) -> the stored item now: a decision may have been taken while the vendors answered.
         self._read_item = read_item
+        # image_analysis.review.thumbnails.Thumbnails, or None (no artifacts bucket: no thumbnails).
+        self.thumbnails = thumbnails
         self.logger = logger
 
     def needs_review(self, result: AnalysisResult) -> bool:
@@ -103,9 +129,11 @@ class ReviewIntake:
             return result.model_copy(update={"review": Review(status="pending")})
         return result.model_copy(update={"review": None})
 
-    def record(self, result: AnalysisResult, existing: dict[str, Any] | None) -> None:
+    def record(self, result: AnalysisResult, existing: dict[str, Any] | None, frames: Any = ()) -> None:
         """After the result was written: open, reopen or close the queue item. Best effort: a crash or
-        an error here is healed by the next delivery of the same event (``heal``)."""
+        an error here is healed by the next delivery of the same event (``heal``). ``frames``: the
+        analyzed frames as decoded (``FramePlans.frames``), from which an opened review's thumbnails are
+        made."""
         from image_analysis.review.ids import ReviewId
 
         try:
@@ -115,7 +143,8 @@ class ReviewIntake:
                 if stored:
                     self.queue.close(ReviewId.of_result(existing["pk"], existing["sk"]))  # type: ignore[index]
             elif not (stored and same_bytes and Review.model_validate(stored) == result.review):
-                self.queue.open(result)
+                shown = self.thumbnails.write(result.sha256, frames) if self.thumbnails is not None else {}
+                self.queue.open(result, {**shown, "providers": flagged_by(result, self.thresholds)})
         except Exception:
             if self.logger is not None:
                 self.logger.exception("could not update the review queue")

@@ -3,7 +3,9 @@ oldest first through its ``ByStatus`` index. The results table gains no index fo
 
 Item: ``pk`` (``<bucket>/<key>#<version or null>``), ``status``, ``flags``, ``analyzed_at`` (of the
 result that opened the review: the listing's order), ``result_pk``/``result_sk``, ``bucket``, ``key``,
-``version_id``, ``etag``, ``sha256``; once decided ``decided_by``, ``decided_at``, ``reason``, ``appeals``;
+``version_id``, ``etag``, ``sha256``; ``providers`` (those whose answers raised a flag) and the console's
+``thumbnail`` (and an animation's ``frames_strip``, ``strip_frames``) when the pipeline opened it; once
+decided ``decided_by``, ``decided_at``, ``reason``, ``appeals``;
 ``object_deleted_at`` when a rejection deleted the object version.
 """
 
@@ -46,9 +48,10 @@ class ReviewQueue:
     def name(self) -> str:
         return self.table.name
 
-    def open(self, result: AnalysisResult) -> None:
-        """A review opened (or reopened for new bytes): the item as the result says, replacing any."""
-        self.table.put(queue_item(result))
+    def open(self, result: AnalysisResult, extra: dict[str, Any] | None = None) -> None:
+        """A review opened (or reopened for new bytes): the item as the result says, replacing any;
+        ``extra``: what the intake adds (providers, thumbnails)."""
+        self.table.put({**queue_item(result), **(extra or {})})
 
     def heal(self, result: AnalysisResult) -> bool:
         """The item for a result under review, when a crash left it unwritten; never replaces one."""
@@ -69,18 +72,71 @@ class ReviewQueue:
             values={":when": when},
         )
 
-    def page(self, status: str, limit: int = 25, cursor: str | None = None) -> dict[str, Any]:
-        """``{items, next}``: oldest first; ``next`` (or None) goes on where this page stopped."""
+    def page(
+        self,
+        status: str,
+        limit: int = 25,
+        cursor: str | None = None,
+        *,
+        flag: str | None = None,
+        provider: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+    ) -> dict[str, Any]:
+        """``{items, next}``: oldest first; ``next`` (or None) goes on where this page stopped.
+
+        ``since``/``until`` bound ``analyzed_at`` (ISO 8601 prefixes: ``2026-12-07`` is that whole day for
+        ``until``), read from the index's sort key; ``flag`` and ``provider`` filter what was read, so a
+        filtered page may hold fewer than ``limit`` items and still have a ``next``."""
         start = decode_cursor(cursor, CURSOR_FIELDS) if cursor else None
         if start is not None and start["status"] != status:
             raise ValueError("next was printed for a listing of another status")
+        condition = "#status = :status"
+        names = {"#status": "status"}
+        values: dict[str, Any] = {":status": status}
+        if since and until:
+            condition += " AND analyzed_at BETWEEN :since AND :until"
+        elif since:
+            condition += " AND analyzed_at >= :since"
+        elif until:
+            condition += " AND analyzed_at <= :until"
+        if since:
+            values[":since"] = since
+        if until:
+            values[":until"] = until + "\uffff"  # a date or a time prefix covers all that it starts
+        filters = []
+        if flag:
+            filters.append("contains(flags, :flag)")
+            values[":flag"] = flag
+        if provider:
+            filters.append("contains(providers, :provider)")
+            values[":provider"] = provider
         items, last = self.table.query(
-            "#status = :status",
+            condition,
             index=STATUS_INDEX,
             limit=limit,
             start=start,
-            names={"#status": "status"},
-            values={":status": status},
+            filter=" AND ".join(filters) or None,
+            names=names,
+            values=values,
         )
         cursor_key = {k: last[k] for k in CURSOR_FIELDS} if last else None
         return {"items": items, "next": encode_cursor(cursor_key)}
+
+    def counts(self, statuses: tuple[str, ...]) -> dict[str, int]:
+        """How many reviews each status holds (one counting query per status on the index)."""
+        return {
+            status: self.table.count(
+                "#status = :status", index=STATUS_INDEX, names={"#status": "status"}, values={":status": status}
+            )
+            for status in statuses
+        }
+
+    def since(self, status: str, since: str) -> list[dict[str, Any]]:
+        """Every review of ``status`` opened since ``since`` (the stats' flags per day)."""
+        return self.table.query_all(
+            "#status = :status AND analyzed_at >= :since",
+            index=STATUS_INDEX,
+            names={"#status": "status"},
+            values={":status": status, ":since": since},
+        )

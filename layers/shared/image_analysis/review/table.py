@@ -80,9 +80,11 @@ class Table:
         forward: bool = True,
         limit: int | None = None,
         start: dict[str, Any] | None = None,
+        filter: str | None = None,
         **expression: Any,
     ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-        """One page: the items and the key to go on from (None at the end)."""
+        """One page: the items and the key to go on from (None at the end). ``filter`` is applied after
+        ``limit`` items were read, as DynamoDB does: a page may hold fewer, and still go on."""
         kwargs: dict[str, Any] = {
             "TableName": self.name,
             "KeyConditionExpression": key_condition,
@@ -90,6 +92,8 @@ class Table:
         }
         if index:
             kwargs["IndexName"] = index
+        if filter:
+            kwargs["FilterExpression"] = filter
         if limit:
             kwargs["Limit"] = limit
         if start:
@@ -107,6 +111,20 @@ class Table:
             items.extend(page)
             if start is None:
                 return items
+
+    def count(self, key_condition: str, *, index: str | None = None, **expression: Any) -> int:
+        """How many items match (``Select=COUNT``: no item is sent back), every page read."""
+        kwargs: dict[str, Any] = {"TableName": self.name, "KeyConditionExpression": key_condition, "Select": "COUNT"}
+        if index:
+            kwargs["IndexName"] = index
+        kwargs.update(self._expression(**expression))
+        total = 0
+        while True:
+            response = self.client.query(**kwargs)
+            total += int(response.get("Count", 0))
+            if "LastEvaluatedKey" not in response:
+                return total
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     def scan_all(self) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
