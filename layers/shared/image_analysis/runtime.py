@@ -132,7 +132,6 @@ def build_runtime(
         metric=metric,
     )
     review = ReviewConfig.from_env(settings.env)
-    thresholds = Thresholds.from_settings(settings, providers.values())
     banks = bank_screening(settings, clients, logger, metric)
     if cold_container:
         warm_up.start(warm_up_steps(settings, names, http, banks), logger)
