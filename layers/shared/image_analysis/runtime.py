@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from image_analysis import warm_up
 from image_analysis.alert_ledger import AlertLedger
 from image_analysis.alerts import AlertPublisher
 from image_analysis.banks.matcher import BankMatcher
@@ -93,8 +92,6 @@ def build_runtime(
     metrics: Any = None,
 ) -> Runtime:
     settings = settings or Settings.from_env()
-    # A container's own clients (not a test's): its first record's waits are worth using (``warm_up``).
-    cold_container = clients is None
     clients = clients or aws_clients()
     deps = ProviderDeps(
         settings=settings,
@@ -133,8 +130,6 @@ def build_runtime(
     )
     review = ReviewConfig.from_env(settings.env)
     banks = bank_screening(settings, clients, logger, metric)
-    if cold_container:
-        warm_up.start(warm_up_steps(settings, names, http, banks), logger)
     pipeline = Pipeline(
         reader=ObjectReader(clients["s3"], settings.max_object_bytes),
         store=ResultStore(
@@ -163,20 +158,6 @@ def build_runtime(
         banks=banks,
     )
     return Runtime(settings=settings, pipeline=pipeline)
-
-
-def warm_up_steps(settings: Settings, providers: list[str], http: Any, banks: BankScreening) -> list[Any]:
-    """What the first record needs that costs CPU and not waiting, first the bank poll (its request
-    then waits for DynamoDB while the rest is done)."""
-    steps: list[Any] = []
-    if banks.matcher is not None:
-        steps.append(banks.matcher.prefetch)
-    if http is None and any(name != "builtin" for name in providers):
-        from image_analysis.providers.http import shared_client
-
-        steps.append(lambda: shared_client(settings))
-    steps.append(warm_up.pillow_plugins)
-    return steps
 
 
 def review_intake(
