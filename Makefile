@@ -18,7 +18,7 @@ CONSOLE_PORT ?= 8080
 # VAR=value given to make: ROUTING, NSFW_THRESHOLD, ...; local/configuration.py maps them to the template).
 export PROVIDERS SANDBOX
 
-.PHONY: help setup tools demo test test-slow invoke local-stack soak bench lint validate checkov build smoke schema schema-check format clean console test-browser console-screenshots
+.PHONY: help setup tools demo test test-slow invoke local-stack soak bench bench-check lint validate checkov build smoke schema schema-check format clean console test-browser console-screenshots
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ soak: setup ## A longer fault-injection run (3000 uploads, 30% vendor faults)
 bench: build ## Benchmarks against baselines measured in the same run; writes docs/performance.md
 	@$(SAM_ENV) bash scripts/host-build.sh >/dev/null
 	@$(PY) -m local.bench $(BENCH_ARGS)
+
+bench-check: setup ## make bench in a fresh clone of what is committed, and its document read back
+	@$(PY) -m pytest -m bench $(PYTEST_ARGS)
 
 validate: tools ## sam validate --lint (cfn-lint)
 	@$(SAM_ENV) $(SAM) validate --lint

@@ -64,14 +64,14 @@ class _Context:
         return int((self._deadline - time.monotonic()) * 1000)
 
 
-def run_handler(events: list[dict]) -> dict:
+def run_handler(events: list[dict], tally: RequestTally | None = None) -> dict:
     import io
     from contextlib import redirect_stdout
 
     import app  # the built function; the layer is on sys.path
 
     imported = time.perf_counter()
-    durations, cpu_times, responses = [], [], []
+    durations, cpu_times, responses, requests = [], [], [], []
     with _profiled("handler") as warm:
         for n, event in enumerate(events):
             if n == 1:
@@ -81,7 +81,10 @@ def run_handler(events: list[dict]) -> dict:
                 responses.append(app.lambda_handler(event, _Context(n)))
             durations.append(time.perf_counter() - began)
             cpu_times.append(time.process_time() - cpu)
+            if tally is not None:
+                requests.append(tally.take())
     return {
+        "requests": requests,
         "import_s": imported - STARTED,
         "durations_s": durations,
         "cpu_s": cpu_times,
@@ -331,6 +334,107 @@ def run_bank_match(arg: str) -> dict:
     return report
 
 
+# DynamoDB operations that report the capacity they consumed when asked (ReturnConsumedCapacity).
+_CAPACITY_OPERATIONS = frozenset(
+    {
+        "GetItem",
+        "PutItem",
+        "UpdateItem",
+        "DeleteItem",
+        "Query",
+        "Scan",
+        "BatchGetItem",
+        "BatchWriteItem",
+        "TransactGetItems",
+        "TransactWriteItems",
+    }
+)
+_READ_OPERATIONS = frozenset({"GetItem", "Query", "Scan", "BatchGetItem", "TransactGetItems"})
+
+
+def _with_absent_keys(entries: list[dict], params: dict, response: dict) -> list[dict]:
+    """DynamoDB Local reports no capacity for the keys of a BatchGetItem that hold no item, where AWS bills
+    a read of a missing item as any other: a unit for a strongly consistent read, half for another. Each
+    key asked for that came back neither as an item nor as unprocessed is added at that rate to what was
+    reported for its table (the items found keep their size-based units)."""
+    reported = {entry["TableName"]: entry for entry in entries}
+    fixed = []
+    for table, request in params.get("RequestItems", {}).items():
+        found = len(response.get("Responses", {}).get(table, []))
+        unprocessed = len(response.get("UnprocessedKeys", {}).get(table, {}).get("Keys", []))
+        absent = max(0, len(request["Keys"]) - found - unprocessed)
+        entry = dict(reported.get(table, {"TableName": table}))
+        units = entry.get("Table", {}).get("CapacityUnits", entry.get("CapacityUnits", 0.0))
+        units += absent * (1.0 if request.get("ConsistentRead") else 0.5)
+        fixed.append({**entry, "CapacityUnits": units, "Table": {"CapacityUnits": units}})
+    return fixed
+
+
+class RequestTally:
+    """BENCH_CAPACITY=1: every AWS request the function makes, by service and operation, and for DynamoDB
+    the capacity units each consumed, by table and index, as DynamoDB reports them: each request is sent
+    with ``ReturnConsumedCapacity=INDEXES`` (the function's own requests never ask for it, and nothing in
+    them reads it). ``take`` returns what was counted since the last call, per invocation."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._lock = threading.Lock()
+        self._counts: dict[str, Any] = {}
+
+    def install(self) -> None:
+        from botocore.client import BaseClient
+
+        original = BaseClient._make_api_call
+        tally = self
+
+        def counted(client: Any, operation: str, params: dict) -> Any:
+            service = client.meta.service_model.service_name
+            if service == "dynamodb" and operation in _CAPACITY_OPERATIONS:
+                params = {**params, "ReturnConsumedCapacity": "INDEXES"}
+            response = original(client, operation, params)
+            tally._add(service, operation, response, params)
+            return response
+
+        BaseClient._make_api_call = counted  # type: ignore[method-assign]
+
+    def _add(self, service: str, operation: str, response: dict, params: dict) -> None:
+        consumed = response.get("ConsumedCapacity") if service == "dynamodb" else None
+        entries = consumed if isinstance(consumed, list) else [consumed] if consumed else []
+        if operation == "BatchGetItem":
+            entries = _with_absent_keys(entries, params, response)
+        kind = "read" if operation in _READ_OPERATIONS else "write"
+        with self._lock:
+            requests = self._counts.setdefault("requests", {})
+            requests[f"{service}:{operation}"] = requests.get(f"{service}:{operation}", 0) + 1
+            units = self._counts.setdefault("units", {})
+            for entry in entries:
+                table = entry["TableName"].split("-")[-2] if entry["TableName"].count("-") >= 2 else entry["TableName"]
+                parts = {table: entry.get("Table", {}).get("CapacityUnits", entry.get("CapacityUnits", 0.0))}
+                for index, value in entry.get("GlobalSecondaryIndexes", {}).items():
+                    parts[f"{table} index {index}"] = value.get("CapacityUnits", 0.0)
+                for name, value in parts.items():
+                    row = units.setdefault(f"{name}|{operation}|{kind}", 0.0)
+                    units[f"{name}|{operation}|{kind}"] = row + float(value)
+
+    def take(self) -> dict[str, Any]:
+        with self._lock:
+            taken, self._counts = self._counts, {}
+        return taken
+
+
+def _without_turns() -> None:
+    """BENCH_TURNS=off: a batch's records do not take turns at preparing their vendor requests, and builtin
+    does not wait for them to have asked (B4 with and without the turns, in the same run)."""
+    from image_analysis import orchestration
+
+    def no_wait(self: Any, timeout: float) -> bool:
+        return True
+
+    orchestration.RecordAnswers.take_turn = no_wait  # type: ignore[method-assign]
+    orchestration.RecordAnswers.wait_until_prepared = lambda self, timeout: None  # type: ignore[method-assign]
+
+
 def _time_aws_calls() -> dict[str, list[float]]:
     """BENCH_CALLS=1: the wall time of every AWS call by operation, reported beside the durations."""
     from botocore.client import BaseClient
@@ -353,6 +457,12 @@ def main() -> None:
     mode, layer, function, arg = sys.argv[1:5]
     sys.path[:0] = [layer, function]
     calls = _time_aws_calls() if os.environ.get("BENCH_CALLS") else None
+    if os.environ.get("BENCH_TURNS") == "off":
+        _without_turns()
+    tally = None
+    if os.environ.get("BENCH_CAPACITY"):
+        tally = RequestTally()
+        tally.install()
     if mode in ("prepare", "naive"):
         path, side = arg.split(":")
         report = (run_prepare if mode == "prepare" else run_naive)(path, int(side))
@@ -366,11 +476,12 @@ def main() -> None:
     else:
         with open(arg) as handle:
             events = json.load(handle)
-        report = (run_handler if mode == "handler" else run_by_hand)(events)
+        report = run_handler(events, tally) if mode == "handler" else run_by_hand(events)
     report["total_s"] = time.perf_counter() - STARTED
     if calls is not None:
         report["aws_calls_ms"] = {op: [round(t * 1000, 2) for t in times] for op, times in calls.items()}
-    print(json.dumps(report, default=str))
+    # Flushed at once: the benchmark times a cold start up to this line, not the interpreter's exit.
+    print(json.dumps(report, default=str), flush=True)
 
 
 if __name__ == "__main__":

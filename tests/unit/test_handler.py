@@ -246,7 +246,10 @@ def test_a_record_that_fails_before_asking_its_vendors_gives_its_turn_back():
             return Turns(records, lambda answers: 0, ThreadPoolExecutor(1))
 
     pipeline = CrashingPipeline(seconds=0.0, crash_keys={"k0", "k1"})
+    # Two records at a time, in order: the crashing ones have the two turns before the others ask (with
+    # all four at once, the others could take the turns first and the crash would hold none).
+    runtime = Runtime(settings(RECORD_CONCURRENCY="2"), pipeline)
     # 13 s left: a turn is waited for at most 3 s (the handler keeps 10 s in hand).
-    response = handle(sqs_batch(["k0", "k1", "k2", "k3"]), Context(13), Runtime(settings(), pipeline), Logger())
+    response = handle(sqs_batch(["k0", "k1", "k2", "k3"]), Context(13), runtime, Logger())
     assert response == {"batchItemFailures": [{"itemIdentifier": "m-k0"}, {"itemIdentifier": "m-k1"}]}
     assert had == [True, True, True, True]  # every record got its turn, none went ahead on a timeout

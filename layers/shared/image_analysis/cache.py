@@ -8,7 +8,11 @@ question (routing asked only for moderation) is never taken for a wider one. The
 the file, or for a frame of an animation that frame's own bytes. An entry that does not decompress or
 validate against today's model is a miss, never a failure of the record.
 The item also keeps how many vendor requests the answer took: a hit saves that
-many. Items expire through the table's time-to-live attribute.
+many. Items expire through the table's time-to-live attribute. An entry keeps the labels a result keeps
+(LABELS_MAX, LABELS_MIN_CONFIDENCE: part of the key) and, with ``RAW_ANSWERS=flagged`` (the default), the
+vendor's own answer only when that answer flags the image by itself: a later result served from the
+cache is then flagged with its raw answer, except when thresholds were lowered since or the flag comes
+from another provider's answer or a bank (that result's ``raw`` then lacks this vendor's).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import hashlib
 import json
 import time
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,14 +35,14 @@ MAX_CACHED_BYTES = 300_000
 _SECRET_SUFFIXES = ("API_KEY", "API_SECRET")
 
 
-def config_fingerprint(provider: str, normalizer_version: str, env: Mapping[str, str]) -> str:
+def config_fingerprint(provider: str, normalizer_version: str, env: Mapping[str, str], kept: str = "") -> str:
+    """``kept``: what the entries keep of an answer (``Keep.fingerprint``)."""
     prefix = provider.upper() + "_"
     options = sorted(
         (name, value) for name, value in env.items() if name.startswith(prefix) and not name.endswith(_SECRET_SUFFIXES)
     )
-    text = json.dumps(
-        {"provider": provider, "normalizer": normalizer_version, "schema": SCHEMA_VERSION, "options": options}
-    )
+    document = {"provider": provider, "normalizer": normalizer_version, "schema": SCHEMA_VERSION, "options": options}
+    text = json.dumps({**document, "kept": kept} if kept else document)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -51,14 +55,21 @@ class CachedAnswer:
 
 class ContentCache:
     def __init__(
-        self, table_name: str, dynamodb_client: Any, ttl_seconds: int, clock: Any = time.time, keep_raw: bool = True
+        self,
+        table_name: str,
+        dynamodb_client: Any,
+        ttl_seconds: int,
+        clock: Any = time.time,
+        kept: Callable[[ProviderOutput], ProviderOutput] | None = None,
     ) -> None:
         self.table_name = table_name
         self._client = dynamodb_client
         self.ttl_seconds = ttl_seconds
         self._clock = clock
-        # RAW_ANSWERS=none: no result keeps a vendor's own answer, so neither does its cached copy.
-        self.keep_raw = keep_raw
+        # What an answer's cached copy keeps (``Keep.cached``): the labels a result keeps, and the vendor's
+        # own answer as the results do (RAW_ANSWERS). The long tail of labels and the raw answer were
+        # most of an entry, hence of its write units. None: the whole answer.
+        self.kept = kept
 
     @staticmethod
     def key(sha256: str, provider: str, fingerprint: str, covers: Iterable[str]) -> str:
@@ -80,7 +91,7 @@ class ContentCache:
         return CachedAnswer(output, calls)
 
     def _item(self, key: str, output: ProviderOutput, calls: int) -> dict[str, Any] | None:
-        kept = output if self.keep_raw else output.model_copy(update={"raw": {}})
+        kept = self.kept(output) if self.kept is not None else output
         blob = zlib.compress(kept.model_dump_json(exclude_defaults=True).encode(), 6)
         if len(blob) > MAX_CACHED_BYTES:
             return None

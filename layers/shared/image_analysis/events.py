@@ -11,11 +11,10 @@ reason, so the handler can log and acknowledge them. A record of the wrong shape
 ``"s3": "x"``) is ``malformed``: it can never succeed, so it is acknowledged and logged as an error, and
 it never fails the other records of its message or batch.
 
-The shapes are read through Powertools' event data classes (``SQSEvent``, ``S3Event``,
-``S3EventBridgeNotificationEvent``). They are thin views that trust their input, so every value is
-type-checked here before it is used, and three of their accessors are bypassed on purpose (each says why
-where it happens). The parser's pydantic models are not used: they cost about three times the import time
-for checks this module needs to make itself anyway (a malformed record must not hide its neighbours).
+The shapes are read as the plain JSON they are, every value type-checked here before it is used (a
+malformed record must not hide its neighbours). Powertools' event data classes would be thin views that
+trust their input (and importing one imports all of them: some 50 modules and tens of milliseconds of a
+cold start); the parser's pydantic models cost three times that, for checks this module makes anyway.
 """
 
 from __future__ import annotations
@@ -26,15 +25,6 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus
-
-# Importing a submodule still runs the package's __init__ (all data classes, about 13 ms and 38 modules);
-# the two submodules named here are what this module uses.
-from aws_lambda_powertools.utilities.data_classes.s3_event import (
-    S3Event,
-    S3EventBridgeNotificationEvent,
-    S3EventRecord,
-)
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSEvent, SQSRecord
 
 # S3 sequencers are hexadecimal strings of varying length; AWS says to pad the shorter one with zeros
 # and compare lexicographically. We right-pad to one fixed width so the stored value compares in a
@@ -150,11 +140,12 @@ def _optional_text(value: Any, what: str) -> str | None:
     return value
 
 
-def _section(parent: Any, key: str, what: str) -> None:
-    """A nested object must be one before a data class property wraps it."""
+def _section(parent: dict[str, Any], key: str, what: str) -> dict[str, Any]:
+    """A nested object, which must be one."""
     value = parent.get(key)
     if not isinstance(value, dict):
         raise MalformedRecord(f"{what} is {'missing' if value is None else 'not an object'}")
+    return value
 
 
 def _size(value: Any) -> int | None:
@@ -190,55 +181,51 @@ def _event_time(value: Any, what: str) -> str | None:
 
 
 # -- the two notification shapes -----------------------------------------------------------------------
-def _from_s3_record(record: S3EventRecord) -> ObjectRef | str:
-    # ``record.event_name`` and friends raise KeyError when a field is absent: absent is checked here.
+def _from_s3_record(record: dict[str, Any]) -> ObjectRef | str:
     name = _optional_text(record.get("eventName"), "eventName") or ""
     if name == "ObjectRemoved:DeleteMarkerCreated":
         return DELETE_MARKER_REASON
     if not name.startswith(("ObjectCreated:", "ObjectRemoved:")):
         return f"not a create or delete event ({name or 'no eventName'})"
-    _section(record, "s3", "s3")
-    message = record.s3
-    _section(message, "bucket", "s3.bucket")
-    _section(message, "get_object" if message.get("get_object") else "object", "s3.object")
-    obj = message.get_object
+    message = _section(record, "s3", "s3")
+    bucket = _section(message, "bucket", "s3.bucket")
+    # S3 Intelligent-Tiering events name the object ``get_object``; the others ``object``.
+    obj = _section(message, "get_object" if message.get("get_object") else "object", "s3.object")
     return ObjectRef(
-        bucket=_text(message.bucket.get("name"), "bucket name"),
+        bucket=_text(bucket.get("name"), "bucket name"),
         key=unquote_plus(_text(obj.get("key"), "object key")),
-        version_id=_version_id(obj.version_id, "object versionId"),
-        etag=_clean_etag(obj.etag),
-        # Not ``obj.size``: it would turn "12" or 12.5 into an int, and such a size is not from S3.
+        version_id=_version_id(obj.get("versionId"), "object versionId"),
+        etag=_clean_etag(obj.get("eTag")),
+        # Taken as sent: "12" or 12.5 is no size S3 sends.
         size=_size(obj.get("size")),
-        # Not ``obj.sequencer``: it raises when absent (the emulator's and hand-made events have none).
+        # Absent from the emulator's and hand-made events.
         sequencer=_optional_text(obj.get("sequencer"), "object sequencer"),
         event_name=name,
         event_time=_event_time(record.get("eventTime"), "eventTime"),
     )
 
 
-def _from_eventbridge(event: S3EventBridgeNotificationEvent) -> ObjectRef | str:
+def _from_eventbridge(event: dict[str, Any]) -> ObjectRef | str:
     detail_type = _optional_text(event.get("detail-type"), "detail-type") or ""
     if detail_type not in ("Object Created", "Object Deleted"):
         return f"not a create or delete event ({detail_type or 'no detail-type'})"
-    _section(event, "detail", "detail")
-    detail = event.detail
-    if detail_type == "Object Deleted" and detail.deletion_type == "Delete Marker Created":
+    detail = _section(event, "detail", "detail")
+    if detail_type == "Object Deleted" and detail.get("deletion-type") == "Delete Marker Created":
         return DELETE_MARKER_REASON
-    _section(detail, "object", "detail.object")
-    _section(detail, "bucket", "detail.bucket")
-    obj = detail.object
+    obj = _section(detail, "object", "detail.object")
+    bucket = _section(detail, "bucket", "detail.bucket")
     return ObjectRef(
-        bucket=_text(detail.bucket.get("name"), "bucket name"),
-        # Not ``obj.key``, which URL-decodes: EventBridge sends the key as it is (a ``:`` arrives as ``:``,
-        # where an S3 notification has ``%3A``), so decoding would turn a ``+`` in the key into a space.
+        bucket=_text(bucket.get("name"), "bucket name"),
+        # Not URL-decoded: EventBridge sends the key as it is (a ``:`` arrives as ``:``, where an S3
+        # notification has ``%3A``), so decoding would turn a ``+`` in the key into a space.
         key=_text(obj.get("key"), "object key"),
         # AWS spells it ``etag``; the emulator ``eTag``.
         version_id=_version_id(obj.get("version-id"), "object version-id"),
         etag=_clean_etag(obj.get("etag") or obj.get("eTag")),
-        size=_size(obj.size),
+        size=_size(obj.get("size")),
         sequencer=_optional_text(obj.get("sequencer"), "object sequencer"),
         event_name=(
-            f"ObjectCreated:{_optional_text(detail.reason, 'reason') or 'EventBridge'}"
+            f"ObjectCreated:{_optional_text(detail.get('reason'), 'reason') or 'EventBridge'}"
             if detail_type == "Object Created"
             else "ObjectRemoved:Delete"
         ),
@@ -293,14 +280,14 @@ def _objects_in(payload: Any) -> Iterator[Found]:
         yield "s3:TestEvent"
         return
     if payload.get("source") == "aws.s3" and "detail" in payload:
-        yield _judged(lambda: _from_eventbridge(S3EventBridgeNotificationEvent(payload)))
+        yield _judged(lambda: _from_eventbridge(payload))
         return
     records = payload.get("Records")
     if not isinstance(records, list) or not records:
         yield "no S3 records"
         return
-    for record in S3Event(payload).records:
-        if isinstance(record.raw_event, dict):
+    for record in records:
+        if isinstance(record, dict):
             yield _judged(lambda record=record: _with_request(_from_s3_record(record), payload))
         else:
             yield MalformedRecord("S3 record is not an object")
@@ -332,8 +319,7 @@ def _source_record(message_id: str | None, receive_count: int, payload: Any) -> 
 def _unwrapped(payload: Any, receive_count: int) -> tuple[Any, int]:
     """A Lambda on-failure destination record (a failed direct invocation, kept in the dead-letter
     queue) holds the original event in ``requestPayload``: a redrive processes that event. Its
-    ``approximateInvokeCount`` counts the deliveries it already had. (Powertools has no data class for
-    these records.)"""
+    ``approximateInvokeCount`` counts the deliveries it already had."""
     if isinstance(payload, dict) and "requestPayload" in payload and isinstance(payload.get("requestContext"), dict):
         invokes = payload["requestContext"].get("approximateInvokeCount")
         count = invokes + receive_count if isinstance(invokes, int) and not isinstance(invokes, bool) else receive_count
@@ -347,22 +333,24 @@ def _unwrapped(payload: Any, receive_count: int) -> tuple[Any, int]:
     return payload, receive_count
 
 
-def _receive_count(message: SQSRecord) -> int:
-    if not isinstance(message.get("attributes"), dict):
+def _receive_count(message: dict[str, Any]) -> int:
+    attributes = message.get("attributes")
+    if not isinstance(attributes, dict):
         return 1
     try:
-        return max(1, int(message.attributes.approximate_receive_count))
+        return max(1, int(attributes["ApproximateReceiveCount"]))
     except (KeyError, TypeError, ValueError):
         return 1
 
 
-def _sqs_record(message: SQSRecord) -> SourceRecord:
+def _sqs_record(message: dict[str, Any]) -> SourceRecord:
     message_id = message.get("messageId")
     receive_count = _receive_count(message)
-    if not isinstance(message.get("body"), str):
+    body = message.get("body")
+    if not isinstance(body, str):
         return SourceRecord(message_id, receive_count, (), error="SQS body is not a string")
     try:
-        payload = message.json_body
+        payload = json.loads(body)
     except ValueError:
         return SourceRecord(message_id, receive_count, (), error="SQS body is not JSON")
     payload, receive_count = _unwrapped(payload, receive_count)
@@ -377,6 +365,6 @@ def parse_event(event: Any) -> ParsedEvent:
         and records
         and all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records)
     ):
-        return ParsedEvent(is_sqs=True, records=tuple(_sqs_record(message) for message in SQSEvent(event).records))
+        return ParsedEvent(is_sqs=True, records=tuple(_sqs_record(message) for message in records))
     payload, receive_count = _unwrapped(event, 1)
     return ParsedEvent(is_sqs=False, records=(_source_record(None, receive_count, payload),))

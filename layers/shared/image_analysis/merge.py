@@ -56,6 +56,29 @@ class Keep:
     def raw_for(self, flags: Sequence[str]) -> bool:
         return self.raw == "all" or (self.raw == "flagged" and bool(flags))
 
+    def raw_for_answer(self, output: ProviderOutput, thresholds: Thresholds) -> bool:
+        """Whether one provider's answer, cached for later images of the same bytes, keeps its raw part:
+        with ``flagged``, when that answer alone reaches a threshold."""
+        if self.raw != "flagged":
+            return self.raw == "all"
+        outputs = [output]
+        return bool(
+            decide_flags(merge_moderation(outputs), merge_ai_generated(outputs), merge_deepfake(outputs), thresholds)
+        )
+
+    def cached(self, output: ProviderOutput, thresholds: Thresholds) -> ProviderOutput:
+        """What the content cache keeps of one provider's answer: the labels a result would keep of it (the
+        top ``labels_max`` of several answers are among their own top ``labels_max`` each, so a result
+        merged from cached answers keeps the same labels), and its raw part as ``raw_for_answer`` says."""
+        update: dict[str, Any] = {"labels": self.labels(output.labels)}
+        if not self.raw_for_answer(output, thresholds):
+            update["raw"] = {}
+        return output.model_copy(update=update)
+
+    def fingerprint(self) -> str:
+        """What the cache key must change with: an answer cached under other label settings kept other labels."""
+        return f"labels {self.labels_max} >= {self.labels_floor}"
+
 
 @dataclass(frozen=True)
 class Thresholds:

@@ -331,7 +331,9 @@ class AnalysisResult(_Model):
         default={},
         description="Vendor responses kept for re-normalization, by provider: base64 of zlib-compressed JSON "
         "within the item's budget; a larger one as a gzip JSON object in the artifacts bucket (which never "
-        "triggers analysis), deleted with the result; or, when that could not be stored, its size.",
+        "triggers analysis), deleted with the result; or, when that could not be stored, its size. Kept by "
+        "default for flagged results only (RAW_ANSWERS=flagged; all: every result, none: no result); an "
+        "unflagged result's raw is empty.",
     )
     omitted: dict[str, int] = Field(
         default={},

@@ -321,7 +321,9 @@ class Orchestrator:
         usage: DailyUsage | None = None,
         logger: Any = None,
         metric: Callable[[str, float, str], None] | None = None,
+        kept: str = "",
     ) -> None:
+        """``kept``: what the cache's entries keep of an answer (``Keep.fingerprint``), part of their keys."""
         self.providers = dict(providers)
         self.settings = settings
         self.routes = routes or {}
@@ -346,7 +348,8 @@ class Orchestrator:
         self._cache_io = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cache-io")
         self._builtin_lane = ThreadPoolExecutor(max_workers=1, thread_name_prefix="builtin")
         self._fingerprints = {
-            name: config_fingerprint(name, p.normalizer_version, settings.env) for name, p in self.providers.items()
+            name: config_fingerprint(name, p.normalizer_version, settings.env, kept)
+            for name, p in self.providers.items()
         }
 
     # -- the plan ----------------------------------------------------------------------------------

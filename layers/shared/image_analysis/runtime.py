@@ -36,21 +36,33 @@ class Runtime:
 
 
 def aws_clients(session: Any = None) -> dict[str, Any]:
-    """boto3 clients with explicit timeouts; endpoints come only from the SDK's AWS_ENDPOINT_URL* settings."""
-    import boto3
+    """AWS clients with explicit timeouts; endpoints come only from the SDK's AWS_ENDPOINT_URL* settings.
+
+    botocore's own clients: boto3 adds its resources and S3 transfer manager (some 60 modules, tens of
+    milliseconds of every cold start), which only a bank snapshot's download uses (``s3_transfer``)."""
+    import botocore.session
     from botocore.config import Config
 
-    session = session or boto3.session.Session()
+    session = session or botocore.session.get_session()
+    create = getattr(session, "create_client", None) or session.client  # a boto3 Session works too
     # No client-side parameter validation: the services validate every request anyway, and botocore's
     # walk over a result item's nested attributes costs milliseconds per record.
     config = Config(
         connect_timeout=5, read_timeout=20, retries={"mode": "standard", "max_attempts": 4}, parameter_validation=False
     )
+
+    def s3_transfer() -> Any:
+        import boto3
+
+        return boto3.session.Session().client("s3", config=config)
+
     return {
-        "s3": session.client("s3", config=config),
-        "dynamodb": session.client("dynamodb", config=config),
+        "s3": create("s3", config=config),
+        "dynamodb": create("dynamodb", config=config),
         # Only a flagged image publishes: most cold starts never need to build this client.
-        "sns": LazyClient(lambda: session.client("sns", config=config)),
+        "sns": LazyClient(lambda: create("sns", config=config)),
+        # boto3's S3 client, for its download_file and upload_fileobj (bank snapshots).
+        "s3_transfer": LazyClient(s3_transfer),
     }
 
 
@@ -91,6 +103,8 @@ def build_runtime(
     # ROUTING wins over PROVIDERS: it names every provider it may call. builtin always runs.
     names = ["builtin", *providers_in(routes)] if routes else list(settings.providers)
     providers = {name: provider_class(name).create(deps) for name in dict.fromkeys(names)}
+    thresholds = Thresholds.from_settings(settings, providers.values())
+    keep = Keep(settings.labels_max, settings.labels_min_confidence, settings.raw_answers)
     metric = None
     if metrics is not None:
 
@@ -101,11 +115,12 @@ def build_runtime(
         providers,
         settings,
         routes=routes,
+        kept=keep.fingerprint(),
         cache=ContentCache(
             settings.cache_table,
             clients["dynamodb"],
             settings.cache_ttl_seconds,
-            keep_raw=settings.raw_answers != "none",
+            kept=lambda output: keep.cached(output, thresholds),
         )
         if settings.cache_table
         else None,
@@ -114,7 +129,7 @@ def build_runtime(
         metric=metric,
     )
     review = ReviewConfig.from_env(settings.env)
-    thresholds = Thresholds.from_settings(settings, providers.values())
+    banks = bank_screening(settings, clients, logger, metric)
     pipeline = Pipeline(
         reader=ObjectReader(clients["s3"], settings.max_object_bytes),
         store=ResultStore(
@@ -134,13 +149,13 @@ def build_runtime(
         max_pixels=settings.max_pixels,
         frame_limits=FrameLimits(settings.frame_samples, settings.frame_scan_limit),
         raw_budget_bytes=settings.raw_item_budget_bytes,
-        keep=Keep(settings.labels_max, settings.labels_min_confidence, settings.raw_answers),
+        keep=keep,
         ledger=AlertLedger(settings.alert_ledger_table, clients["dynamodb"]) if settings.alert_ledger_table else None,
         logger=logger,
         metrics=metrics,
         review=review_intake(review, settings, clients["dynamodb"], logger, thresholds, s3=clients["s3"]),
         delivery_gate=review.delivery_gate,
-        banks=bank_screening(settings, clients, logger, metric),
+        banks=banks,
     )
     return Runtime(settings=settings, pipeline=pipeline)
 
@@ -179,7 +194,9 @@ def bank_screening(settings: Settings, clients: dict[str, Any], logger: Any, met
     """The hash banks as this container sees them (none without BANKS_TABLE)."""
     if not settings.banks_table:
         return BankScreening()
-    store = BankStore(settings.banks_table, clients["dynamodb"], clients["s3"], settings.banks_bucket)
+    store = BankStore(
+        settings.banks_table, clients["dynamodb"], clients.get("s3_transfer", clients["s3"]), settings.banks_bucket
+    )
     # Snapshots too big for the heap are mapped from local disk (/tmp, the function's ephemeral storage).
     matcher = BankMatcher(
         store, poll_seconds=settings.bank_poll_seconds, map_dir=Path("/tmp/banks"), logger=logger, metric=metric

@@ -50,9 +50,29 @@ class WriteOutcome:
         return self.written
 
 
+# Empty sections kept in the item all the same: what every reader looks at (the flags) and what a rescan
+# appends to (the matches).
+KEPT_WHEN_EMPTY = frozenset({"flags", "matches"})
+
+
+def compact_document(result: AnalysisResult) -> dict[str, Any]:
+    """The result as stored: without Nones, empty sections and the provenance's unset fields. Every
+    attribute is bytes of every write (DynamoDB bills a write unit per KB; DynamoDB Local counts about 30
+    bytes more per attribute than AWS documents), and a reader gets the schema's defaults back."""
+    document = result.model_dump(mode="json", exclude_none=True)
+    document = {name: value for name, value in document.items() if name in KEPT_WHEN_EMPTY or value not in ([], {})}
+    if result.provenance is not None:
+        found = result.provenance.model_dump(mode="json", exclude_defaults=True)
+        document["provenance"] = {**found, "provider": result.provenance.provider}
+    for run in document.get("providers", []):
+        if not run.get("capabilities"):
+            run.pop("capabilities", None)
+    return document
+
+
 def to_item(result: AnalysisResult, sequence: str, expires_at: int | None = None) -> dict[str, Any]:
     """The DynamoDB item: JSON numbers become Decimal (floats are refused by boto3), Nones dropped."""
-    document = result.model_dump(mode="json", exclude_none=True)
+    document = compact_document(result)
     item = json.loads(json.dumps(document), parse_float=Decimal)
     item["pk"] = f"{result.bucket}/{result.key}"
     item["sk"] = result.version_id or "null"
@@ -119,7 +139,7 @@ class ResultStore:
         self.raw_archive = raw_archive
         # Optional time-to-live of results (the table's TTL attribute ``expires_at``); 0 keeps them.
         self.ttl_days = ttl_days
-        import boto3.dynamodb.types as types
+        from image_analysis import dynamo_types as types
 
         self._serializer = types.TypeSerializer()
         self._deserializer = types.TypeDeserializer()

@@ -78,7 +78,7 @@ class BankStore:
         self.bucket = bucket
         self.prefix = prefix
         self._clock = clock
-        import boto3.dynamodb.types as types
+        from image_analysis import dynamo_types as types
 
         self._serializer = types.TypeSerializer()
         self._deserializer = types.TypeDeserializer()

@@ -12,9 +12,10 @@ parts after a lasting error are not sent: a bad key or an empty quota fails them
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from image_analysis.errors import ProviderError
 from image_analysis.models import ErrorInfo
@@ -57,13 +58,61 @@ def _without_provider(error: ProviderError, provider: str) -> str:
     return error.message[len(prefix) :] if error.message.startswith(prefix) else error.message
 
 
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+class _Mapper(Protocol):
+    def map(self, fn: Callable[[_T], _R], items: Iterable[_T]) -> Iterator[_R]: ...
+
+
+class EndpointPool:
+    """Threads for the requests of a provider's analyses: at most ``per_analysis`` requests of one analysis
+    at once (``<VENDOR>_MAX_CONCURRENCY``), each analysis in flight with its own allowance. One pool per
+    container, created on first use; a cap on a vendor for the whole container is ``<VENDOR>_MAX_IN_FLIGHT``'s
+    (the orchestrator's). Shared by every analysis, a pool of ``per_analysis`` threads would queue a batch's
+    requests behind each other: ten records' two requests each would take five round trips instead of one.
+    """
+
+    def __init__(self, name: str, per_analysis: int, analyses: int) -> None:
+        self.name = name
+        self.per_analysis = max(1, per_analysis)
+        self._threads = self.per_analysis * max(1, analyses)
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> _Mapper:
+        """One analysis's window on the pool."""
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix=self.name)
+        return _Window(self._pool, self.per_analysis)
+
+
+class _Window:
+    def __init__(self, pool: ThreadPoolExecutor, at_once: int) -> None:
+        self._pool = pool
+        self._gate = threading.BoundedSemaphore(at_once)
+
+    def map(self, fn: Callable[[_T], _R], items: Iterable[_T]) -> Iterator[_R]:
+        """Like ``Executor.map``; a request waits for its turn here, in the caller's thread, so that no
+        pool thread is held by a request that may not go yet."""
+        futures = []
+        for item in items:
+            self._gate.acquire()
+            future = self._pool.submit(fn, item)
+            future.add_done_callback(lambda _: self._gate.release())
+            futures.append(future)
+        return (future.result() for future in futures)
+
+
 def fan_out(
     provider: str,
     parts: Sequence[str],
     call: Callable[[str], ProviderOutput],
     *,
     capabilities: Callable[[str], Iterable[str]] = lambda part: (),
-    executor: Callable[[], ThreadPoolExecutor] | None = None,
+    executor: Callable[[], _Mapper] | None = None,
 ) -> ProviderOutput:
     """``call(part)`` for every part: at once on ``executor()`` when given and there is more than one part,
     else one after the other. Returns the parts' outputs put together (they fill disjoint sections).

@@ -13,8 +13,8 @@ Settings (environment): ``IMAGERECOGNIZE_BASE_URL`` (scheme://host[:port], defau
 https://imagerecognize.com), ``IMAGERECOGNIZE_TYPES`` (comma list of objects, celebrities, detect_faces,
 detect_text, nsfw; default ``objects,nsfw``), ``IMAGERECOGNIZE_MAX_LABELS`` (int > 0, default 20),
 ``IMAGERECOGNIZE_MIN_CONFIDENCE`` and ``IMAGERECOGNIZE_NSFW_MIN_CONFIDENCE`` (int 0..100, defaults 55 and
-50), ``IMAGERECOGNIZE_MAX_CONCURRENCY`` (default 2: the selected types are sent concurrently, at most
-that many at a time, on the shared client).
+50), ``IMAGERECOGNIZE_MAX_CONCURRENCY`` (default 2: the selected types of one image are sent concurrently, at
+most that many at a time, on the shared client; each image in flight has its own allowance).
 
 Every answer carries its status in the body (``{"status": 401, "status_message": "APIkey invalid",
 "data": null}``; success ``{"status": 200, "message": "Success", "data": {...}}``). The body status wins
@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import functools
 import math
-import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -50,7 +48,7 @@ from image_analysis.providers.common import ProviderKeys, base_url, unexpected_p
 from image_analysis.providers.common import VendorPayload as _Loose
 from image_analysis.providers.common import int_setting as _int_setting
 from image_analysis.providers.common import opaque_name as _opaque_name
-from image_analysis.providers.fanout import combine, fan_out
+from image_analysis.providers.fanout import EndpointPool, combine, fan_out
 from image_analysis.providers.http import ErrorKind, VendorClient, VendorProfile
 
 if TYPE_CHECKING:
@@ -616,6 +614,7 @@ class ImageRecognizeProvider(Provider):
         min_confidence: int = DEFAULT_MIN_CONFIDENCE,
         nsfw_min_confidence: int = DEFAULT_NSFW_MIN_CONFIDENCE,
         max_concurrency: int = 2,
+        analyses: int = 10,
     ) -> None:
         self.client = client
         self.types = types
@@ -625,8 +624,8 @@ class ImageRecognizeProvider(Provider):
         self.max_concurrency = max(1, max_concurrency)
         self.enabled: frozenset[Capability] = frozenset().union(*(TYPES[t].capabilities for t in types))
         self._keys = ProviderKeys(credentials, PROVIDER, self.env_prefix, self.credential_fields)
-        self._pool: ThreadPoolExecutor | None = None
-        self._lock = threading.Lock()
+        # Requests of one analysis at once; each record in flight (RECORD_CONCURRENCY) has its own allowance.
+        self._requests = EndpointPool(PROVIDER, self.max_concurrency, analyses)
 
     @classmethod
     def create(cls, deps: ProviderDeps) -> ImageRecognizeProvider:
@@ -659,6 +658,7 @@ class ImageRecognizeProvider(Provider):
             max_concurrency=_int_setting(
                 settings.vendor(prefix, "MAX_CONCURRENCY"), "IMAGERECOGNIZE_MAX_CONCURRENCY", 1, 16, 2
             ),
+            analyses=settings.record_concurrency,
         )
 
     # -- analyze ---------------------------------------------------------------------------------------
@@ -690,7 +690,7 @@ class ImageRecognizeProvider(Provider):
             types,
             call,
             capabilities=lambda kind: TYPES[kind].capabilities,
-            executor=self._executor if self.max_concurrency > 1 else None,
+            executor=self._requests if self.max_concurrency > 1 else None,
         )
 
     def types_for(self, asked: frozenset[str] | None) -> tuple[str, ...]:
@@ -709,12 +709,6 @@ class ImageRecognizeProvider(Provider):
         elif kind == "nsfw":
             form["nsfw_min_confidence"] = str(self.nsfw_min_confidence)
         return form
-
-    def _executor(self) -> ThreadPoolExecutor:
-        with self._lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix=PROVIDER)
-            return self._pool
 
 
 def _prepare(image: DecodedImage) -> tuple[bytes, str]:

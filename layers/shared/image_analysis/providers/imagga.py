@@ -13,11 +13,13 @@ Settings (environment): ``IMAGGA_BASE_URL`` (scheme://host[:port], default https
 
 The selected endpoints are called concurrently on the shared client (``fanout.fan_out``: the endpoints
 that answered are kept when another fails, and the provider is ``partial``), at most ``IMAGGA_MAX_CONCURRENCY``
-at a time: with the default two endpoints the provider takes one round trip instead of two. The cap
-stays small because Imagga's 429 means "You have reached the concurrency limit of your current
-subscription plan" (``/usage`` reports a plan's ``limits.concurrency``), and every Lambda instance
-calls too.
-Set it to 1 for sequential calls on a plan with a concurrency of one.
+of one image's requests at a time: with the default two endpoints the provider takes one round trip
+instead of two. Each image of a batch has its own allowance, so a batch's images wait for Imagga
+side by side rather than in a queue (the time a container is billed for). Imagga's 429 means "You have
+reached the concurrency limit of your current subscription plan" (``/usage`` reports a plan's
+``concurrency.max``): ``IMAGGA_MAX_IN_FLIGHT`` caps the images a container has at Imagga at once, and
+the trigger's ``MaximumConcurrency`` the containers. Set ``IMAGGA_MAX_CONCURRENCY`` to 1 for sequential
+calls on a plan with a concurrency of one.
 
 Normalization is pure (``normalize_*``): payload -> private pydantic model -> house models.
 """
@@ -28,9 +30,7 @@ import functools
 import io
 import math
 import re
-import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -50,7 +50,7 @@ from image_analysis.providers.base import (
 from image_analysis.providers.common import ProviderKeys, base_url, unexpected_payload, unfit_result
 from image_analysis.providers.common import VendorPayload as _Loose
 from image_analysis.providers.common import opaque_name as _opaque_name
-from image_analysis.providers.fanout import combine, fan_out
+from image_analysis.providers.fanout import EndpointPool, combine, fan_out
 from image_analysis.providers.http import VendorClient, VendorProfile
 
 if TYPE_CHECKING:
@@ -500,6 +500,7 @@ class ImaggaProvider(Provider):
         tags_limit: int | None = None,
         tags_threshold: float | None = None,
         max_concurrency: int = 2,
+        analyses: int = 10,
     ) -> None:
         self.client = client
         self.endpoints = endpoints
@@ -509,8 +510,8 @@ class ImaggaProvider(Provider):
         self.max_concurrency = max(1, max_concurrency)
         self.enabled: frozenset[Capability] = frozenset(ENDPOINTS[e].capability for e in endpoints)
         self._keys = ProviderKeys(credentials, PROVIDER, self.env_prefix, self.credential_fields)
-        self._pool: ThreadPoolExecutor | None = None
-        self._lock = threading.Lock()
+        # Requests of one analysis at once; each record in flight (RECORD_CONCURRENCY) has its own allowance.
+        self._requests = EndpointPool(PROVIDER, self.max_concurrency, analyses)
 
     @classmethod
     def create(cls, deps: ProviderDeps) -> ImaggaProvider:
@@ -534,6 +535,7 @@ class ImaggaProvider(Provider):
                 settings.vendor(prefix, "MAX_CONCURRENCY"), int, "IMAGGA_MAX_CONCURRENCY", 1, 16
             )
             or 2,
+            analyses=settings.record_concurrency,
         )
 
     # -- analyze ---------------------------------------------------------------------------------------
@@ -573,14 +575,8 @@ class ImaggaProvider(Provider):
             endpoints,
             call,
             capabilities=lambda endpoint: (ENDPOINTS[endpoint].capability,),
-            executor=self._executor if self.max_concurrency > 1 else None,
+            executor=self._requests if self.max_concurrency > 1 else None,
         )
-
-    def _executor(self) -> ThreadPoolExecutor:
-        with self._lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="imagga")
-            return self._pool
 
     def query(self, endpoint: str) -> dict[str, str]:
         """The endpoint's options. The docs list them as query parameters of the POST, beside the file."""

@@ -17,7 +17,7 @@ from image_analysis.store import from_item
 
 
 def _serializer() -> Any:
-    import boto3.dynamodb.types as types
+    from image_analysis import dynamo_types as types
 
     return types.TypeSerializer(), types.TypeDeserializer()
 
