@@ -102,6 +102,7 @@ class Pipeline:
         raw_budget_bytes: int = 100_000,
         ledger: Ledger | None = None,
         clock: Any = time.time,
+        sleep: Any = time.sleep,
         logger: Any = None,
         metrics: Any = None,
     ) -> None:
@@ -124,6 +125,7 @@ class Pipeline:
             ledger=ledger if ledger is not None else MemoryAlertLedger(clock),
             quarantine_tags=quarantine_tags,
             clock=clock,
+            sleep=sleep,
             logger=logger,
             metrics=metrics,
         )
