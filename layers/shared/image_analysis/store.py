@@ -3,7 +3,8 @@
 The durable guard against duplicates and reordering is the conditional write: an item is written when
 none exists, when the event is newer (S3 ``sequencer``, padded to one width and kept in ``seq``), or
 when the same event had only failed before. A ``skipped`` or ``failed`` write never replaces a final
-result of other bytes (another ETag): it says nothing about them. ``alert_id`` is set after the alert
+result of other bytes (another ETag): it says nothing about them; nor a deleted object's watermark or
+tombstone, unless it is for a newer event. ``alert_id`` is set after the alert
 went out (who may publish it is the alert ledger's to decide, ``alert_ledger``), so a later delivery can
 publish what a crash left unpublished.
 
@@ -216,11 +217,13 @@ class ResultStore:
             values[":rid"] = reprocess.id
         if skipped:
             # Whatever the sequence says, a write that read no bytes never replaces the result of other
-            # bytes: a reprocess of ETag A that finds B under the key must not wipe B's flags.
+            # bytes: a reprocess of ETag A that finds B under the key must not wipe B's flags. Nor does it
+            # replace a deleted object's watermark or tombstone, unless it is for a newer event: a reprocess
+            # that takes the deletion's sequence and finds the object gone says less than the deletion did.
             values[":etag"] = item.get("etag") or ""
             condition = (
-                f"({condition}) AND (attribute_not_exists(pk) OR #status = :failed OR etag = :etag"
-                " OR attribute_not_exists(etag))"
+                f"({condition}) AND (attribute_not_exists(pk) OR #status = :failed OR ((etag = :etag"
+                " OR attribute_not_exists(etag)) AND (attribute_not_exists(deleted_at) OR seq < :seq)))"
             )
         # DynamoDB refuses placeholders the expression does not use.
         names = {k: v for k, v in names.items() if k in condition}

@@ -1,0 +1,54 @@
+"""Interleavings the model (``tests/model``) found, each replayed as it was minimized, against the stack in
+the emulator. Each test is named after the promise it holds the pipeline to."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from image_analysis_cli.enqueue import ListedObject, reprocess_request, s3_notification
+from local.driver import LambdaContext
+from local.stack import empty_queue
+from tests.integration.conftest import SAMPLES
+from tests.integration.test_pipeline_end_to_end import item, s3_event, sqs_event
+
+pytestmark = pytest.mark.integration
+
+
+def removal(bucket, key, sequencer, version_id=None):
+    event = s3_event(bucket, key, None, None, sequencer, version_id)
+    record = event["Records"][0]
+    record["eventName"] = "ObjectRemoved:Delete"
+    record["s3"]["object"] = {k: v for k, v in record["s3"]["object"].items() if v is not None}
+    return event
+
+
+@pytest.mark.parametrize("on_delete", ["delete", "tombstone"])
+def test_a_reprocess_that_runs_after_the_delete_leaves_the_deleted_objects_record_alone(
+    stack, s3, table, prefix, monkeypatch, on_delete
+):
+    """Found by the model: ``reprocess --key`` (or reconcile) enqueued, then the object deleted and its delete
+    processed, then the reprocess. Its read finds nothing, and its ``skipped`` result used to replace the
+    watermark (or tombstone) with a result that never expires and no longer says the object was deleted."""
+    from local.driver import load_handler
+
+    monkeypatch.setenv("ON_DELETE", on_delete)
+    handler = load_handler()
+    key, body = f"{prefix}deleted before its reprocess.png", (SAMPLES / "skimage-chelsea.png").read_bytes()
+    etag = s3.put_object(Bucket=stack.bucket, Key=key, Body=body)["ETag"].strip('"')
+    empty_queue(stack.queue_url)
+    assert handler(sqs_event(s3_event(stack.bucket, key, etag, len(body), "0055AED6DCD9000001")), LambdaContext()) == {
+        "batchItemFailures": []
+    }
+    request = s3_notification(ListedObject(stack.bucket, key, len(body), etag), reprocess_request("new threshold"))
+
+    s3.delete_object(Bucket=stack.bucket, Key=key)
+    assert handler(sqs_event(removal(stack.bucket, key, "0055AED6DCD9000002")), LambdaContext()) == {
+        "batchItemFailures": []
+    }
+    deleted = item(table, stack.bucket, key)
+    assert deleted["deleted_at"]
+
+    assert handler(sqs_event(json.loads(request)), LambdaContext()) == {"batchItemFailures": []}
+    assert item(table, stack.bucket, key) == deleted
