@@ -52,3 +52,35 @@ def test_a_reprocess_that_runs_after_the_delete_leaves_the_deleted_objects_recor
 
     assert handler(sqs_event(json.loads(request)), LambdaContext()) == {"batchItemFailures": []}
     assert item(table, stack.bucket, key) == deleted
+
+
+def test_a_late_retry_of_a_failed_upload_leaves_its_tombstone_alone(stack, s3, table, prefix, monkeypatch):
+    """Found by the model, with OnDelete=tombstone: an upload's first delivery fails (the item says
+    ``failed``), the object is deleted and the delete keeps the item as a tombstone (still ``failed``),
+    then the upload's event comes back. The tombstone used to pass for the failed item a retry completes:
+    the retry took the deletion's sequence and replaced the tombstone with a ``skipped`` result that no
+    longer says the object was deleted."""
+    from local.driver import load_handler
+
+    monkeypatch.setenv("ON_DELETE", "tombstone")
+    handler = load_handler()
+    key, body = f"{prefix}failed then deleted.png", (SAMPLES / "skimage-chelsea.png").read_bytes()
+    etag = s3.put_object(Bucket=stack.bucket, Key=key, Body=body)["ETag"].strip('"')
+    empty_queue(stack.queue_url)
+    upload = sqs_event(s3_event(stack.bucket, key, etag, len(body), "0055AED6DCD9000001"))
+    # Too little time left: handed back, and the item says why.
+    assert handler(upload, LambdaContext(timeout_seconds=5)) == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
+    assert item(table, stack.bucket, key)["status"] == "failed"
+
+    s3.delete_object(Bucket=stack.bucket, Key=key)
+    assert handler(sqs_event(removal(stack.bucket, key, "0055AED6DCD9000002")), LambdaContext()) == {
+        "batchItemFailures": []
+    }
+    tombstone = item(table, stack.bucket, key)
+    assert tombstone["deleted_at"] and tombstone["seq"].startswith("0055AED6DCD9000002")
+
+    # The upload's event again: once more without time (its failure is recorded), then with time.
+    handler(upload, LambdaContext(timeout_seconds=5))
+    assert item(table, stack.bucket, key) == tombstone
+    assert handler(upload, LambdaContext()) == {"batchItemFailures": []}
+    assert item(table, stack.bucket, key) == tombstone

@@ -4,7 +4,8 @@ The durable guard against duplicates and reordering is the conditional write: an
 none exists, when the event is newer (S3 ``sequencer``, padded to one width and kept in ``seq``), or
 when the same event had only failed before. A ``skipped`` or ``failed`` write never replaces a final
 result of other bytes (another ETag): it says nothing about them; nor a deleted object's watermark or
-tombstone, unless it is for a newer event. ``alert_id`` is set after the alert
+tombstone, unless it is for a newer event. A tombstone is never the failed item a retry completes, even
+when the result it keeps had failed. ``alert_id`` is set after the alert
 went out (who may publish it is the alert ledger's to decide, ``alert_ledger``), so a later delivery can
 publish what a crash left unpublished.
 
@@ -35,6 +36,9 @@ from image_analysis.models import AnalysisResult, Quarantine
 from image_analysis.raw_archive import RawArchive, referenced_objects
 
 FINAL_STATUSES = ("succeeded", "partial", "rejected", "skipped")
+# A failed item that a retry of its event completes. A deleted object's item never is, whatever status
+# its tombstone kept: a tombstone of a failed upload says ``failed`` and must still stay a tombstone.
+RETRYABLE = "(#status = :failed AND attribute_not_exists(deleted_at))"
 # How long a deleted object's watermark outlives it with OnDelete=delete: longer than a message can live
 # in the queue and its dead-letter queue (14 days each) before it could be redriven.
 DELETE_WATERMARK_DAYS = 30
@@ -208,7 +212,7 @@ class ResultStore:
         names = {"#status": "status"}
         values: dict[str, Any] = {":seq": item["seq"], ":failed": "failed"}
         if item["seq"] != UNSEQUENCED:
-            condition = "attribute_not_exists(pk) OR seq < :seq OR (seq = :seq AND #status = :failed)"
+            condition = f"attribute_not_exists(pk) OR seq < :seq OR (seq = :seq AND {RETRYABLE})"
         else:
             condition = _unsequenced_put_condition(item, values, skipped)
         if reprocess is not None:
@@ -222,7 +226,7 @@ class ResultStore:
             # that takes the deletion's sequence and finds the object gone says less than the deletion did.
             values[":etag"] = item.get("etag") or ""
             condition = (
-                f"({condition}) AND (attribute_not_exists(pk) OR #status = :failed OR ((etag = :etag"
+                f"({condition}) AND (attribute_not_exists(pk) OR {RETRYABLE} OR ((etag = :etag"
                 " OR attribute_not_exists(etag)) AND (attribute_not_exists(deleted_at) OR seq < :seq)))"
             )
         # DynamoDB refuses placeholders the expression does not use.
@@ -424,10 +428,10 @@ def _unsequenced_put_condition(item: dict[str, Any], values: dict[str, Any], ski
     other = None
     if etag:
         values[":etag"] = etag
-        parts.append("(etag = :etag AND #status = :failed)")
+        parts.append(f"(etag = :etag AND {RETRYABLE})")
         other = "(attribute_not_exists(etag) OR etag <> :etag)"
     else:
-        parts.append("(attribute_not_exists(etag) AND #status = :failed)")
+        parts.append(f"(attribute_not_exists(etag) AND {RETRYABLE})")
     if not skipped:
         if event_time:
             values[":time"] = event_time
