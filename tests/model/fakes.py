@@ -4,7 +4,8 @@
     FakeS3         boto3-shaped S3 client: buckets with or without versioning, ETags (MD5 of the bytes),
                    ``IfMatch`` (412), delete markers, tags per version and S3's limit of 10 tags
     FakeSNS        boto3-shaped SNS client that keeps what was published
-    memory_dynamodb()  moto's in-process DynamoDB with the template's own result and alert-ledger tables
+    MotoDynamoDB   moto's DynamoDB in this process (conditional writes as moto's server evaluates them),
+                   without HTTP; ``memory_dynamodb()`` makes it with the template's result and ledger tables
 
 Errors are botocore ``ClientError``s shaped as S3 shapes them (HEAD answers carry the status as the code),
 so the pipeline's translation of them is exercised as it is against the service.
@@ -14,8 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Iterator
-from contextlib import contextmanager
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -217,16 +217,47 @@ def table_definitions() -> dict[str, dict[str, Any]]:
     return {name: {k: v for k, v in resources[name]["Properties"].items() if k in allowed} for name in TABLES}
 
 
-@contextmanager
-def memory_dynamodb() -> Iterator[Any]:
-    """moto's DynamoDB in this process (conditional writes evaluated as the service does), with the
-    template's result and ledger tables; yields a client configured as the function's."""
-    import boto3
-    from botocore.config import Config
-    from moto import mock_aws
+class MotoDynamoDB:
+    """moto's DynamoDB, called in this process without HTTP or its wire serializers: the same request
+    validation, condition and update expressions and return values as moto's server (the calls take the
+    boto3 client's arguments and give its answers), at a small part of the cost. Errors are the
+    ``ClientError``s a boto3 client raises. Each instance is an account of its own."""
 
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1", config=Config(parameter_validation=False))
-        for name, definition in table_definitions().items():
-            client.create_table(TableName=name, **definition)
-        yield client
+    _accounts = itertools.count(100000000001)
+
+    def __init__(self, region: str = "us-east-1") -> None:
+        self.account = str(next(self._accounts))
+        self.region = region
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+
+        def call(**params: Any) -> dict[str, Any]:
+            return self._call(name, params)
+
+        return call
+
+    def _call(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
+        from moto.core.exceptions import JsonRESTError
+        from moto.core.responses import ActionResult
+        from moto.dynamodb.responses import DynamoHandler
+
+        handler = DynamoHandler()
+        handler.current_account, handler.region = self.account, self.region
+        handler.body = params
+        try:
+            answer = getattr(handler, action)()
+        except JsonRESTError as exc:
+            raise client_error(exc.relative_error_type, exc.code, action, exc.message) from None
+        result = answer.result if isinstance(answer, ActionResult) else answer
+        # The wire's plain types (numbers are strings there), sharing nothing with the tables.
+        return json.loads(json.dumps(result, default=str))
+
+
+def memory_dynamodb() -> MotoDynamoDB:
+    """moto's DynamoDB with the template's result and ledger tables, in an account of its own."""
+    client = MotoDynamoDB()
+    for name, definition in table_definitions().items():
+        client.create_table(TableName=name, **definition)
+    return client

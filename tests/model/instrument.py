@@ -75,9 +75,8 @@ class Invocation:
     run: Callable[[], Any]
     stop: Stop | None = None
     label: str = ""
-    # Calls that fail, each at most once: by position (counted from 1, whatever their operation) or by the
-    # first call of an operation -> whether after taking effect.
-    fail_at: dict[int | str, bool] = field(default_factory=dict)
+    # Calls that fail, by position (counted from 1, whatever their operation) -> whether after taking effect.
+    fail_at: dict[int, bool] = field(default_factory=dict)
     calls: int = 0
     counts: collections.Counter[str] = field(default_factory=collections.Counter)
     faults_fired: list[Fault] = field(default_factory=list)
@@ -170,8 +169,6 @@ class Switchboard:
         if invocation is not None:
             invocation.calls += 1
             applied = invocation.fail_at.pop(invocation.calls, None)
-            if applied is None:
-                applied = invocation.fail_at.pop(op, None)
             if fault is None and applied is not None:
                 fault = Fault(op, 0, applied)
         if fault is not None and not fault.applied:

@@ -52,7 +52,7 @@ from image_analysis.objects import FLAGS_TAG, MAX_OBJECT_TAGS, QUARANTINE_TAG
 from image_analysis_cli.enqueue import ListedObject, reprocess_request, s3_notification
 from local.driver import LambdaContext
 from tests.model.contents import BY_SHA256, CONTENTS, Content
-from tests.model.instrument import Invocation, Stop
+from tests.model.instrument import Fault, Invocation, Stop
 from tests.model.world import (
     FIRST_SEQUENCER,
     TIMEOUT_SECONDS,
@@ -74,7 +74,7 @@ GATE_TAG = "image-analysis:verdict"
 # Swarm testing: each example switches on a few kinds of step, so that it goes deep into their combinations
 # instead of spreading thin over all of them.
 FEATURES = ("deletes", "replays", "command_line", "faults", "cuts", "pauses", "time", "batches", "direct")
-# Operations a delivery's fault may name (the first such call fails); a fault may also name a position.
+# Operations an outage may hit (the next call of one fails, in whichever invocation makes it).
 FAULT_OPS = (
     "s3.get_object",
     "s3.head_object",
@@ -409,17 +409,25 @@ class PipelineModel(RuleBasedStateMachine):
         STATS["reconciles"] += 1
 
     # -- faults and time -----------------------------------------------------------------------------
+    @precondition(lambda self: "faults" in self.features)
+    @rule(op=st.sampled_from(FAULT_OPS), skip=st.integers(0, 1), applied=st.booleans())
+    def outage(self, op: str, skip: int, applied: bool) -> None:
+        """The (skip+1)-th next call of ``op``, in whichever invocation makes it, fails; ``applied``: after
+        taking effect (its answer was lost)."""
+        self.consistent = False
+        self.board.arm(Fault(op, skip, applied))
+        STATS["outages"] += 1
+
     @precondition(lambda self: "faults" in self.features and self.queues.pending)
     @rule(
         pick=st.integers(0, 1000),
         companions=st.integers(0, 1),
-        calls=st.lists(st.one_of(st.sampled_from(FAULT_OPS), st.integers(1, 10)), min_size=1, max_size=2, unique=True),
+        calls=st.lists(st.integers(1, 10), min_size=1, max_size=2, unique=True),
         applied=st.booleans(),
     )
-    def deliver_with_faults(self, pick: int, companions: int, calls: list[int | str], applied: bool) -> None:
-        """A delivery whose ``calls`` fail: the first call of an operation, or the call at a position
-        (counted from 1: S3, DynamoDB, SNS, the vendor); ``applied``: it fails after taking effect (its
-        answer was lost)."""
+    def deliver_with_faults(self, pick: int, companions: int, calls: list[int], applied: bool) -> None:
+        """A delivery whose ``calls`` fail, by position (counted from 1, whatever they are: S3, DynamoDB,
+        SNS, the vendor); ``applied``: they fail after taking effect (their answer was lost)."""
         self.consistent = False
         STATS["deliveries with faults"] += 1
         self._deliver(self._batch(pick, companions), None, fail_at=dict.fromkeys(calls, applied))

@@ -19,7 +19,7 @@ _COMMON = {
 }
 # (examples, steps per example) per backend and profile.
 SIZES = {
-    ("memory", "ci"): (80, 40),
+    ("memory", "ci"): (300, 50),
     ("memory", "soak"): (1500, 60),
     ("emulator", "ci"): (6, 25),
     ("emulator", "soak"): (100, 40),

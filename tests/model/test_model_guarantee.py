@@ -1,5 +1,5 @@
-"""The model of the whole guarantee (``machine``) over in-memory S3 and SNS and moto's DynamoDB: fast enough
-for every CI run. ``tests/integration/test_model_emulator.py`` runs the same machine against the template
+"""The model of the whole guarantee (``machine``) over in-memory S3 and SNS and moto's DynamoDB in this process:
+fast enough for every CI run. ``tests/integration/test_model_emulator.py`` runs the same machine against the template
 deployed in the emulator."""
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ def memory_backend(monkeypatch):
         monkeypatch.setenv(name, value)
     for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
-    with memory_dynamodb() as dynamodb:
-        holder: dict = {}
-        orchestrator = shared_orchestrator(holder)
-        yield lambda: MemoryBackend(dynamodb, orchestrator, holder["scanner"])
+    dynamodb = memory_dynamodb()
+    holder: dict = {}
+    orchestrator = shared_orchestrator(holder)
+    return lambda: MemoryBackend(dynamodb, orchestrator, holder["scanner"])
 
 
 def test_every_promise_holds_under_generated_interleavings(memory_backend):
