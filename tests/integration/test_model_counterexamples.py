@@ -84,3 +84,42 @@ def test_a_late_retry_of_a_failed_upload_leaves_its_tombstone_alone(stack, s3, t
     assert item(table, stack.bucket, key) == tombstone
     assert handler(upload, LambdaContext()) == {"batchItemFailures": []}
     assert item(table, stack.bucket, key) == tombstone
+
+
+def test_a_late_delete_of_the_previous_object_leaves_the_backfilled_result_of_the_new_one(stack, s3, table, prefix):
+    """Found by the model: an object is deleted and the key uploaded again; a backfill (or reconcile)
+    analyzes the new object before the delete's event arrives. The backfill's result has no sequencer, so
+    the late delete took it for older and replaced it with the deletion's watermark: the new object had
+    no result until its own event came, and none at all if that event was the one lost."""
+    from image_analysis_cli.enqueue import last_modified
+    from local.driver import load_handler
+
+    handler = load_handler()
+    key = f"{prefix}deleted and uploaded again.png"
+    first, second = (SAMPLES / "skimage-chelsea.png").read_bytes(), (SAMPLES / "skimage-coffee.png").read_bytes()
+    first_etag = s3.put_object(Bucket=stack.bucket, Key=key, Body=first)["ETag"].strip('"')
+    empty_queue(stack.queue_url)
+    created = sqs_event(s3_event(stack.bucket, key, first_etag, len(first), "0055AED6DCD9000001"))
+    assert handler(created, LambdaContext()) == {"batchItemFailures": []}
+
+    s3.delete_object(Bucket=stack.bucket, Key=key)
+    second_etag = s3.put_object(Bucket=stack.bucket, Key=key, Body=second)["ETag"].strip('"')
+    empty_queue(stack.queue_url)
+    listed = s3.head_object(Bucket=stack.bucket, Key=key)
+    backfill = s3_notification(
+        ListedObject(stack.bucket, key, len(second), second_etag, last_modified=last_modified(listed["LastModified"]))
+    )
+    assert handler(sqs_event(json.loads(backfill)), LambdaContext()) == {"batchItemFailures": []}
+    backfilled = item(table, stack.bucket, key)
+    assert (backfilled["etag"], backfilled["status"]) == (second_etag, "succeeded")
+
+    # The delete's event, late: it is about the first object, not the one the backfill analyzed.
+    assert handler(sqs_event(removal(stack.bucket, key, "0055AED6DCD9000002")), LambdaContext()) == {
+        "batchItemFailures": []
+    }
+    assert item(table, stack.bucket, key) == backfilled
+    # The new object's own event adopts the result instead of analyzing it again.
+    uploaded = sqs_event(s3_event(stack.bucket, key, second_etag, len(second), "0055AED6DCD9000003"))
+    assert handler(uploaded, LambdaContext()) == {"batchItemFailures": []}
+    adopted = item(table, stack.bucket, key)
+    assert adopted["seq"].startswith("0055AED6DCD9000003") and adopted["analyzed_at"] == backfilled["analyzed_at"]

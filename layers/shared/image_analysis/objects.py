@@ -89,15 +89,19 @@ class ObjectReader:
         403 counts as absent: without ``s3:ListBucket`` S3 answers a missing key with 403, not 404.
         Anything else (throttling, 5xx) raises, and the record is retried.
         """
+        return self.etag_now(ref) is not None
+
+    def etag_now(self, ref: ObjectRef) -> str | None:
+        """The ETag of what the key (that version, when versioned) holds now; None when it holds nothing."""
         try:
-            self._s3.head_object(**_version_target(ref))
+            head = self._s3.head_object(**_version_target(ref))
         except ClientError as exc:
             code = str(exc.response.get("Error", {}).get("Code", ""))
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             if code in _GONE or code in ("AccessDenied", "405", "MethodNotAllowed") or status in (403, 404, 405):
-                return False
+                return None
             raise
-        return True
+        return str(head.get("ETag", "")).strip('"')
 
     def holds(self, ref: ObjectRef) -> bool:
         """Whether the key (that version, when versioned) still holds the event's bytes (its ETag)."""

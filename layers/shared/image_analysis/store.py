@@ -281,6 +281,7 @@ class ResultStore:
         mode: str,
         event_time: str | None = None,
         etag: str | None = None,
+        current_etag: str | None = None,
     ) -> bool:
         """The object version is gone: reduce its item to a tombstone without the analysis content.
 
@@ -289,14 +290,16 @@ class ResultStore:
         table's time-to-live): long enough that a late or redelivered create event of the deleted object
         finds it and is recognized as older, instead of writing a result for an object that is gone. Only a
         newer event may forget: by sequencer, or, for a delete without one, by the event time and (when
-        the event names it) the ETag of the object that was deleted.
+        the event names it) the ETag of the object that was deleted. ``current_etag``: what the key holds
+        now; a result without a sequencer (a backfill's) of those bytes describes them, whatever the
+        deletion's sequencer says, and stays.
         """
         from datetime import UTC, datetime
 
         now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         bucket, _, key = pk.partition("/")
         plain: dict[str, Any] = {":seq": sequence, ":now": now, ":bucket": bucket, ":key": key, ":gone": "skipped"}
-        condition = _forget_condition(sequence, event_time, etag, plain)
+        condition = _forget_condition(sequence, event_time, etag, plain, current_etag)
         # A delete that comes before any result (the object was deleted before it was analyzed) leaves a
         # watermark too: the item is made with the few attributes a result needs.
         sets = [
@@ -400,11 +403,17 @@ WATERMARK_REMOVES = tuple(
 )
 
 
-def _forget_condition(sequence: str, event_time: str | None, etag: str | None, values: dict[str, Any]) -> str:
+def _forget_condition(
+    sequence: str, event_time: str | None, etag: str | None, values: dict[str, Any], current_etag: str | None = None
+) -> str:
     if sequence != UNSEQUENCED:
         # A delete that S3 sequenced before a re-upload never removes its result; one that comes first
         # leaves the watermark a late create event of the deleted object must find.
-        return "attribute_not_exists(pk) OR seq < :seq"
+        if not current_etag:
+            return "attribute_not_exists(pk) OR seq < :seq"
+        # An unsequenced result orders before every sequencer, yet it may be of the re-upload.
+        values[":unsequenced"], values[":current"] = UNSEQUENCED, current_etag
+        return "attribute_not_exists(pk) OR (seq < :seq AND NOT (seq = :unsequenced AND etag = :current))"
     condition = "attribute_exists(pk)"
     if etag:
         values[":etag"] = etag  # the emulator names the deleted object; its result alone may go
