@@ -3,14 +3,16 @@ the emulator. Each test is named after the promise it holds the pipeline to."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 
 import pytest
 
 from image_analysis_cli.enqueue import ListedObject, reprocess_request, s3_notification
-from local.driver import LambdaContext
+from local.driver import LambdaContext, load_function_module
 from local.stack import empty_queue
-from tests.integration.conftest import SAMPLES
+from tests.integration.conftest import SAMPLES, ai_png
 from tests.integration.test_pipeline_end_to_end import item, s3_event, sqs_event
 
 pytestmark = pytest.mark.integration
@@ -123,3 +125,40 @@ def test_a_late_delete_of_the_previous_object_leaves_the_backfilled_result_of_th
     assert handler(uploaded, LambdaContext()) == {"batchItemFailures": []}
     adopted = item(table, stack.bucket, key)
     assert adopted["seq"].startswith("0055AED6DCD9000003") and adopted["analyzed_at"] == backfilled["analyzed_at"]
+
+
+def test_a_flagged_object_deleted_before_its_quarantine_is_done_not_retried_for_tags(
+    stack, s3, table, alerts, prefix, monkeypatch
+):
+    """Found by the model: the result of a flagged upload is written, but the invocation fails before its
+    quarantine tags (the write's answer was lost). The object is deleted, then the event comes back: the
+    tags can never go on a deleted object, yet the delivery counted QuarantineTagFailed and handed the
+    record back on every delivery, until the dead-letter queue."""
+    from tests.integration.test_reliability_failures import handler_with
+
+    monkeypatch.setenv("QUARANTINE_TAGS", "true")
+    key, body = f"{prefix}flagged then deleted.png", ai_png()
+    etag = s3.put_object(Bucket=stack.bucket, Key=key, Body=body)["ETag"].strip('"')
+    empty_queue(stack.queue_url)
+    upload = sqs_event(s3_event(stack.bucket, key, etag, len(body), "0055AED6DCD9000001"))
+    lost = []
+
+    def first_answer_lost(**_):
+        if not lost:
+            lost.append(1)
+            raise RuntimeError("the connection dropped after the write")
+
+    failing = handler_with({("dynamodb", "after-call.dynamodb.PutItem"): first_answer_lost})
+    assert failing(upload, LambdaContext()) == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
+    written = item(table, stack.bucket, key)
+    assert written["flags"] == ["ai_generated"] and "quarantine" not in written and "alert_id" not in written
+
+    s3.delete_object(Bucket=stack.bucket, Key=key)
+    metrics: list[dict] = []
+    module = load_function_module()
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        assert module.lambda_handler(upload, LambdaContext()) == {"batchItemFailures": []}
+    metrics = [json.loads(line) for line in printed.getvalue().splitlines() if '"_aws"' in line]
+    assert not any("QuarantineTagFailed" in document for document in metrics)
+    (alert,) = alerts()  # the alert still goes out: the object was flagged while it existed
+    assert item(table, stack.bucket, key)["alert_id"] == alert["Message"]["alert_id"]

@@ -12,6 +12,9 @@ out. A failure that ``heal`` must finish hands the record back (``Settled.retry`
 next delivery; a publish that failed gives its ledger claim back first, so that the next delivery is
 not kept waiting by it.
 
+An object deleted before its tags went on has nothing left to quarantine: that is no failure to come
+back for.
+
 For an unflagged complete result: our quarantine tags come off the object when the item this write
 replaced was flagged (a reprocess, or new bytes under the key), never on the word of an item read
 before the write. A partial or rejected result decided nothing, so it leaves the tags alone.
@@ -30,6 +33,7 @@ from typing import Any
 
 from image_analysis.alert_ledger import Ledger
 from image_analysis.alerts import AlertPublisher, alert_id_for, build_alert
+from image_analysis.errors import ObjectSkipped
 from image_analysis.events import ObjectRef
 from image_analysis.models import AnalysisResult, Quarantine
 from image_analysis.objects import ObjectReader
@@ -180,6 +184,9 @@ class FlagActions:
                 # The key was overwritten while we tagged: our tags may sit on the newer object.
                 self._untag_unless_flagged(ref)
                 return Quarantine(applied=[], left_out=[])
+        except ObjectSkipped:
+            # Deleted before its tags went on: nothing is left to quarantine, and no delivery could tag it.
+            return Quarantine(applied=[], left_out=[])
         except Exception:
             self._count("QuarantineTagFailed")
             if self.logger is not None:
@@ -212,6 +219,8 @@ class FlagActions:
         try:
             if self.reader.remove_quarantine_tags(ref):
                 self._count("QuarantineTagsRemoved")
+        except ObjectSkipped:
+            pass  # deleted: no tags left to take off
         except Exception:
             self._count("QuarantineTagFailed")
             if self.logger is not None:
