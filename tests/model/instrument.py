@@ -85,6 +85,7 @@ class Invocation:
     # invocation alive, no claim of a dead one alive): the model's to say.
     started_at: float = 0.0
     unhindered: bool = False
+    logged_from: int = 0
     # ("returned", value) | ("raised", exception) | ("killed", None) once finished.
     outcome: tuple[str, Any] | None = None
     _to_main: queue.Queue[tuple[str, Any]] = field(default_factory=queue.Queue)
