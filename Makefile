@@ -10,10 +10,15 @@ SAM_ENV = PATH="$(PY313_DIR):$$PATH" SAM_CLI_TELEMETRY=0
 EVENT ?= events/s3-put.json
 # The CPU `make build` targets; pass the same Architecture to sam deploy (arm64 is the template's default).
 ARCHITECTURE ?= arm64
-# `make demo PROVIDERS=imagga SANDBOX=1` reaches the demo as environment variables.
+# The local stack's one endpoint: http://127.0.0.1:$(PORT).
+PORT ?= 5050
+# The moderators' console (make console): http://127.0.0.1:$(CONSOLE_PORT)/ (0: any free port).
+CONSOLE_PORT ?= 8080
+# `make demo PROVIDERS=imagga SANDBOX=1` reaches the demo as environment variables (as does every
+# VAR=value given to make: ROUTING, NSFW_THRESHOLD, ...; local/configuration.py maps them to the template).
 export PROVIDERS SANDBOX
 
-.PHONY: help setup tools demo test invoke local-stack soak bench lint validate checkov build smoke schema schema-check format clean
+.PHONY: help setup tools demo test test-slow invoke local-stack soak bench lint validate checkov build smoke schema schema-check format clean console test-browser console-screenshots
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -27,14 +32,26 @@ tools: ## Also create .tools/sam (SAM CLI and cfn-lint) and .tools/checkov
 demo: setup ## Run the whole pipeline on an embedded local AWS (no account, keys, Docker or network)
 	@$(PY) -m local.demo
 
-test: setup ## Run the unit and integration tests
+test: setup ## Run the unit and integration tests (all but those marked slow)
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
-invoke: setup ## Run the handler once on EVENT (default events/s3-put.json) against the local stack
+test-slow: setup tools ## The slow tests: a build for each CPU (every native library checked), make local-stack from a clean checkout
+	@$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+invoke: setup ## Run the handler once on EVENT (default events/s3-put.json), on the running local stack if there is one
 	@$(PY) -m local.invoke $(EVENT)
 
-local-stack: setup ## Keep the emulator and stack running for `sam local invoke` (Docker users)
-	@$(PY) -m local.serve
+local-stack: setup ## The stack live on one endpoint (PORT=5050): uploads and deletions are analyzed as they land
+	@$(PY) -m local.serve --port $(PORT)
+
+console: setup ## The moderators' console on a live local stack seeded with the demo's uploads (CONSOLE_PORT=8080)
+	@$(PY) -m local.console --port $(CONSOLE_PORT)
+
+test-browser: setup ## The console in headless Chromium (Debian's chromium package) against make console's stack
+	@PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(PY) -m pytest -m browser $(PYTEST_ARGS)
+
+console-screenshots: setup ## Regenerate docs/console/*.png (the queue and a review) in headless Chromium
+	@PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(PY) -m local.console_screenshots
 
 soak: setup ## A longer fault-injection run (3000 uploads, 30% vendor faults)
 	@$(PY) -m local.faultrun --uploads 3000
@@ -51,8 +68,8 @@ checkov: tools ## checkov security checks on both templates (each suppression is
 	@$(CHECKOV) --framework cloudformation --compact --quiet --skip-download \
 		-f template.yaml -f scale/backfill-distributed-map.yaml
 
-build: tools ## sam build (the deployable artifact; ARCHITECTURE=x86_64 for that CPU)
-	@$(SAM_ENV) LAYER_ARCHITECTURE=$(ARCHITECTURE) $(SAM) build --parameter-overrides Architecture=$(ARCHITECTURE)
+build: tools ## sam build into .aws-sam/build (ARCHITECTURE=x86_64 for that CPU; each CPU has its own cache)
+	@$(SAM_ENV) bash scripts/build.sh $(ARCHITECTURE)
 
 smoke: tools setup ## Build for this machine's CPU and run the built handler on an event against the emulator
 	@$(SAM_ENV) bash scripts/smoke.sh

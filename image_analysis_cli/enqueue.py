@@ -57,7 +57,9 @@ def last_modified(value: Any) -> str | None:
     return _iso(value) if isinstance(value, datetime) else None
 
 
-def s3_notification(obj: ListedObject, reprocess: dict[str, str] | None = None) -> str:
+def s3_notification(
+    obj: ListedObject, reprocess: dict[str, str] | None = None, rematch: dict[str, Any] | None = None
+) -> str:
     record = {
         "eventVersion": "2.1",
         "eventSource": "aws:s3",
@@ -79,6 +81,9 @@ def s3_notification(obj: ListedObject, reprocess: dict[str, str] | None = None) 
     body: dict[str, Any] = {"Records": [record]}
     if reprocess:
         body["imageAnalysis"] = {"reprocess": reprocess}
+    if rematch:
+        # ``bank rescan``: match the stored result against these banks again, without a new analysis.
+        body["imageAnalysis"] = {"rematch": rematch}
     return json.dumps(body)
 
 

@@ -19,6 +19,7 @@ import click
 from botocore.exceptions import BotoCoreError, ClientError
 
 from image_analysis_cli import queries
+from image_analysis_cli import review as review_commands
 from image_analysis_cli.enqueue import (
     ListedObject,
     QueueError,
@@ -39,7 +40,7 @@ from image_analysis_cli.resources import (
 from image_analysis_cli.state import BackfillState
 from image_analysis_cli.terminal import safe_json, shown
 
-FLAGS = ("nsfw", "ai_generated", "deepfake")
+FLAGS = ("nsfw", "ai_generated", "deepfake", "known_bad")
 SHOWN = 20  # keys listed in text output before "... and N more"
 
 
@@ -90,15 +91,15 @@ def _listed(keys: Sequence[str], more_hint: str = "") -> None:
 @click.group(
     help="Operate the image-analysis pipeline on buckets that already hold images: analyze what is "
     "there (backfill), run chosen objects again (reprocess), compare the bucket with the results "
-    "(reconcile) and read results (results, flagged, find).\n\n"
+    "(reconcile), read results (results, flagged, find), and decide on flagged images (review, calibrate).\n\n"
     "The stack's results table and backfill queue come from its CloudFormation outputs "
     "(--stack-name) or are given with --table and --queue-url. Every message goes to the backfill "
     "queue, whose trigger has a concurrency of its own, so live uploads never wait behind it. "
     "Credentials, region and endpoints are the AWS SDK's usual settings (AWS_PROFILE, AWS_REGION, "
     "AWS_ENDPOINT_URL). Global options go before the command; `image-analysis COMMAND --help` "
     "explains each command.\n\n"
-    "Exit codes: 0 done, 1 reconcile found drift, 2 a bad argument or a missing resource (one line "
-    "on standard error), 130 interrupted."
+    "Exit codes: 0 done, 1 reconcile found drift, 2 a bad argument, a missing resource or a refused "
+    "review decision (one line on standard error), 130 interrupted."
 )
 @click.option(
     "--stack-name",
@@ -205,8 +206,8 @@ def backfill(
         click.echo(f"{count} object(s){kind}, {size / 1e9:.2f} GB under {where}")
         if price_per_image:
             for provider, price in price_per_image.items():
-                click.echo(f"  {provider}: {count} image(s) x ${price:g} = ${count * price:,.2f}")
-            click.echo(f"Estimated vendor cost: ${count * sum(price_per_image.values()):,.2f} (before cache hits)")
+                click.echo(f"  {provider}: {count} image(s) x ${price:g} = {usd(count * price)}")
+            click.echo(f"Estimated vendor cost: {usd(count * sum(price_per_image.values()))} (before cache hits)")
         else:
             click.echo("Pass --price PROVIDER=USD to estimate the vendor cost.")
         return
@@ -249,6 +250,13 @@ def _send_batch(sender: QueueSender, batch: list[ListedObject], state: BackfillS
     sender.send(s3_notification(listed) for listed in batch)
     state.advance(batch[-1].key, len(batch))
     bar.update(len(batch))
+
+
+def usd(amount: float) -> str:
+    """US dollars to the cent; an amount under a cent with the digits it needs ($0.004, never $0.00)."""
+    if 0 < amount < 0.01:
+        return f"${amount:.2g}"
+    return f"${amount:,.2f}"
 
 
 def _prices(pairs: tuple[str, ...]) -> dict[str, float]:
@@ -323,7 +331,18 @@ def reprocess(
         click.echo("Nothing to reprocess.")
         return
     if not yes:
-        click.confirm(f"Reprocess {len(targets)} object(s) ({reason!r})?", abort=True)
+        try:
+            confirmed = click.confirm(f"Reprocess {len(targets)} object(s) ({reason!r})?")
+        except click.exceptions.Abort:
+            if sys.stdin is not None and sys.stdin.isatty():
+                raise  # Ctrl-C at the question
+            # No terminal and no answer (a script, CI): nothing to interrupt, so not exit code 130.
+            raise CliError(
+                f"reprocess asks before sending {len(targets)} object(s), and standard input gave no answer: "
+                "pass --yes to send them without asking"
+            ) from None
+        if not confirmed:
+            raise click.Abort()
     sender = QueueSender(resources.queue_url)
     with progress("Enqueuing", targets) as bar:
         sender.send(s3_notification(target, reprocess_request(reason)) for target in bar)
@@ -558,6 +577,14 @@ def find(obj: Context, sha256: str) -> None:
     if not rows:
         click.echo("No object holds these bytes.")
 
+
+# -- review and calibration (image_analysis_cli/review.py) -----------------------------------------------
+cli.add_command(review_commands.review)
+cli.add_command(review_commands.calibrate)
+
+from image_analysis_cli.banks import bank  # noqa: E402  (the group registers on ``cli``)
+
+cli.add_command(bank)
 
 if __name__ == "__main__":
     main()

@@ -16,7 +16,12 @@ from image_analysis.store import STORE_ATTRIBUTES, from_item
 from image_analysis_cli.enqueue import ListedObject, last_modified
 from image_analysis_cli.resources import CliError, ObjectGone
 
-FLAG_INDEXES = {"nsfw": "FlaggedNsfw", "ai_generated": "FlaggedAiGenerated", "deepfake": "FlaggedDeepfake"}
+FLAG_INDEXES = {
+    "nsfw": "FlaggedNsfw",
+    "ai_generated": "FlaggedAiGenerated",
+    "deepfake": "FlaggedDeepfake",
+    "known_bad": "FlaggedKnownBad",
+}
 
 
 def _table(name: str) -> Any:
@@ -200,4 +205,22 @@ def results_under(
         FilterExpression=Attr("pk").begins_with(f"{bucket}/{prefix}"),
         ProjectionExpression="#k, #sk, etag, #s, deleted_at",
         ExpressionAttributeNames={"#k": "key", "#sk": "sk", "#s": "status"},
+    )
+
+
+def results_with_pdq(table: str, on_page: Callable[[int], None] | None = None) -> Iterator[dict[str, Any]]:
+    """Every result that carries a PDQ hash, with what ``bank rescan`` needs (a full scan)."""
+    names = {
+        "#b": "bucket",
+        "#k": "key",
+        "#s": "status",
+        "#m": "matches",
+        "#f": "flags",
+    }
+    return _scan(
+        table,
+        on_page,
+        FilterExpression=Attr("pdq").exists(),
+        ProjectionExpression="pk, sk, #b, #k, version_id, etag, size_bytes, pdq, pdq_quality, #m, #f, #s, deleted_at",
+        ExpressionAttributeNames=names,
     )

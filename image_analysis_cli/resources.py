@@ -22,6 +22,9 @@ class StackResources:
     results_table: str
     queue_url: str
     bucket: str | None = None
+    # The hash banks' table and snapshot bucket (stack outputs BanksTableName, BanksBucketName).
+    banks_table: str | None = None
+    banks_bucket: str | None = None
 
     @classmethod
     def resolve(cls, stack_name: str | None, table: str | None, queue_url: str | None) -> StackResources:
@@ -45,7 +48,13 @@ class StackResources:
             raise CliError(
                 "the results table and the backfill queue are unknown: pass --stack-name or --table/--queue-url"
             )
-        return cls(table, queue_url, outputs.get("UploadsBucketName"))
+        return cls(
+            table,
+            queue_url,
+            outputs.get("UploadsBucketName"),
+            outputs.get("BanksTableName"),
+            outputs.get("BanksBucketName"),
+        )
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:

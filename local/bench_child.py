@@ -14,6 +14,10 @@ Modes (each prints one JSON line with its own timings):
   nsfw categories normalized in a line each).
 - ``prepare`` / ``naive``: make a 1024 px JPEG of a large file the pipeline's way (``decode`` then
   ``encoded_for``) or the naive way (full decode, resize, encode), reporting time and peak memory.
+- ``pdq``: the CPU of decoding a large JPEG and of its PDQ hash on top (B9).
+- ``bank-load``: read a bank snapshot from S3 and open it, or only GET it (B10's load and baseline).
+- ``bank-match``: each query image's eight dihedral hashes looked up in a snapshot file, read into
+  memory or mapped; with ``brute`` also a full scan (B10, B11).
 """
 
 from __future__ import annotations
@@ -234,6 +238,99 @@ def run_naive(path: str, side: int) -> dict:
     return {"seconds": time.perf_counter() - began, "peak_kib": _peak_rss_kib() - before, "bytes": out.tell()}
 
 
+def _rss_kib() -> int:
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def run_pdq(path: str, repeats: int) -> dict:
+    """B9: CPU of decoding a large JPEG the pipeline's way, and of hashing it with PDQ on top."""
+    from image_analysis.analyzers.pdq import pdq_hash, stored_pixels
+    from image_analysis.imaging import decode
+
+    with open(path, "rb") as handle:
+        data = handle.read()
+    decode_cpu, pdq_cpu = [], []
+    for _ in range(repeats + 1):  # the first warms up (imports, caches of the DCT plan)
+        began = time.process_time()
+        image = decode(data, max_pixels=100_000_000)
+        decoded = time.process_time()
+        pdq_hash(stored_pixels(image))
+        decode_cpu.append(decoded - began)
+        pdq_cpu.append(time.process_time() - decoded)
+    return {"decode_cpu_s": decode_cpu[1:], "pdq_cpu_s": pdq_cpu[1:]}
+
+
+def run_bank_load(arg: str) -> dict:
+    """B10 load: a fresh process reads a bank snapshot from S3 and opens its index (``bank``), or only
+    GETs the same object (``get``, the baseline)."""
+    how, bucket, key, size = arg.split(":", 3)
+    import boto3
+
+    before = _rss_kib()
+    began = time.perf_counter()
+    s3 = boto3.client("s3")
+    if how == "get":
+        data = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        return {"seconds": time.perf_counter() - began, "bytes": len(data), "rss_kib": _rss_kib() - before}
+    from image_analysis.banks.index import HashIndex
+    from image_analysis.banks.model import Snapshot
+    from image_analysis.banks.store import BankStore
+
+    store = BankStore("unused", None, s3, bucket)
+    loading = _rss_kib()  # the bank's own memory: what reading and opening it adds
+    index = HashIndex.from_bytes(store.read_snapshot(Snapshot(key, 0, 0, int(size), "")))
+    seconds = time.perf_counter() - began
+    return {"seconds": seconds, "entries": index.count, "rss_kib": _rss_kib() - loading}
+
+
+def run_bank_match(arg: str) -> dict:
+    """B10/B11 warm matching: each query image's eight dihedral hashes looked up in a snapshot (read
+    into memory, or mapped), repeated; with ``brute``, also a full scan of every hash (the baseline)."""
+    how, snapshot, images, repeats = arg.split(":", 3)
+    from PIL import Image
+
+    from image_analysis.analyzers.pdq import pdq_hash
+    from image_analysis.banks.index import HashIndex
+
+    before = _rss_kib()
+    began = time.perf_counter()
+    if how == "map":
+        from pathlib import Path
+
+        index = HashIndex.open(Path(snapshot))
+    else:
+        with open(snapshot, "rb") as handle:
+            index = HashIndex.from_bytes(handle.read())
+    opened = time.perf_counter() - began
+    queries = {name: pdq_hash(Image.open(name)) for name in images.split(",")}
+    found: dict[str, list[int]] = {}
+    for hashed in queries.values():  # a first pass warms the pages a query touches
+        index.search(hashed.dihedral(), 31)
+    seconds, cpu = [], []
+    for _ in range(int(repeats)):
+        for name, hashed in queries.items():
+            began, began_cpu = time.perf_counter(), time.process_time()
+            hits = index.search(hashed.dihedral(), 31)
+            seconds.append(time.perf_counter() - began)
+            cpu.append(time.process_time() - began_cpu)
+            found[name] = [hit.distance for hit in hits]
+    report = {"open_s": opened, "seconds": seconds, "cpu_s": cpu, "found": found, "rss_kib": _rss_kib() - before}
+    if how == "brute":
+        values = list(index.hashes())
+        brute = []
+        for hashed in list(queries.values())[:3]:
+            began = time.perf_counter()
+            for variant in hashed.dihedral():
+                min(map(int.bit_count, map(variant.__xor__, values)))
+            brute.append(time.perf_counter() - began)
+        report["brute_s"] = brute
+    return report
+
+
 def _time_aws_calls() -> dict[str, list[float]]:
     """BENCH_CALLS=1: the wall time of every AWS call by operation, reported beside the durations."""
     from botocore.client import BaseClient
@@ -259,6 +356,13 @@ def main() -> None:
     if mode in ("prepare", "naive"):
         path, side = arg.split(":")
         report = (run_prepare if mode == "prepare" else run_naive)(path, int(side))
+    elif mode == "pdq":
+        path, repeats = arg.split(":")
+        report = run_pdq(path, int(repeats))
+    elif mode == "bank-load":
+        report = run_bank_load(arg)
+    elif mode == "bank-match":
+        report = run_bank_match(arg)
     else:
         with open(arg) as handle:
             events = json.load(handle)

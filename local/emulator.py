@@ -1,7 +1,10 @@
-"""The embedded local AWS: moto in server mode on a free loopback port, reached over real HTTP.
+"""The embedded local AWS: moto in server mode on a loopback port, reached over real HTTP.
 
-Only the SDK's own settings point clients at it (``AWS_ENDPOINT_URL``), exactly as the contract says
-the deployed code is configured; no endpoint option of our own exists anywhere in the application.
+One endpoint serves every service: DynamoDB requests reach the official DynamoDB Local through it
+(``local.endpoint``), so a client given only ``--endpoint-url`` reads the same tables the function
+writes. Only the SDK's own settings point clients at it (``AWS_ENDPOINT_URL``), exactly as the
+contract says the deployed code is configured; no endpoint option of our own exists anywhere in the
+application.
 """
 
 from __future__ import annotations
@@ -13,6 +16,10 @@ import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+
+from local.endpoint import EndpointServer, PortInUse, Router
+
+__all__ = ["LOCAL_CREDENTIALS", "REGION", "PortInUse", "add_route", "free_port", "local_aws", "remove_route", "routed"]
 
 REGION = "us-east-1"
 # moto accepts any credentials; fixed dummy values keep a developer's real ones out of the emulator.
@@ -46,6 +53,27 @@ def local_aws(port: int | None = None, host: str = "127.0.0.1", dynamodb: str = 
         yield endpoint
 
 
+# The routers of the emulators running in this process, innermost last.
+_ROUTERS: list[Router] = []
+
+
+def add_route(target_prefix: str, base_url: str) -> None:
+    """Serve the AWS JSON API named ``target_prefix`` (``X-Amz-Target``) from ``base_url`` on the endpoint."""
+    if not _ROUTERS:
+        raise RuntimeError("no local emulator is running")
+    _ROUTERS[-1].route(target_prefix, base_url)
+
+
+def remove_route(target_prefix: str) -> None:
+    if _ROUTERS:
+        _ROUTERS[-1].unroute(target_prefix)
+
+
+def routed(target_prefix: str) -> bool:
+    """Whether the running emulator's endpoint hands ``target_prefix`` to a server of its own."""
+    return bool(_ROUTERS) and target_prefix in _ROUTERS[-1].routes()
+
+
 def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -56,7 +84,7 @@ def _dynamodb_local_or_fallback(required: bool) -> Iterator[None]:
 
     try:
         context = dynamodb_local()
-        context.__enter__()
+        url = context.__enter__()
     except DynamoDBLocalUnavailable as exc:
         if required:
             raise
@@ -64,22 +92,25 @@ def _dynamodb_local_or_fallback(required: bool) -> Iterator[None]:
         print(f"WARNING: DynamoDB Local unavailable ({exc}); using moto's DynamoDB instead", file=sys.stderr)
         yield
         return
+    # The one endpoint serves DynamoDB too: what a client of the endpoint reads is what the function wrote.
+    for prefix in ("DynamoDB_20120810", "DynamoDBStreams_20120810"):
+        add_route(prefix, url)
     try:
         yield
     finally:
+        for prefix in ("DynamoDB_20120810", "DynamoDBStreams_20120810"):
+            remove_route(prefix)
         context.__exit__(None, None, None)
 
 
 @contextmanager
 def _moto_server(port: int | None, host: str) -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
     # The emulator's request log would drown the demo's own output.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    port = port or free_port()
-    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+    server = EndpointServer(host, port or 0)  # raises PortInUse at once
     server.start()
-    endpoint = f"http://127.0.0.1:{port}"
+    _ROUTERS.append(server.router)
+    endpoint = f"http://127.0.0.1:{server.port}"
     saved = {name: os.environ.get(name) for name in (*LOCAL_CREDENTIALS, "AWS_ENDPOINT_URL", "AWS_PROFILE")}
     os.environ.update(LOCAL_CREDENTIALS)
     os.environ.pop("AWS_PROFILE", None)
@@ -87,6 +118,7 @@ def _moto_server(port: int | None, host: str) -> Iterator[str]:
     try:
         yield endpoint
     finally:
+        _ROUTERS.remove(server.router)
         server.stop()
         for name, value in saved.items():
             if value is None:

@@ -192,7 +192,7 @@ def _run(
     rng = random.Random(seed)
     started = time.monotonic()
     plan = default_plan(fault_rate, seed)
-    sandbox = VendorSandbox("imagga")
+    sandbox = VendorSandbox("imagga", answers="saved")  # flags by design: the uploads that carry AI metadata
     # Imagga documents no Retry-After, but a gateway in front of it may send one: both kinds of 429.
     faults = MixedRetryAfter(plan, share=0.5, retry_after="1", seed=seed)
     sandbox.faults = faults

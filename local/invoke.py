@@ -1,133 +1,160 @@
-"""``make invoke EVENT=events/s3-put.json``: the no-Docker counterpart of ``sam local invoke``.
+"""``make invoke EVENT=events/s3-put.json``: the handler once on an event file, the no-Docker ``sam local invoke``.
 
-Runs the handler once, in this process, against the embedded emulator with the stack created from
-template.yaml. The event's bucket is replaced by the stack's uploads bucket; objects the event names
-are put there from ``samples/`` when missing, and the event's ETag and size are set to the stored
-object's, as S3 would have sent them. Prints the handler's response, the item written and any alert.
+With a local stack running (``make local-stack``), it runs against that stack: any S3, SQS or
+EventBridge event (``sam local generate-event`` ones included) for any object that exists there. The
+event's bucket becomes the stack's uploads bucket when the emulator has no bucket of that name, and
+each object's ETag and size become the stored object's, as S3 would have sent them (each change is
+said). Without one it creates a throwaway stack from template.yaml and puts the objects the event
+names there from ``samples/`` when their keys are the demo's.
+
+It prints the handler's response, then each object's stored result, saying whether this run analyzed
+it or found it already analyzed, and the alerts this run published. A bad event file, or an object the
+stack does not hold, is one line naming the file (exit code 2).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote_plus, unquote_plus
 
 import boto3
 
-from local.demo import SAMPLE_KEYS, SAMPLES, stack_parameters
+from local import running
+from local.configuration import MISSING_KEY_HINT, SANDBOX_HINT, ConfigurationError, check, sandbox_on, stack_parameters
+from local.demo import provide_sample
 from local.driver import LambdaContext, configure_function_env, invoke, load_handler
-from local.emulator import local_aws
-from local.stack import deploy, empty_queue, read_alerts
+from local.emulator import LOCAL_CREDENTIALS, local_aws
+from local.event_file import EventFileError, Target, load, prepare
+from local.event_file import check as check_event
+from local.permissions import PermissionGuard, RolePolicy, register
+from local.sandboxes import start_sandboxes
 
 
-def _object_entries(event: Any, bucket: str) -> list[tuple[dict[str, Any], dict[str, Any], bool]]:
-    """(bucket dict, object dict, key is URL-encoded) for every created object the event names; every
-    other S3 record (a delete) is pointed at ``bucket`` in place."""
-    entries = []
-
-    def visit(payload: Any) -> None:
-        if isinstance(payload, list):
-            for record in payload:
-                visit(record)
-        elif isinstance(payload, dict):
-            if payload.get("eventSource") == "aws:sqs":
-                body = json.loads(payload["body"])
-                visit(body)
-                payload["_body"] = body  # re-serialized after patching
-            elif "Records" in payload:
-                visit(payload["Records"])
-            elif payload.get("source") == "aws.s3" and "detail" in payload:
-                entries.append((payload["detail"]["bucket"], payload["detail"]["object"], False))
-                payload["resources"] = []
-            elif "s3" in payload and str(payload.get("eventName", "")).startswith("ObjectCreated"):
-                entries.append((payload["s3"]["bucket"], payload["s3"]["object"], True))
-            elif "s3" in payload:  # a delete or another event: only point it at the stack's bucket
-                payload["s3"]["bucket"]["name"] = bucket
-
-    visit(event)
-    return entries
+@contextmanager
+def _alerts_observer(topic_arn: str) -> Iterator[str]:
+    """A queue of this run's own on the alerts topic, gone afterwards (a live stack's readers keep theirs)."""
+    sqs, sns = boto3.client("sqs"), boto3.client("sns")
+    url = sqs.create_queue(QueueName=f"invoke-alerts-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    subscription = sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=arn)["SubscriptionArn"]
+    try:
+        yield url
+    finally:
+        with contextlib.suppress(Exception):
+            sns.unsubscribe(SubscriptionArn=subscription)
+        with contextlib.suppress(Exception):
+            sqs.delete_queue(QueueUrl=url)
 
 
-def _reserialize(payload: Any) -> None:
-    if isinstance(payload, dict):
-        if "_body" in payload:
-            payload["body"] = json.dumps(payload.pop("_body"))
-        for value in payload.values():
-            _reserialize(value)
-    elif isinstance(payload, list):
-        for value in payload:
-            _reserialize(value)
+def _read_alerts(url: str) -> list[dict[str, Any]]:
+    from local.stack import read_alerts
+
+    return read_alerts(url)
 
 
-def prepare_event(event: Any, bucket: str) -> list[str]:
-    """Point the event at ``bucket`` and make sure each object exists; returns the decoded keys."""
-    s3 = boto3.client("s3")
-    keys = []
-    for bucket_entry, obj, encoded in _object_entries(event, bucket):
-        key = unquote_plus(obj["key"]) if encoded else obj["key"]
-        bucket_entry["name"] = bucket
-        if "arn" in bucket_entry:
-            bucket_entry["arn"] = f"arn:aws:s3:::{bucket}"
-        try:
-            head = s3.head_object(Bucket=bucket, Key=key)
-        except s3.exceptions.ClientError:
-            sample = SAMPLE_KEYS.get(key) or _sample_by_name(key)
-            if sample is None:
-                raise SystemExit(f"no sample for {key!r}: use a key from local/demo.py SAMPLE_KEYS") from None
-            s3.upload_file(str(SAMPLES / sample), bucket, key)
-            head = s3.head_object(Bucket=bucket, Key=key)
-        etag_field = "eTag" if encoded else "etag"
-        obj[etag_field] = head["ETag"].strip('"')
-        obj["size"] = head["ContentLength"]
-        obj["key"] = quote_plus(key, safe="/") if encoded else key
-        keys.append(key)
-    _reserialize(event)
-    return keys
+def _item(table: str, target: Target) -> dict[str, Any] | None:
+    from image_analysis.store import from_item
+
+    sk = target.version_id or "null"
+    item = (
+        boto3.resource("dynamodb")
+        .Table(table)
+        .get_item(Key={"pk": f"{target.bucket}/{target.key}", "sk": sk}, ConsistentRead=True)
+    )
+    return from_item(item["Item"]) if "Item" in item else None
 
 
-def _sample_by_name(key: str) -> str | None:
-    """A key whose file name matches a sample's (``cat on the sofa.png`` -> the cat picture)."""
-    name = key.rsplit("/", 1)[-1]
-    for sample_key, sample in SAMPLE_KEYS.items():
-        if sample_key.rsplit("/", 1)[-1] == name:
-            return sample
-    return None
+def _what_happened(before: dict[str, Any] | None, after: dict[str, Any] | None) -> str:
+    if after is None:
+        return "no stored result" + (" (it was removed by this run)" if before else "")
+    if before is None or before.get("analyzed_at") != after.get("analyzed_at"):
+        return f"this run analyzed it: {after.get('status')}"
+    return f"already analyzed at {after.get('analyzed_at')}: this run left the result as it was ({after.get('status')})"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Run the handler once on an event file, without Docker.")
-    parser.add_argument("event", type=Path, help="an event file, e.g. events/s3-put.json")
-    args = parser.parse_args(argv)
-    event = json.loads(args.event.read_text())
-    with local_aws():
-        stack = deploy(parameters=stack_parameters())
-        configure_function_env(stack.function_env)
-        keys = prepare_event(event, stack.bucket)
-        # The stack's bucket notification would queue its own copy of each upload; this run is the event file's.
-        empty_queue(stack.queue_url)
-        handler = load_handler()
+def run(path: Path, event: Any, bucket: str, table: str, topic_arn: str, endpoint: str, provide: Any) -> int:
+    """Prepare, invoke, report. The emulator and the function's environment are already set."""
+    targets = prepare(path, event, bucket, endpoint, provide=provide, note=lambda line: print(line, flush=True))
+    before = {id(t): _item(table, t) for t in targets}
+    handler = load_handler()
+    with _alerts_observer(topic_arn) as alerts_url:
         try:
             response = invoke(handler, event, LambdaContext(), metrics_sink=[])
         except Exception as exc:  # a direct invocation raises on failure, as Lambda would report it
             response = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
-        print("Handler response:")
-        print(json.dumps(response, indent=2, ensure_ascii=False))
-        table = boto3.resource("dynamodb").Table(stack.table)
-        from image_analysis.store import from_item
-
-        for key in keys:
-            item = table.get_item(Key={"pk": f"{stack.bucket}/{key}", "sk": "null"}, ConsistentRead=True).get("Item")
-            print(f"\nItem for {key!r}:")
-            print(json.dumps(from_item(item) if item else None, indent=2, ensure_ascii=False))
-        alerts = read_alerts(stack.observer_queue_url)
-        print(f"\nAlerts published: {len(alerts)}")
-        for alert in alerts:
-            print(json.dumps({k: alert[k] for k in ("Subject", "Message", "MessageAttributes")}, indent=2))
+        time.sleep(0.2)  # SNS delivers to the queue as the emulator gets to it
+        alerts = _read_alerts(alerts_url)
+    print("Handler response:")
+    print(json.dumps(response, indent=2, ensure_ascii=False))
+    if not targets:
+        print("\nThe event names no object: the handler acknowledged it.")
+    for target in targets:
+        after = _item(table, target)
+        print(f"\nResult for s3://{target.bucket}/{target.key}: {_what_happened(before[id(target)], after)}")
+        print(json.dumps(after, indent=2, ensure_ascii=False))
+    print(f"\nAlerts published by this run: {len(alerts)}")
+    for alert in alerts:
+        print(json.dumps({k: alert[k] for k in ("Subject", "Message", "MessageAttributes")}, indent=2))
     return 1 if "errorType" in response else 0
+
+
+def _against_running(stack: running.RunningStack, path: Path, event: Any) -> int:
+    print(f"Using the local stack {stack.name} on {stack.endpoint} (make local-stack)", flush=True)
+    os.environ.update(LOCAL_CREDENTIALS)
+    os.environ.pop("AWS_PROFILE", None)
+    os.environ.pop("AWS_ENDPOINT_URL_DYNAMODB", None)
+    os.environ["AWS_ENDPOINT_URL"] = stack.endpoint
+    configure_function_env(stack.function_env)
+    if stack.role_policy:
+        register(RolePolicy.from_json(stack.role_policy))
+    return run(path, event, stack.bucket, stack.table, stack.topic_arn, stack.endpoint, provide=None)
+
+
+def _throwaway(path: Path, event: Any) -> int:
+    print("No local stack is running (make local-stack): creating a throwaway one from template.yaml ...", flush=True)
+    try:
+        providers = check(require_keys=False)
+    except ConfigurationError as exc:
+        print(f"make invoke: {exc}", file=sys.stderr)
+        return 2
+    with local_aws() as endpoint, ExitStack() as resources:
+        from local.stack import deploy, empty_queue
+
+        sandbox = sandbox_on()
+        sandbox_env = start_sandboxes(resources, providers) if sandbox else {}
+        stack = deploy(parameters=stack_parameters())
+        hint = {} if sandbox else {MISSING_KEY_HINT: SANDBOX_HINT}
+        configure_function_env({**stack.function_env, **sandbox_env, **hint})
+        code = run(path, event, stack.bucket, stack.table, stack.topic_arn, endpoint, provide=provide_sample)
+        # The bucket's own notifications of the samples put there: not this run's business.
+        empty_queue(stack.queue_url)
+        return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("event", type=Path, help="an event file, e.g. events/s3-put.json")
+    args = parser.parse_args(argv)
+    PermissionGuard(
+        enforce=True, on_denied=lambda call: print(f"denied: {call.describe()}", file=sys.stderr, flush=True)
+    ).install()
+    try:
+        event = load(args.event)
+        check_event(args.event, event)
+        stack = running.find()
+        return _against_running(stack, args.event, event) if stack else _throwaway(args.event, event)
+    except EventFileError as exc:
+        print(f"make invoke: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

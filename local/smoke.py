@@ -14,8 +14,9 @@ from pathlib import Path
 
 import boto3
 
+from local.demo import provide_sample
 from local.emulator import local_aws
-from local.invoke import prepare_event
+from local.event_file import prepare
 from local.stack import deploy, empty_queue
 
 RUNNER = """
@@ -80,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     event = json.loads(args.event.read_text())
     with local_aws():
         stack = deploy(parameters={"Architecture": os.environ.get("SMOKE_ARCHITECTURE", "x86_64")})
-        keys = prepare_event(event, stack.bucket)
+        endpoint = os.environ["AWS_ENDPOINT_URL"]
+        keys = [t.key for t in prepare(args.event, event, stack.bucket, endpoint, provide_sample, note=lambda _: None)]
         empty_queue(stack.queue_url)
         event_file = args.build_dir / "smoke-event.json"
         event_file.write_text(json.dumps(event))

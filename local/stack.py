@@ -4,11 +4,16 @@ The SAM template is translated by aws-sam-translator (the same library ``sam dep
 created through the emulator's CloudFormation. moto 5 creates the translated resources but skips
 S3 bucket notifications, SNS subscriptions and (in some versions) Secrets Manager secrets, and its SQS
 event source mapping would try to run the function in Docker. So, after creation:
-- the uploads bucket gets its notification to the analysis queue (as the template declares it), unless
-  the stack attaches to an existing bucket (``ExistingBucketName``), which is left as it is;
+- the uploads bucket gets its notifications of uploads and deletions to the analysis queue (as the
+  template declares them), unless the stack attaches to an existing bucket (``ExistingBucketName``),
+  which is left as it is;
 - an observer queue is subscribed to the alerts topic, to show what subscribers receive;
 - the provider secret is created when the emulator skipped it;
-- the event source mapping is disabled: ``local.driver`` plays the Lambda poller instead.
+- the event source mappings are disabled: ``local.trigger`` plays the Lambda poller instead, for every
+  queue the function is wired to (``LocalStack.triggers``).
+
+The function's role is resolved from the translated template into ``LocalStack.role_policy`` and
+registered, so that ``local.permissions`` can check the function's calls against it.
 """
 
 from __future__ import annotations
@@ -22,11 +27,14 @@ import warnings
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import boto3
+
+from local.emulator import routed
+from local.permissions import RolePolicy, register
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
@@ -76,12 +84,30 @@ def _zip_of(folder: Path) -> bytes:
     return buffer.getvalue()
 
 
+@dataclass(frozen=True)
+class Trigger:
+    """One SQS event source of the function, as the template declares it."""
+
+    queue_arn: str
+    batch_size: int
+
+    @property
+    def queue_name(self) -> str:
+        return self.queue_arn.rsplit(":", 1)[-1]
+
+
 @dataclass
 class LocalStack:
     name: str
     outputs: dict[str, str]
     function_env: dict[str, str]
     observer_queue_url: str
+    triggers: list[Trigger] = field(default_factory=list)
+    role_policy: RolePolicy | None = None
+    # What the stack was created from: the translated template, its physical names and its parameters.
+    template: dict[str, Any] = field(default_factory=dict, repr=False)
+    physical: dict[str, str] = field(default_factory=dict, repr=False)
+    parameters: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def bucket(self) -> str:
@@ -113,6 +139,35 @@ class LocalStack:
     def topic_arn(self) -> str:
         return self.outputs["AlertsTopicArn"]
 
+    def role_policy_from(
+        self,
+        template: dict[str, Any],
+        parameters: dict[str, str] | None = None,
+        physical: dict[str, str] | None = None,
+    ) -> RolePolicy:
+        """The function role's statements of ``template`` (e.g. an edited copy of ``self.template``),
+        resolved with this stack's names (``parameters`` and ``physical`` change some of them)."""
+        arn_parts = self.outputs["AlertsTopicArn"].split(":")
+        names = {**self.physical, "ProviderSecret": self.outputs["ProviderSecretArn"], **(physical or {})}
+        policy = RolePolicy.from_template(
+            template,
+            names,
+            {**self.parameters, **(parameters or {})},
+            stack_name=self.name,
+            region=arn_parts[3],
+            account=arn_parts[4],
+            results_table=self.table,
+        )
+
+        def as_if_using(bucket: str) -> RolePolicy:
+            # The bucket as the stack's existing uploads bucket, or as its artifacts bucket.
+            uploads = self.role_policy_from(template, {**(parameters or {}), "ExistingBucketName": bucket}, physical)
+            artifacts = self.role_policy_from(template, parameters, {**(physical or {}), "ArtifactsBucket": bucket})
+            return RolePolicy(policy.role_arn, uploads.statements + artifacts.statements, self.table)
+
+        policy.rebind = as_if_using
+        return policy
+
 
 def deploy(
     stack_name: str = "image-analysis-local",
@@ -139,14 +194,14 @@ def deploy(
             r["LogicalResourceId"]: r["PhysicalResourceId"]
             for r in cloudformation.list_stack_resources(StackName=stack_name)["StackResourceSummaries"]
         }
-    if os.environ.get("AWS_ENDPOINT_URL_DYNAMODB"):
+    if os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or routed("DynamoDB_20120810"):
         # DynamoDB lives in DynamoDB Local: create the stack's tables there, from the same definitions.
         from local.dynamodb_local import create_tables
 
         create_tables(translated, physical)
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
     # Disable the emulator's trigger before any message arrives (it would try to start Docker).
-    function_env = _function_env_and_disable_trigger(outputs["AnalyzeFunctionName"])
+    function_env, triggers = _function_env_and_disable_triggers(outputs["AnalyzeFunctionName"])
     if not parameters.get("ExistingBucketName"):
         # An existing bucket keeps its own notifications: the template's EventBridge rule (which the
         # emulator creates) feeds the queue once the bucket's owner turns EventBridge notifications on.
@@ -154,7 +209,19 @@ def deploy(
     _ensure_secret(outputs, stack_name)
     observer = _observe_alerts(outputs["AlertsTopicArn"], stack_name)
     function_env["PROVIDER_SECRET_ARN"] = outputs["ProviderSecretArn"]
-    return LocalStack(stack_name, outputs, function_env, observer)
+    stack = LocalStack(
+        stack_name,
+        outputs,
+        function_env,
+        observer,
+        triggers=triggers,
+        template=translated,
+        physical=physical,
+        parameters=dict(parameters),
+    )
+    stack.role_policy = stack.role_policy_from(translated)
+    register(stack.role_policy)
+    return stack
 
 
 def _create(cloudformation: Any, stack_name: str, translated: dict[str, Any], parameters: dict[str, str]) -> None:
@@ -174,10 +241,15 @@ def _wire_bucket_notification(outputs: dict[str, str]) -> None:
     queue_arn = sqs.get_queue_attributes(QueueUrl=outputs["AnalyzeQueueUrl"], AttributeNames=["QueueArn"])[
         "Attributes"
     ]["QueueArn"]
-    # The same notification the template declares on UploadsBucket.
+    # The same notifications the template declares on UploadsBucket: uploads and deletions.
     boto3.client("s3").put_bucket_notification_configuration(
         Bucket=outputs["UploadsBucketName"],
-        NotificationConfiguration={"QueueConfigurations": [{"QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*"]}]},
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {"QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*"]},
+                {"QueueArn": queue_arn, "Events": ["s3:ObjectRemoved:*"]},
+            ]
+        },
     )
 
 
@@ -201,17 +273,20 @@ def _observe_alerts(topic_arn: str, stack_name: str) -> str:
     return url
 
 
-def _function_env_and_disable_trigger(function_name: str) -> dict[str, str]:
+def _function_env_and_disable_triggers(function_name: str) -> tuple[dict[str, str], list[Trigger]]:
     lambda_client = boto3.client("lambda")
     config = lambda_client.get_function_configuration(FunctionName=function_name)
+    triggers = []
     for mapping in lambda_client.list_event_source_mappings(FunctionName=function_name)["EventSourceMappings"]:
         lambda_client.update_event_source_mapping(UUID=mapping["UUID"], Enabled=False)
+        if mapping.get("EventSourceArn", "").startswith("arn:aws:sqs:"):
+            triggers.append(Trigger(mapping["EventSourceArn"], int(mapping.get("BatchSize") or 10)))
     # Lambda keeps every variable as a string; the emulator may hand back a Number parameter as an int.
     env = {k: str(v) for k, v in (config.get("Environment") or {}).get("Variables", {}).items()}
     # The template declares it empty (meaning AWS); locally the emulator's endpoint must win.
     if not env.get("AWS_ENDPOINT_URL"):
         env.pop("AWS_ENDPOINT_URL", None)
-    return env
+    return env, triggers
 
 
 def empty_queue(queue_url: str) -> int:

@@ -1,4 +1,5 @@
-"""``python -m local.sandbox --port 8765 [--vendor imagga] [fault options]``: serve in the foreground."""
+"""``python -m local.sandbox --port 8765 [--vendor imagga] [--answers image|saved] [fault options]``: serve
+in the foreground. Answers are made up from the pixels of each image unless ``--answers saved``."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import contextlib
 import sys
 
+from local.sandbox.base import ANSWERS
 from local.sandbox.faults import FaultPlan
 from local.sandbox.server import Exchange, VendorSandbox
 from local.sandbox.vendors import VENDORS, vendor_class
@@ -18,6 +20,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--api-key", help="the key the sandbox accepts (default: the vendor's sandbox key)")
     parser.add_argument("--api-secret", help="the secret the sandbox accepts, for vendors that have one")
+    parser.add_argument(
+        "--answers",
+        default="image",
+        choices=ANSWERS,
+        help="image: answers made up from the pixels sent (rules of thumb, not a model; the default); "
+        "saved: the saved real answers, less what the request's options leave out",
+    )
     faults = parser.add_argument_group("faults (rates are probabilities per request)")
     faults.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
     faults.add_argument("--rate-limit", type=float, default=0.0, help="rate of 429 answers")
@@ -59,11 +68,14 @@ def main(argv: list[str] | None = None) -> int:
         status = "dropped" if exchange.dropped else exchange.status
         print(f"{request.method} {request.path} -> {status}{fault}", file=sys.stderr, flush=True)
 
-    sandbox = VendorSandbox(cls(credentials), host=args.host, port=args.port, faults=plan, on_exchange=show)
+    vendor = cls(credentials, answers=args.answers)
+    sandbox = VendorSandbox(vendor, host=args.host, port=args.port, faults=plan, on_exchange=show)
     base_url = sandbox.start()
     prefix = args.vendor.upper() + "_"
-    print(f"{args.vendor} sandbox on {base_url}; point the function at it with:", flush=True)
-    print(f"  export {prefix}BASE_URL={base_url}", flush=True)
+    print(f"{args.vendor} sandbox on {base_url} ({args.answers} answers); point the function at it with:", flush=True)
+    # An AWS service is reached through the SDK's own endpoint setting, a vendor through its base URL.
+    setting = f"AWS_ENDPOINT_URL_{prefix[:-1]}" if getattr(cls, "aws_target_prefix", None) else f"{prefix}BASE_URL"
+    print(f"  export {setting}={base_url}", flush=True)
     for name, value in credentials.items():
         print(f"  export {prefix}{name.upper()}={value}", flush=True)
     with contextlib.suppress(KeyboardInterrupt):

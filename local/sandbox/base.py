@@ -3,8 +3,19 @@
 A vendor is one module under ``local/sandbox/vendors/`` with one ``SandboxVendor`` subclass: its name,
 its credential fields, a route table (method, path pattern, handler) and three hooks the server calls:
 ``authenticate`` (the vendor's documented auth), ``error`` (the vendor's documented error body) and the
-route handlers, which check the request against the documentation and answer with saved responses
-served unchanged from ``tests/fixtures/<vendor>/``.
+route handlers, which check the request against the documentation and answer.
+
+Two kinds of answers (``answers=``):
+
+- ``"image"`` (the default): an answer in the shape of the vendor's saved real responses whose scores
+  are made up from the pixels of the image sent (``look.py``, ``scores.py``: rules of thumb, not a
+  model), so that different images get different answers;
+- ``"saved"``: the saved real responses from ``tests/fixtures/<vendor>/``, byte for byte, less what
+  the request's documented options leave out (AI or Not's ``only``, Imagga's ``limit``, ...). A route
+  given a file (``responses=`` or ``set_response``) answers this way in either mode.
+
+Every success carries ``X-Sandbox-Answer: image`` or ``saved``; an answer whose shape no vendor document
+shows carries ``X-Sandbox-Assumed-Shape: true``.
 """
 
 from __future__ import annotations
@@ -18,7 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -117,10 +128,20 @@ class SandboxResponse:
     @classmethod
     def file(cls, path: Path, status: int = 200) -> SandboxResponse:
         """A saved response, byte for byte."""
-        return cls(status, path.read_bytes(), {"Content-Type": "application/json"})
+        return cls(status, path.read_bytes(), {"Content-Type": "application/json", ANSWER_HEADER: "saved"})
+
+    def assumed(self) -> SandboxResponse:
+        """Mark an answer whose shape no vendor document shows (it is the sandbox's assumption)."""
+        self.headers[ASSUMED_HEADER] = "true"
+        return self
 
 
 Handler = Callable[[SandboxRequest, "re.Match[str]"], SandboxResponse]
+
+Answers = Literal["image", "saved"]
+ANSWERS: tuple[Answers, ...] = ("image", "saved")
+ANSWER_HEADER = "X-Sandbox-Answer"
+ASSUMED_HEADER = "X-Sandbox-Assumed-Shape"
 
 
 @dataclass(frozen=True)
@@ -152,13 +173,19 @@ class SandboxVendor(ABC):
         *,
         fixtures_dir: Path | None = None,
         responses: Mapping[str, str] | None = None,
+        answers: Answers = "image",
     ) -> None:
         self.credentials = dict(credentials or self.default_credentials)
         missing = [f for f in self.credential_fields if not self.credentials.get(f)]
         if missing:
             raise ValueError(f"{self.name} sandbox needs credentials {', '.join(missing)}")
+        if answers not in ANSWERS:
+            raise ValueError(f"answers must be one of {', '.join(ANSWERS)}, got {answers!r}")
+        self.answers: Answers = answers
         self.fixtures_dir = fixtures_dir or FIXTURES_ROOT / self.name
         self.responses = {**self.default_responses, **(responses or {})}
+        # Routes given a file of their own answer with it, whatever ``answers`` says.
+        self.pinned: set[str] = set(responses or ())
 
     # -- what a vendor module provides -----------------------------------------------------------------
 
@@ -181,13 +208,44 @@ class SandboxVendor(ABC):
     # -- shared behaviour ------------------------------------------------------------------------------
 
     def set_response(self, route: str, fixture: str) -> None:
-        """Serve another saved file for ``route`` (e.g. ``set_response("tags", "tags_1.json")``)."""
+        """Serve another saved file for ``route`` (e.g. ``set_response("tags", "tags_1.json")``), also in
+        the image-driven mode."""
         if not (self.fixtures_dir / fixture).is_file():
             raise FileNotFoundError(self.fixtures_dir / fixture)
         self.responses[route] = fixture
+        self.pinned.add(route)
+
+    def image_driven(self, route: str) -> bool:
+        """Whether ``route`` answers from the image sent (rather than with its saved file)."""
+        return self.answers == "image" and route not in self.pinned
 
     def saved(self, route: str) -> SandboxResponse:
         return SandboxResponse.file(self.fixtures_dir / self.responses[route])
+
+    def saved_payload(self, route: str) -> Any:
+        """The saved answer of ``route``, parsed (a fresh copy each time); ``{}`` when there is none (a
+        ``fixtures_dir`` of a test's own), so that an image-driven answer built on it still comes."""
+        path = self.fixtures_dir / self.responses.get(route, "")
+        return json.loads(path.read_bytes()) if path.is_file() else {}
+
+    def saved_filtered(self, route: str, edit: Callable[[Any], Any]) -> SandboxResponse:
+        """The saved answer less what the request's options leave out: ``edit`` takes the parsed answer
+        and returns it changed (or not). Unchanged, the file goes byte for byte."""
+        response = self.saved(route)
+        if not 200 <= response.status < 300:
+            return response
+        try:
+            original = json.loads(response.body)
+        except ValueError:
+            return response
+        edited = edit(json.loads(response.body))
+        if edited == original:
+            return response
+        return SandboxResponse(response.status, json.dumps(edited).encode(), response.headers)
+
+    def made_up(self, payload: Any, status: int = 200) -> SandboxResponse:
+        """An image-driven answer."""
+        return SandboxResponse.json(status, payload, {ANSWER_HEADER: "image"})
 
     def route_for(self, request: SandboxRequest) -> tuple[Route, re.Match[str]] | None:
         for route in self.routes():

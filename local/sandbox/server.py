@@ -7,7 +7,8 @@
         sandbox.exchanges                # every request with the status it got and the fault applied
 
 Each request: latency -> the fault for it (script first, then the plan's rates) -> the vendor's own
-checks and saved answer. Faults answer in the vendor's documented error shape.
+checks and answer (made up from the image, or saved: ``answers=``, passed on to the vendor with any
+other vendor option). Faults answer in the vendor's documented error shape.
 """
 
 from __future__ import annotations

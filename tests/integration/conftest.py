@@ -1,4 +1,9 @@
-"""One embedded emulator and one stack (created from template.yaml) for the integration tests."""
+"""One embedded emulator and one stack (created from template.yaml) for the integration tests.
+
+Every AWS call the function's code makes in these tests is checked against the function's role in
+the translated template (``local.permissions``): a call the role does not allow fails as AWS would
+fail it, and the test that made it fails naming the action and the resource.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +17,27 @@ import pytest
 
 from local.driver import QueueDriver, configure_function_env, load_handler
 from local.emulator import local_aws
+from local.permissions import PermissionGuard
+from local.review_stack import LocalReview, attach_review, configure_review_env, load_review_handler
 from local.stack import LocalStack, deploy, read_alerts
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+
+# Installed before any client exists: botocore hands its handlers to every session created later.
+# Some tests analyze objects in buckets they create beside the stack (the command line's tests); the
+# role is then the one the template gives a stack whose uploads (or artifacts) bucket that is.
+PERMISSIONS = PermissionGuard(enforce=True, other_buckets_as_stacks=True)
+PERMISSIONS.install()
+
+
+@pytest.fixture(autouse=True)
+def function_permissions() -> Iterator[PermissionGuard]:
+    """Fails the test when the function made a call that its role in the template does not allow."""
+    PERMISSIONS.take()
+    yield PERMISSIONS
+    denied = [call for call in PERMISSIONS.take() if call.denied]
+    if denied:
+        pytest.fail("the function's role does not allow:\n  " + "\n  ".join(c.describe() for c in denied))
 
 
 @pytest.fixture(scope="session")
@@ -23,6 +46,20 @@ def stack() -> Iterator[LocalStack]:
         created = deploy(parameters={"Architecture": "x86_64"})
         configure_function_env(created.function_env)
         yield created
+
+
+@pytest.fixture(scope="session")
+def review(stack) -> LocalReview:
+    """The review function's side of the stack: its trigger off, the effects queue on the decisions topic."""
+    attached = attach_review(stack.outputs, stack.name)
+    configure_review_env(attached)
+    return attached
+
+
+@pytest.fixture
+def review_handler(review):
+    """A freshly imported review function (its runtime reads the environment on first use)."""
+    return load_review_handler()
 
 
 @pytest.fixture

@@ -106,7 +106,10 @@ def test_an_answer_to_a_narrower_question_is_not_reused_for_a_wider_one(stack, s
     ids=["503", "timeout"],
 )
 def test_a_first_provider_down_or_too_slow_falls_back_to_the_second(stack, s3, table, monkeypatch, prefix, fault):
-    with VendorSandbox("imagga", faults=fault) as imagga_url, VendorSandbox("imagerecognize") as recognize_url:
+    # Saved answers: the moderation section must hold what imagerecognize found (the rocket has no
+    # skin-toned pixels to make an image-driven nsfw answer of).
+    recognize = VendorSandbox("imagerecognize", answers="saved")
+    with VendorSandbox("imagga", faults=fault) as imagga_url, recognize as recognize_url:
         monkeypatch.setenv("ROUTING", "labels=imagga,imagerecognize;moderation=imagga,imagerecognize")
         monkeypatch.setenv("IMAGGA_BASE_URL", imagga_url)
         monkeypatch.setenv("IMAGGA_API_KEY", "sandbox-key")

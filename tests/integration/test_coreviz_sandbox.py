@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import logging
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,7 +60,7 @@ def s3() -> Iterator[Any]:
 
 @pytest.fixture
 def sandbox(s3) -> Iterator[VendorSandbox]:
-    box = VendorSandbox("coreviz")
+    box = VendorSandbox("coreviz", answers="saved")
     with box:
         yield box
 
@@ -189,7 +190,8 @@ def test_heic_and_tiff_go_as_a_prepared_copy_that_is_deleted_afterwards(s3, sand
     url = sent_url(sandbox)
     parts = urlsplit(url)
     query = parse_qs(parts.query)
-    assert parts.path == f"/{ARTIFACTS}/prepared/{OBJECT_ID}.jpg"
+    # A name of this call's own: copies of one event (or frames of one file) never delete each other's.
+    assert re.fullmatch(rf"/{ARTIFACTS}/prepared/{OBJECT_ID}-[0-9a-f]{{12}}\.jpg", parts.path)
     assert query["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"]
     assert query["X-Amz-Expires"] == ["300"]  # the default lifetime
     assert "versionId" not in query
@@ -200,7 +202,7 @@ def test_heic_and_tiff_go_as_a_prepared_copy_that_is_deleted_afterwards(s3, sand
         assert kept.size == (200, 150)  # the upload itself is untouched
     assert prepared_keys(s3) == []  # the copy is gone
     with pytest.raises(ClientError):
-        s3.head_object(Bucket=ARTIFACTS, Key=f"prepared/{OBJECT_ID}.jpg")
+        s3.head_object(Bucket=ARTIFACTS, Key=parts.path.split(f"/{ARTIFACTS}/", 1)[1])
     assert len(output.labels) == 3
     assert_nowhere(url, logs, output.model_dump_json())
 
@@ -210,7 +212,7 @@ def test_url_source_copy_hands_over_neither_bucket_nor_key(s3, sandbox, http, lo
     req = upload(s3, "users/carol@example.com/private.png", original)
     provider(sandbox, http, COREVIZ_URL_SOURCE="copy").analyze(req)
     url = sent_url(sandbox)
-    assert urlsplit(url).path == f"/{ARTIFACTS}/prepared/{OBJECT_ID}.png"
+    assert re.fullmatch(rf"/{ARTIFACTS}/prepared/{OBJECT_ID}-[0-9a-f]{{12}}\.png", urlsplit(url).path)
     assert sandbox.vendor.fetches[0].sha256 == hashlib.sha256(original).hexdigest()  # the same bytes
     assert prepared_keys(s3) == []
     assert_nowhere(url, logs)
@@ -220,9 +222,16 @@ def test_classification_end_to_end(s3, sandbox, http) -> None:
     req = upload(s3, "docs/scan-1.jpg", image_bytes("JPEG"))
     output = provider(sandbox, http, COREVIZ_CHOICES="receipt,invoice,contract,other").analyze(req)
     body = json.loads(sandbox.requests[0].body)
+    # single=false: every choice's score comes back (all_scores), and the best of them is the label.
     assert body["choices"] == ["receipt", "invoice", "contract", "other"] and body["single"] is False
     assert output.classification is not None
     assert (output.classification.label, output.classification.confidence) == ("invoice", 0.92)
+    assert [(s.label, s.score) for s in output.classification.scores] == [
+        ("invoice", 0.92),
+        ("receipt", 0.15),
+        ("contract", 0.08),
+        ("other", 0.05),
+    ]
     assert output.labels == []
 
 
@@ -317,9 +326,13 @@ def test_sandbox_rules(s3, sandbox) -> None:
         assert client.get("/api/ai/tag", headers=headers).status_code == 405
         tagged = client.post("/api/ai/tag", json={"image": good}, headers=headers)
         assert tagged.content == (FIXTURES / "tags_docs.json").read_bytes()  # served unchanged
+        # The docs' example answer holds every field; "single" picks its half ("Response Fields").
+        saved = json.loads((FIXTURES / "classification_docs.json").read_bytes())
         classified = client.post("/api/ai/tag", json={"image": good, "choices": ["a", "b"]}, headers=headers)
-        assert classified.content == (FIXTURES / "classification_docs.json").read_bytes()
+        assert classified.json() == {"all_scores": saved["all_scores"]}  # single: false, the default
+        single = client.post("/api/ai/tag", json={"image": good, "choices": ["a"], "single": True}, headers=headers)
+        assert single.json() == {"classification": "invoice", "confidence": 0.92}
         unreachable = client.post("/api/ai/tag", json={"image": "http://127.0.0.1:9/x.jpg"}, headers=headers)
         assert unreachable.status_code == 400
-    assert [f.status for f in sandbox.vendor.fetches] == [200, 200, None]
+    assert [f.status for f in sandbox.vendor.fetches] == [200, 200, 200, None]
     assert sandbox.vendor.fetches[-1].error is not None

@@ -1,8 +1,9 @@
 """ImageRecognizeProvider against the local ImageRecognize sandbox over a real socket.
 
 The sandbox checks each request against the rules quoted from the ImageRecognize v2 docs and answers with
-the saved responses in tests/fixtures/imagerecognize/ (the documented objects example and synthetic
-answers for the other types); faults are scripted per test.
+the saved responses in tests/fixtures/imagerecognize/ (``answers="saved"``: the documented objects
+example and synthetic answers for the other types, less what the options leave out); faults are
+scripted per test. The image-driven answers are tested in test_sandbox_answers.py.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ FAST = RetryPolicy(base_delay=0.01, max_delay=0.05, safety_margin=0.2, min_try_s
 
 @pytest.fixture
 def sandbox() -> Iterator[VendorSandbox]:
-    box = VendorSandbox("imagerecognize")
+    box = VendorSandbox("imagerecognize", answers="saved")
     with box:
         yield box
 
@@ -168,7 +169,7 @@ def test_an_auth_error_stops_the_other_types_when_sequential(sandbox, http) -> N
 
 
 def test_quota_runs_out(http) -> None:
-    box = VendorSandbox("imagerecognize", quota=1)
+    box = VendorSandbox("imagerecognize", quota=1, answers="saved")
     with box:
         recognizer = provider(box, http, IMAGERECOGNIZE_TYPES="objects")
         assert len(recognizer.analyze(request()).labels) == 2

@@ -38,7 +38,7 @@ def sleeping_vendors(stack, monkeypatch):
     with ExitStack() as stack_of:
         sandboxes = {}
         for vendor in ("imagga", "aiornot", "imagerecognize"):
-            sandbox = VendorSandbox(vendor, faults=FaultPlan(latency=LATENCY))
+            sandbox = VendorSandbox(vendor, faults=FaultPlan(latency=LATENCY), answers="saved")
             base_url = stack_of.enter_context(sandbox)
             monkeypatch.setenv(f"{vendor.upper()}_BASE_URL", base_url)
             monkeypatch.setenv(f"{vendor.upper()}_API_KEY", "sandbox-key")

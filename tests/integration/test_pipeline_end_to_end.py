@@ -284,6 +284,11 @@ def delete_event(bucket, key, sequencer):
     return event
 
 
+def forgotten(stored: dict | None) -> bool:
+    """A deleted object's result: gone, or (OnDelete=delete) a content-free watermark that expires."""
+    return stored is None or (bool(stored.get("deleted_at")) and "sha256" not in stored and "labels" not in stored)
+
+
 def test_a_deleted_object_takes_its_result_with_it(stack, s3, table, handler, prefix):
     key = f"{prefix}to-delete.png"
     body = (SAMPLES / "skimage-chelsea.png").read_bytes()

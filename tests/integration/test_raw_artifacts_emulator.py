@@ -18,7 +18,7 @@ from PIL import Image
 from image_analysis.raw_archive import load
 from local.driver import LambdaContext, load_handler
 from local.sandbox import VendorSandbox
-from tests.integration.test_pipeline_end_to_end import item, s3_event, sqs_event
+from tests.integration.test_pipeline_end_to_end import forgotten, item, s3_event, sqs_event
 
 pytestmark = pytest.mark.integration
 IMAGGA_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "imagga"
@@ -64,9 +64,15 @@ def delete_event(bucket: str, key: str, sequencer: str) -> dict:
     return event
 
 
-def test_an_oversized_answer_lives_in_the_artifacts_bucket_as_long_as_its_result(stack, s3, table, imagga, prefix):
+def test_an_oversized_answer_lives_in_the_artifacts_bucket_as_long_as_its_result(
+    stack, s3, table, imagga, prefix, monkeypatch
+):
     artifacts = stack.function_env["ARTIFACTS_BUCKET"]
     assert artifacts and artifacts != stack.bucket
+    # Kept for every result here (the default keeps raw answers of flagged results only), with every label.
+    monkeypatch.setenv("RAW_ANSWERS", "all")
+    monkeypatch.setenv("LABELS_MAX", "50")
+    monkeypatch.setenv("LABELS_MIN_CONFIDENCE", "0")
     handler = load_handler()
     key, body = f"{prefix}noisy.png", unique_png()
     etag = s3.put_object(Bucket=stack.bucket, Key=key, Body=body)["ETag"].strip('"')
@@ -87,7 +93,7 @@ def test_an_oversized_answer_lives_in_the_artifacts_bucket_as_long_as_its_result
     s3.delete_object(Bucket=stack.bucket, Key=key)
     deleted = handler(sqs_event(delete_event(stack.bucket, key, "0055AED6DCD90281F0")), LambdaContext())
     assert deleted == {"batchItemFailures": []}
-    assert item(table, stack.bucket, key) is None
+    assert forgotten(item(table, stack.bucket, key))
     with pytest.raises(ClientError) as gone:
         boto3.client("s3").head_object(Bucket=artifacts, Key=object_key)
     assert gone.value.response["Error"]["Code"] in ("404", "NoSuchKey")

@@ -13,7 +13,7 @@ import pytest
 
 from local.driver import LambdaContext
 from tests.integration.conftest import SAMPLES
-from tests.integration.test_pipeline_end_to_end import item, s3_event, sqs_event
+from tests.integration.test_pipeline_end_to_end import forgotten, item, s3_event, sqs_event
 
 pytestmark = pytest.mark.integration
 
@@ -71,7 +71,7 @@ def test_upload_overwrite_and_delete_without_sequencers(
     # The delete forgets the result.
     s3.delete_object(Bucket=stack.bucket, Key=key)
     assert drain().failed_messages == 0
-    assert item(table, stack.bucket, key) is None
+    assert forgotten(item(table, stack.bucket, key))
 
     # A re-upload after the delete is analyzed, and a late replay of the delete does not remove it.
     deleted_at = datetime.now(UTC)

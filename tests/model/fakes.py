@@ -152,6 +152,11 @@ class FakeS3:
         stored.tags = tags
         return {"VersionId": stored.version_id} if stored.version_id else {}
 
+    def delete_object_tagging(self, Bucket: str, Key: str, VersionId: str | None = None) -> dict[str, Any]:
+        stored = self._resolve("DeleteObjectTagging", {"Bucket": Bucket, "Key": Key, "VersionId": VersionId}, head=False)
+        stored.tags = []
+        return {"VersionId": stored.version_id} if stored.version_id else {}
+
     # -- what the model reads directly ----------------------------------------------------------------
     def versions(self, bucket: str, key: str) -> list[StoredObject]:
         return list(self._buckets[bucket].get(key, []))

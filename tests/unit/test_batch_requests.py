@@ -177,16 +177,20 @@ def test_at_most_two_records_prepare_at_once_and_a_turn_is_given_back_once():
     with ThreadPoolExecutor(1) as pool:
         shared = SharedAnswers(3, lambda answers: 0, pool)
         first, second, third = (shared.for_record() for _ in range(3))
-        first.take_turn(timeout=1)
-        second.take_turn(timeout=1)
+        assert first.take_turn(timeout=1) and second.take_turn(timeout=1)
         got_turn = threading.Event()
-        waiter = threading.Thread(target=lambda: (third.take_turn(timeout=5), got_turn.set()))
+        had: list[bool] = []
+        waiter = threading.Thread(target=lambda: (had.append(third.take_turn(timeout=10)), got_turn.set()))
         waiter.start()
         assert not got_turn.wait(0.1)  # two are preparing: the third waits
         first.end_turn()
         first.end_turn()  # a second end from the same record gives nothing back twice
-        assert got_turn.wait(5)
+        # Well before the third's own wait would run out: the turn came from first's end, not a timeout.
+        assert got_turn.wait(2)
         waiter.join()
+        assert had == [True]
+        fourth = shared.for_record()
+        assert fourth.take_turn(timeout=0.2) is False  # second and third still hold the two turns
         quiet = threading.Event()
         watcher = threading.Thread(target=lambda: (shared.wait_until_prepared(5), quiet.set()))
         watcher.start()
@@ -231,7 +235,9 @@ def test_a_records_turn_ends_as_its_vendor_request_leaves_not_when_the_answer_co
         )
         running.start()
         got_turn = threading.Event()
-        threading.Thread(target=lambda: (records[2].take_turn(timeout=5), got_turn.set())).start()
-        assert got_turn.wait(5)  # the vendor has not answered, yet the next record prepares
+        had: list[bool] = []
+        threading.Thread(target=lambda: (had.append(records[2].take_turn(timeout=10)), got_turn.set())).start()
+        # The vendor has not answered, yet the next record prepares: its turn came when the request left.
+        assert got_turn.wait(2) and had == [True]
         vendor.answer.set()
         running.join(5)

@@ -11,6 +11,7 @@ import copy
 import io
 import json
 import logging
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -401,7 +402,9 @@ def test_formats_coreviz_cannot_be_handed_go_as_a_prepared_copy_that_is_deleted(
     provider, s3 = make(answer("tags_docs.json"))
     output = provider.analyze(request(image_bytes(fmt, **save)))
     put, presign, delete = s3.calls
-    prepared_key = f"prepared/{OBJECT_ID}.{extension}"
+    prepared_key = put[1]["Key"]
+    # A name of this call's own: copies of one event in one batch never delete each other's copy.
+    assert re.fullmatch(rf"prepared/{OBJECT_ID}-[0-9a-f]{{12}}\.{extension}", prepared_key)
     assert put[0] == "put_object"
     assert (put[1]["Bucket"], put[1]["Key"], put[1]["ContentType"]) == ("artifacts", prepared_key, mime)
     assert Image.open(io.BytesIO(put[1]["Body"])).format == "JPEG"
@@ -415,11 +418,19 @@ def test_formats_coreviz_cannot_be_handed_go_as_a_prepared_copy_that_is_deleted(
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
-def test_formats_coreviz_reads_go_as_they_are(fmt: str) -> None:
+def test_formats_coreviz_reads_go_as_they_are_when_a_version_pins_the_bytes(fmt: str) -> None:
     provider, s3 = make(answer("tags_docs.json"))
-    provider.analyze(request(image_bytes(fmt), version=None))
+    provider.analyze(request(image_bytes(fmt)))
     assert [c[0] for c in s3.calls] == ["generate_presigned_url"]
-    assert "VersionId" not in s3.calls[0][1]  # an unversioned bucket
+    assert s3.calls[0][1]["VersionId"] == "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY"
+
+
+def test_an_unversioned_original_goes_as_a_copy_so_coreviz_reads_the_bytes_hashed_here() -> None:
+    # The key may hold newer bytes by the time CoreViz fetches it; their verdict would be cached under these.
+    provider, s3 = make(answer("tags_docs.json"))
+    provider.analyze(request(image_bytes("JPEG"), version=None))
+    assert [c[0] for c in s3.calls] == ["put_object", "generate_presigned_url", "delete_object"]
+    assert s3.calls[1][1]["Bucket"] == "artifacts"
 
 
 def test_an_image_over_the_size_limit_goes_as_a_smaller_copy() -> None:
@@ -431,7 +442,7 @@ def test_an_image_over_the_size_limit_goes_as_a_smaller_copy() -> None:
     provider.analyze(request(buffer.getvalue()))
     put = s3.calls[0][1]
     # A PNG stays a PNG (lossless), only smaller.
-    assert (put["Key"], put["ContentType"]) == (f"prepared/{OBJECT_ID}.png", "image/png")
+    assert put["ContentType"] == "image/png" and put["Key"].endswith(".png")
     assert len(put["Body"]) <= 200_000
     assert max(Image.open(io.BytesIO(put["Body"])).size) < 900
 
@@ -590,7 +601,9 @@ def test_a_failed_delete_is_logged_and_the_answer_still_counts(caplog) -> None:
     assert len(output.labels) == 3
     assert [c[0] for c in s3.calls] == ["put_object", "generate_presigned_url", "delete_object"]
     [record] = [r for r in caplog.records if r.name == "image_analysis.providers.coreviz"]
-    assert f"s3://artifacts/prepared/{OBJECT_ID}.jpg (ConnectionError)" in record.getMessage()
+    assert re.search(
+        rf"s3://artifacts/prepared/{OBJECT_ID}-[0-9a-f]{{12}}\.jpg \(ConnectionError\)", record.getMessage()
+    )
     assert "lifecycle rule" in record.getMessage()
 
 

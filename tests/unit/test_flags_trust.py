@@ -22,6 +22,7 @@ from PIL import Image
 
 from image_analysis.credentials import Credentials
 from image_analysis.events import ObjectRef
+from image_analysis.imaging import FrameLimits
 from image_analysis.merge import Thresholds, decide_flags, merged_sections
 from image_analysis.models import AIGenerated, ModerationCategory
 from image_analysis.objects import ObjectReader
@@ -129,9 +130,9 @@ class Publisher:
 REF = ObjectRef("uploads", "anim.gif", None, "etag", 10, "0055AED6DCD90281E5", "ObjectCreated:Put")
 
 
-def run_pipeline(data: bytes, vendor: Provider, **env: str) -> tuple[Any, Publisher]:
+def run_pipeline(data: bytes, vendor: Provider, usage: Any = None, **env: str) -> tuple[Any, Publisher]:
     config = settings(**env)
-    orchestrator = Orchestrator({"builtin": BuiltinProvider(), vendor.name: vendor}, config)
+    orchestrator = Orchestrator({"builtin": BuiltinProvider(), vendor.name: vendor}, config, usage=usage)
     publisher = Publisher()
     pipeline = Pipeline(
         reader=Reader(data),
@@ -140,9 +141,7 @@ def run_pipeline(data: bytes, vendor: Provider, **env: str) -> tuple[Any, Publis
         orchestrator=orchestrator,
         thresholds=Thresholds.from_settings(config, orchestrator.providers.values()),
         max_pixels=100_000_000,
-        frame_limits=__import__("image_analysis.imaging", fromlist=["FrameLimits"]).FrameLimits(
-            config.frame_samples, config.frame_scan_limit
-        ),
+        frame_limits=FrameLimits(config.frame_samples, config.frame_scan_limit),
     )
     return pipeline.process(REF, Deadline(60)), publisher
 
@@ -164,6 +163,35 @@ def test_an_animation_whose_fourth_frame_is_explicit_is_flagged_and_says_which_f
     assert result.moderation.nsfw_score == 0.95
     # Equal frames are sent once: frames 4 and 5 repeat frames 0 and 1.
     assert len(vendor.sent) == 4 and len(set(vendor.sent)) == 4
+
+
+class Usage:
+    """Today's calls per provider against a cap, as the usage table keeps them."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, int] = {}
+
+    def reserve(self, provider: str, cap: int) -> bool:
+        if self.calls.get(provider, 0) >= cap:
+            return False
+        self.calls[provider] = self.calls.get(provider, 0) + 1
+        return True
+
+
+def test_every_frame_sent_is_counted_and_priced_and_the_daily_cap_sees_each_one() -> None:
+    colours = [(20, 40, 200 - 20 * i) for i in range(5)]  # five distinct frames
+    usage = Usage()
+    outcome, _ = run_pipeline(animation(colours), RedIsExplicit(), usage, IMAGGA_PRICE_PER_CALL="0.001")
+    [run] = [r for r in outcome.result.providers if r.name == "imagga"]
+    assert (run.calls, run.cost_units) == (5, 0.005)
+    assert outcome.result.usage.calls_made == 5 and outcome.result.usage.estimated_cost == 0.005
+    # A cap of three: the frames past it are not sent, and the result says a capability had no answer.
+    capped = Usage()
+    outcome, _ = run_pipeline(animation(colours), RedIsExplicit(), capped, IMAGGA_DAILY_CAP="3")
+    [run] = [r for r in outcome.result.providers if r.name == "imagga"]
+    assert capped.calls == {"imagga": 3} and run.calls == 3
+    assert run.error is not None and run.error.code == "quota_exhausted"
+    assert outcome.result.status == "partial"
 
 
 def test_frames_are_sampled_evenly_with_the_last_one_included() -> None:

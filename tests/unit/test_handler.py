@@ -43,7 +43,22 @@ class Pipeline:
         self.max_running = 0
         self.max_bytes = 0
 
-    def process(self, ref, deadline, attempts=1, alert_lease_seconds=None, memory=None):
+    def read_results(self, refs):
+        return {}
+
+    def shared_answers(self, records):
+        from concurrent.futures import ThreadPoolExecutor
+
+        from image_analysis.orchestration import SharedAnswers
+
+        return SharedAnswers(records, lambda answers: 0, ThreadPoolExecutor(1))
+
+    def process(self, ref, deadline, attempts=1, memory=None, **shared):
+        if ref.key in self.crash_keys:
+            raise RuntimeError("DynamoDB throttled")
+        turn = shared.get("cache_writes")
+        if turn is not None:
+            turn.end_turn()  # its vendor request has left: what follows is waiting
         with self.lock:
             self.running += 1
             self.bytes += ref.size
@@ -53,8 +68,6 @@ class Pipeline:
         with self.lock:
             self.running -= 1
             self.bytes -= ref.size
-        if ref.key in self.crash_keys:
-            raise RuntimeError("DynamoDB throttled")
         if ref.key in self.fail_keys:
             return Outcome("retry", "failed", "vendor down")
         return Outcome("done", "succeeded")
@@ -209,3 +222,31 @@ def test_recording_the_failure_never_raises_out_of_the_handler():
     pipeline = RecordingPipeline(broken_store=True, crash_keys={"k0"})
     response = handle(sqs_batch(["k0", "k1"]), Context(60), Runtime(settings(), pipeline), Logger())
     assert response == {"batchItemFailures": [{"itemIdentifier": "m-k0"}]}
+
+
+def test_a_record_that_fails_before_asking_its_vendors_gives_its_turn_back():
+    """Two records prepare at once; the others wait for a turn. A record that crashes before its vendor
+    request leaves ends its turn only in the handler's ``finally``: without it, the rest of the batch
+    would wait out the whole invocation for a turn that never comes back."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from image_analysis.orchestration import RecordAnswers, SharedAnswers
+
+    had: list[bool] = []
+
+    class Turns(SharedAnswers):
+        def for_record(self):
+            record = RecordAnswers(self)
+            take = record.take_turn
+            record.take_turn = lambda timeout: had.append(take(timeout)) or had[-1]  # type: ignore[method-assign]
+            return record
+
+    class CrashingPipeline(Pipeline):
+        def shared_answers(self, records):
+            return Turns(records, lambda answers: 0, ThreadPoolExecutor(1))
+
+    pipeline = CrashingPipeline(seconds=0.0, crash_keys={"k0", "k1"})
+    # 13 s left: a turn is waited for at most 3 s (the handler keeps 10 s in hand).
+    response = handle(sqs_batch(["k0", "k1", "k2", "k3"]), Context(13), Runtime(settings(), pipeline), Logger())
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m-k0"}, {"itemIdentifier": "m-k1"}]}
+    assert had == [True, True, True, True]  # every record got its turn, none went ahead on a timeout

@@ -42,6 +42,11 @@ class S3:
         assert len(Tagging["TagSet"]) <= 10, "S3: BadRequest, Object tags cannot be greater than 10"
         self.puts.append(Tagging["TagSet"])
         self.tags = list(Tagging["TagSet"])
+
+    def delete_object_tagging(self, **target):
+        self.targets.append(target)
+        self.puts.append([])
+        self.tags = []
         return {}
 
 
@@ -90,11 +95,12 @@ def test_removing_takes_off_our_tags_and_keeps_the_users_own_moderation_tag():
     assert reader.remove_quarantine_tags(REF) is False and len(s3.puts) == 1  # nothing of ours left: no write
 
 
-def test_removing_the_only_tags_writes_an_empty_tag_set_for_that_version():
+def test_removing_the_only_tags_deletes_the_tag_set_of_that_version():
     s3 = S3([{"Key": "moderation", "Value": "flagged"}, {"Key": "flags", "Value": "ai_generated"}])
     versioned = ObjectRef("uploads", "a.png", "v1", "etag", 10, "0055AED6DCD90281E5", "ObjectCreated:Put")
     assert ObjectReader(s3, 1000).remove_quarantine_tags(versioned)
-    assert s3.puts == [[]] and s3.targets == [{"Bucket": "uploads", "Key": "a.png", "VersionId": "v1"}]
+    target = {"Bucket": "uploads", "Key": "a.png", "VersionId": "v1"}
+    assert s3.puts == [[]] and s3.targets == [target, target]  # read, then DeleteObjectTagging
 
 
 # -- through the pipeline ------------------------------------------------------------------------------

@@ -174,18 +174,37 @@ def test_a_large_original_is_read_by_rekognition_from_s3(client):
     out = io.BytesIO()
     noise.save(out, format="PNG")
     assert 5 * 1024 * 1024 < len(out.getvalue()) <= 15 * 1024 * 1024
+    image = decode(out.getvalue(), 10**9)
     request = AnalysisRequest(
-        image=decode(out.getvalue(), 10**9), object_id="id", deadline=Deadline(60), bucket="uploads", key="big.png"
+        image=image, object_id="id", deadline=Deadline(60), bucket="uploads", key="big.png", version_id="v7"
     )
     stubber = Stubber(client)
     stubber.add_response(
         "detect_labels",
         load("detect_labels.json"),
-        {"Image": {"S3Object": {"Bucket": "uploads", "Name": "big.png"}}, "MaxLabels": ANY, "MinConfidence": ANY},
+        {
+            "Image": {"S3Object": {"Bucket": "uploads", "Name": "big.png", "Version": "v7"}},
+            "MaxLabels": ANY,
+            "MinConfidence": ANY,
+        },
     )
     with stubber:
         provider(client, REKOGNITION_FEATURES="labels").analyze(request)
     stubber.assert_no_pending_responses()
+
+
+def test_an_unversioned_original_is_sent_as_bytes_never_read_from_a_key_that_may_change(client):
+    import random
+
+    rng = random.Random(3)
+    noise = Image.frombytes("RGB", (2000, 1500), bytes(rng.randrange(256) for _ in range(2000 * 1500 * 3)))
+    out = io.BytesIO()
+    noise.save(out, format="PNG")
+    request = AnalysisRequest(
+        image=decode(out.getvalue(), 10**9), object_id="id", deadline=Deadline(60), bucket="uploads", key="big.png"
+    )
+    sent = provider(client, REKOGNITION_FEATURES="labels").image_parameter(request)
+    assert set(sent) == {"Bytes"} and len(sent["Bytes"]) <= 5 * 1024 * 1024
 
 
 def test_routing_asks_only_for_what_is_needed(client):

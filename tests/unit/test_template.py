@@ -34,6 +34,8 @@ STAR_ONLY_ACTIONS = {
     "rekognition:DetectText",
     "xray:PutTraceSegments",
     "xray:PutTelemetryRecords",
+    # The console's vendor spend (the review function): GetMetricData takes no resource ARN.
+    "cloudwatch:GetMetricData",
 }
 EXISTING = {
     "ExistingBucketName": "users-photos",
@@ -114,14 +116,14 @@ class _Deployment:
         return re.sub(r"\$\{([^}]+)\}", lambda m: values.get(m.group(1), m.group(0)), text)
 
     # -- the function's role ---------------------------------------------------------------------------
-    def role_statements(self) -> list[dict[str, Any]]:
-        role = self.resources[self.resources["AnalyzeFunction"]["Properties"]["Role"]["Fn::GetAtt"][0]]
+    def role_statements(self, function: str = "AnalyzeFunction") -> list[dict[str, Any]]:
+        role = self.resources[self.resources[function]["Properties"]["Role"]["Fn::GetAtt"][0]]
         return [s for policy in role["Properties"].get("Policies", []) for s in policy["PolicyDocument"]["Statement"]]
 
-    def allowed(self, action: str) -> list[Any]:
+    def allowed(self, action: str, function: str = "AnalyzeFunction") -> list[Any]:
         """Every resource an Allow statement of the function's role names for this action."""
         found = []
-        for statement in self.role_statements():
+        for statement in self.role_statements(function):
             if statement["Effect"] == "Allow" and action in _listed(statement["Action"]):
                 found += _listed(statement["Resource"])
         return found
@@ -197,11 +199,21 @@ def test_bucket_waits_for_the_queue_policy_and_notifies_creates_and_deletes(depl
 def test_every_role_names_its_resources_and_attaches_no_managed_policy(deployment, parameters):
     stack = deployment(**parameters)
     roles = {n: r for n, r in stack.resources.items() if r["Type"] == "AWS::IAM::Role"}
-    assert set(roles) == {"AnalyzeFunctionRole"}, "SAM generated a role of its own"
-    assert not [r for r in stack.resources.values() if r["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy")]
+    assert set(roles) == {"AnalyzeFunctionRole", "ReviewFunctionRole", "ReviewSweepScheduleRole"}, (
+        "SAM generated a role of its own"
+    )
+    policies = {n for n, r in stack.resources.items() if r["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy")}
+    # The one managed policy is the stack's own, for moderators to attach (contract: ModeratorPolicyArn).
+    assert policies == {"ModeratorPolicy"}
     for role in roles.values():
         assert not role["Properties"].get("ManagedPolicyArns"), "managed policies allow '*' resources"
-    for statement in stack.role_statements():
+    moderator = stack.resources["ModeratorPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    schedule = [
+        statement
+        for policy in roles["ReviewSweepScheduleRole"]["Properties"]["Policies"]
+        for statement in policy["PolicyDocument"]["Statement"]
+    ]
+    for statement in [*stack.role_statements(), *stack.role_statements("ReviewFunction"), *moderator, *schedule]:
         actions = _listed(statement["Action"])
         assert all("*" not in action for action in actions), statement["Sid"]
         if "*" in _listed(statement["Resource"]):
@@ -249,6 +261,7 @@ _S3_ACTIONS = {
     "GetObject": ["s3:GetObject", "s3:GetObjectVersion"],
     "GetObjectTagging": ["s3:GetObjectTagging", "s3:GetObjectVersionTagging"],
     "PutObjectTagging": ["s3:PutObjectTagging", "s3:PutObjectVersionTagging"],
+    "DeleteObjectTagging": ["s3:DeleteObjectTagging", "s3:DeleteObjectVersionTagging"],
 }
 
 
@@ -268,8 +281,10 @@ def test_the_function_reads_and_tags_only_the_uploads_that_trigger_it(deployment
     for operation in operations:
         for action in _S3_ACTIONS[operation]:
             resources = [stack.sub(r, **names) for r in stack.allowed(action)]
-            # Besides the uploads, only the artifacts bucket's prepared copies (which trigger nothing).
-            assert [r for r in resources if not r.startswith("${ArtifactsBucket.Arn}/prepared/")] == [objects], action
+            # Besides the uploads, only the artifacts bucket's prepared copies and the hash banks' snapshots
+            # (which trigger nothing).
+            others = ("${ArtifactsBucket.Arn}/prepared/", "${BanksBucket.Arn}/banks/")
+            assert [r for r in resources if not r.startswith(others)] == [objects], action
     # Without ListBucket S3 answers 403 for a deleted key, which the code records as object_unreadable.
     assert [stack.sub(r, **names) for r in stack.allowed("s3:ListBucket")] == [bucket]
 
@@ -384,7 +399,8 @@ def test_every_key_user_is_allowed_to_use_its_key(deployment):
         if key == "alias/aws/sns":
             # The AWS-managed key allows no service principal: only this account's principals may publish.
             assert not services, f"{name}: {services} cannot publish to a topic under alias/aws/sns"
-            assert {"Ref": name} in stack.allowed("sns:Publish")
+            publishers = stack.allowed("sns:Publish") + stack.allowed("sns:Publish", "ReviewFunction")
+            assert {"Ref": name} in publishers
             continue
         assert key == {"Ref": "OperationsKey"}, name
         assert services == {"cloudwatch.amazonaws.com"}, name
@@ -395,20 +411,23 @@ def test_every_key_user_is_allowed_to_use_its_key(deployment):
         for alarm in alarms:
             assert fnmatch.fnmatchcase(_alarm_arn(stack, alarm), allowed_alarms), alarm["Properties"]["AlarmName"]
     # Queues that S3 and EventBridge send to: SSE-SQS, never the AWS-managed SQS key.
-    for name in ("AnalyzeQueue", "DeadLetterQueue"):
+    for name in ("AnalyzeQueue", "DeadLetterQueue", "ReviewEffectsQueue", "ReviewEffectsDeadLetterQueue"):
         properties = resources[name]["Properties"]
         assert properties.get("SqsManagedSseEnabled") is True and "KmsMasterKeyId" not in properties, name
-    # The function's log group: CloudWatch Logs may use the key for exactly this log group.
-    group = resources["AnalyzeLogGroup"]["Properties"]
-    assert group["KmsKeyId"] == {"Fn::GetAtt": ["OperationsKey", "Arn"]}
+    # The log groups: CloudWatch Logs may use the key for exactly these log groups.
+    groups = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Logs::LogGroup"]
+    # The functions' two, the review API's and the console API's access logs.
+    assert len(groups) == 4 and all(g["KmsKeyId"] == {"Fn::GetAtt": ["OperationsKey", "Arn"]} for g in groups)
     (logs,) = [
         s
         for s in resources["OperationsKey"]["Properties"]["KeyPolicy"]["Statement"]
         if _service_name(s["Principal"].get("Service", ""), stack) == f"logs.{REGION}.amazonaws.com"
     ]
     assert {"kms:Encrypt*", "kms:Decrypt*", "kms:GenerateDataKey*"} <= set(logs["Action"])
-    context = stack.sub(logs["Condition"]["ArnEquals"]["kms:EncryptionContext:aws:logs:arn"])
-    assert context == f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{stack.sub(group['LogGroupName'])}"
+    contexts = [stack.sub(c) for c in logs["Condition"]["ArnEquals"]["kms:EncryptionContext:aws:logs:arn"]]
+    assert sorted(contexts) == sorted(
+        f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{stack.sub(g['LogGroupName'])}" for g in groups
+    )
     # Tables and the secret: read through their services' AWS-managed keys, which need no grant.
     for name, resource in resources.items():
         if resource["Type"] == "AWS::DynamoDB::Table":
@@ -470,7 +489,12 @@ def test_quarantine_denies_reading_flagged_objects_to_all_but_the_named_roles(de
     assert deny["Condition"]["StringEquals"] == {"s3:ExistingObjectTag/moderation": "flagged"}
     split = deny["Condition"]["ArnNotLike"]["aws:PrincipalArn"]["Fn::Split"]
     readers = split[1]["Fn::Join"][1]
-    assert readers == [{"Fn::Join": [",", [reviewer]]}, {"Fn::GetAtt": ["AnalyzeFunctionRole", "Arn"]}]
+    assert readers == [
+        {"Fn::Join": [",", [reviewer]]},
+        {"Fn::GetAtt": ["AnalyzeFunctionRole", "Arn"]},
+        # The review function hands moderators presigned URLs of flagged originals.
+        {"Fn::GetAtt": ["ReviewFunctionRole", "Arn"]},
+    ]
     # The deny matches the tag the pipeline writes, so the deny implies tagging.
     assert stack.resources["AnalyzeFunction"]["Properties"]["Environment"]["Variables"]["QUARANTINE_TAGS"] == "true"
     assert '"moderation": "flagged"' in (LAYER / "objects.py").read_text()
@@ -662,6 +686,7 @@ def test_operations_topic_accepts_only_this_stacks_alarms(deployment):
 def test_every_checkov_suppression_is_an_accepted_one_with_its_reason(sam):
     accepted = {"CKV_AWS_115", "CKV_AWS_116", "CKV_AWS_117", "CKV_AWS_173", "CKV_AWS_27", "CKV_AWS_21"}
     accepted |= {"CKV_AWS_119", "CKV_AWS_149"}
+    accepted |= {"CKV_AWS_309"}  # the console's page and its files: public on purpose, no data
     for name, resource in sam["Resources"].items():
         for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", []):
             assert skip["id"] in accepted, f"{name}: {skip['id']} is not an accepted suppression"
@@ -779,7 +804,8 @@ def _lifecycle(stack: _Deployment) -> dict[str, dict[str, Any]]:
 
 def test_raw_answers_are_kept_while_results_are_and_prepared_copies_expire_in_a_day(deployment):
     kept = _lifecycle(deployment())
-    assert set(kept) == {"prepared/"}, "with ResultTtlDays=0 results are kept: so are their raw answers"
+    assert set(kept) == {"prepared/", "thumbnails/"}, "with ResultTtlDays=0 results are kept: so are their raw answers"
+    assert kept["thumbnails/"]["ExpirationInDays"] == 90  # the console's thumbnails of images under review
     assert kept["prepared/"]["ExpirationInDays"] == 1
     expiring = _lifecycle(deployment(ResultTtlDays="30"))
     assert expiring["raw/"]["ExpirationInDays"] == "30" and expiring["raw/"]["Status"] == "Enabled"
@@ -797,3 +823,42 @@ def test_the_function_may_write_and_delete_raw_answers_but_only_under_raw(deploy
         assert raw == [{"Fn::Sub": "${ArtifactsBucket.Arn}/raw/*"}], operation
     # Read back only by tools, with their own credentials.
     assert not [r for r in stack.allowed("s3:GetObject") if "/raw/" in json.dumps(r)]
+
+
+# -- hash banks --------------------------------------------------------------------------------------------
+
+
+def test_the_function_reads_the_hash_banks_and_their_snapshots_and_may_change_neither(deployment):
+    stack = deployment()
+    banks = {"Fn::GetAtt": ["BanksTable", "Arn"]}
+    # The matcher's reads (store.list and store.deltas query; the registry item is read by key).
+    for action in ("dynamodb:GetItem", "dynamodb:Query"):
+        assert banks in stack.allowed(action), action
+    for action in ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"):
+        assert banks not in stack.allowed(action), action
+    snapshots = [r for r in stack.allowed("s3:GetObject") if "BanksBucket" in json.dumps(r)]
+    assert [stack.sub(r) for r in snapshots] == ["${BanksBucket.Arn}/banks/*"]
+    for action in ("s3:PutObject", "s3:DeleteObject"):
+        assert not [r for r in stack.allowed(action) if "BanksBucket" in json.dumps(r)], action
+
+
+def test_known_bad_has_its_sparse_monthly_index_like_the_other_flags(deployment):
+    indexes = {
+        i["IndexName"]: i for i in deployment().resources["ResultsTable"]["Properties"]["GlobalSecondaryIndexes"]
+    }
+    keys = [(k["AttributeName"], k["KeyType"]) for k in indexes["FlaggedKnownBad"]["KeySchema"]]
+    assert keys == [("flag_known_bad", "HASH"), ("analyzed_at", "RANGE")]
+    assert indexes["FlaggedKnownBad"]["Projection"] == indexes["FlaggedNsfw"]["Projection"]
+
+
+def test_banks_survive_the_stack_and_replaced_snapshots_expire(sam):
+    resources = sam["Resources"]
+    for name in ("BanksTable", "BanksBucket"):
+        assert resources[name]["DeletionPolicy"] == "Retain", name
+    bucket = resources["BanksBucket"]["Properties"]
+    assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
+    rules = {rule["Id"]: rule for rule in bucket["LifecycleConfiguration"]["Rules"]}
+    assert rules["ExpireReplacedSnapshots"]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 30}
+    outputs = sam["Outputs"]
+    assert outputs["BanksTableName"]["Value"] == {"Ref": "BanksTable"}
+    assert outputs["BanksBucketName"]["Value"] == {"Ref": "BanksBucket"}

@@ -70,7 +70,9 @@ def _alarms(stack: _Deployment) -> list[dict[str, Any]]:
 def test_backfill_messages_have_a_queue_a_trigger_and_a_concurrency_of_their_own(deployment):
     stack = deployment(MaximumConcurrency="50", BackfillMaximumConcurrency="4")
     mappings = _mappings(stack)
-    assert set(mappings) == {"AnalyzeQueue", "BackfillQueue"}
+    # The review function's own queue (the decisions' effects) has a trigger of its own too.
+    assert set(mappings) == {"AnalyzeQueue", "BackfillQueue", "ReviewEffectsQueue"}
+    mappings = {queue: mappings[queue] for queue in ("AnalyzeQueue", "BackfillQueue")}
     # Live uploads keep their own share: a backfill of millions is capped apart from them.
     assert mappings["AnalyzeQueue"]["ScalingConfig"] == {"MaximumConcurrency": "50"}
     assert mappings["BackfillQueue"]["ScalingConfig"] == {"MaximumConcurrency": "4"}
@@ -100,7 +102,14 @@ def test_every_queue_keeps_messages_fourteen_days(deployment):
     for parameters in ({}, EXISTING):
         stack = deployment(**parameters)
         queues = {n: r["Properties"] for n, r in stack.resources.items() if r["Type"] == "AWS::SQS::Queue"}
-        assert set(queues) == {"AnalyzeQueue", "DeadLetterQueue", "BackfillQueue", "BackfillDeadLetterQueue"}
+        assert set(queues) == {
+            "AnalyzeQueue",
+            "DeadLetterQueue",
+            "BackfillQueue",
+            "BackfillDeadLetterQueue",
+            "ReviewEffectsQueue",
+            "ReviewEffectsDeadLetterQueue",
+        }
         for name, properties in queues.items():
             assert properties["MessageRetentionPeriod"] == FOURTEEN_DAYS, name
 
@@ -128,7 +137,7 @@ def test_both_queues_redrive_after_the_same_max_receive_count(deployment):
 def test_every_dead_letter_queue_alarms_on_its_first_message(deployment, parameters):
     stack = deployment(**parameters)
     dead_letter_queues = _dead_letter_queues(stack)
-    assert dead_letter_queues == {"DeadLetterQueue", "BackfillDeadLetterQueue"}
+    assert dead_letter_queues == {"DeadLetterQueue", "BackfillDeadLetterQueue", "ReviewEffectsDeadLetterQueue"}
     for queue in dead_letter_queues:
         watching = [
             a

@@ -150,7 +150,12 @@ def request() -> AnalysisRequest:
     out = io.BytesIO()
     Image.new("RGB", (320, 240), (40, 120, 200)).save(out, format="PNG")
     return AnalysisRequest(
-        image=decode(out.getvalue(), 10**8), object_id="a" * 32, deadline=Deadline(30), bucket="b", key="k.png"
+        image=decode(out.getvalue(), 10**8),
+        object_id="a" * 32,
+        deadline=Deadline(30),
+        bucket="b",
+        key="k.png",
+        version_id="v1",  # CoreViz reads an original only by version id
     )
 
 

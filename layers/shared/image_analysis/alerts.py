@@ -50,7 +50,7 @@ def build_alert(result: AnalysisResult, alert_id: str, table: str) -> Alert:
         moderation=result.moderation if "nsfw" in result.flags else None,
         ai_generated=result.ai_generated if "ai_generated" in result.flags else None,
         deepfake=result.deepfake if "deepfake" in result.flags else None,
-        matches=result.matches if "known_bad" in result.flags and result.matches else None,
+        matches=list(result.matches) if "known_bad" in result.flags else None,
         analyzed_at=result.analyzed_at,
         result=ResultLocation(table=table, pk=f"{result.bucket}/{result.key}", sk=result.version_id or "null"),
     )

@@ -50,11 +50,15 @@ class CachedAnswer:
 
 
 class ContentCache:
-    def __init__(self, table_name: str, dynamodb_client: Any, ttl_seconds: int, clock: Any = time.time) -> None:
+    def __init__(
+        self, table_name: str, dynamodb_client: Any, ttl_seconds: int, clock: Any = time.time, keep_raw: bool = True
+    ) -> None:
         self.table_name = table_name
         self._client = dynamodb_client
         self.ttl_seconds = ttl_seconds
         self._clock = clock
+        # RAW_ANSWERS=none: no result keeps a vendor's own answer, so neither does its cached copy.
+        self.keep_raw = keep_raw
 
     @staticmethod
     def key(sha256: str, provider: str, fingerprint: str, covers: Iterable[str]) -> str:
@@ -76,7 +80,8 @@ class ContentCache:
         return CachedAnswer(output, calls)
 
     def _item(self, key: str, output: ProviderOutput, calls: int) -> dict[str, Any] | None:
-        blob = zlib.compress(output.model_dump_json().encode(), 6)
+        kept = output if self.keep_raw else output.model_copy(update={"raw": {}})
+        blob = zlib.compress(kept.model_dump_json(exclude_defaults=True).encode(), 6)
         if len(blob) > MAX_CACHED_BYTES:
             return None
         return {

@@ -155,9 +155,10 @@ class Credentials:
         if all(from_env.values()):
             return from_env
         arn = self._settings.provider_secret_arn
+        variables = " and ".join(f"{prefix}{f.upper()}" for f in fields)
         if not arn:
             raise AuthError(
-                provider, f"no key: set {prefix}API_KEY or put an entry {provider!r} in the provider secret"
+                provider, self._hinted(f"no key: set {variables}, or put an entry {provider!r} in the provider secret")
             )
         try:
             secret = self._secret_value(arn, provider, refresh)
@@ -167,8 +168,18 @@ class Credentials:
         values = {f: str(entry.get(f, "")).strip() for f in fields}
         missing = [f for f, v in values.items() if not v]
         if missing:
-            raise AuthError(provider, f"the provider secret has no {', '.join(missing)} for {provider!r}; fill it in")
+            raise AuthError(
+                provider,
+                self._hinted(
+                    f"the provider secret has no {', '.join(missing)} for {provider!r}: fill it in, or set {variables}"
+                ),
+            )
         return values
+
+    def _hinted(self, message: str) -> str:
+        """A local run adds how to go on without keys (``IMAGE_ANALYSIS_MISSING_KEY_HINT``, e.g. the sandbox)."""
+        hint = self._settings.env.get("IMAGE_ANALYSIS_MISSING_KEY_HINT", "").strip()
+        return f"{message}, {hint}" if hint else message
 
     def _secret_value(self, arn: str, provider: str, refresh: bool) -> dict[str, Any]:
         """The secret as kept, or read again: when kept longer than ``cache_seconds``, or for a refresh

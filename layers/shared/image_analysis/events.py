@@ -85,6 +85,9 @@ class ObjectRef:
     reprocess_id: str | None = None
     reprocess_reason: str | None = None
     reprocess_requested_at: str | None = None
+    # Set by ``image-analysis bank rescan``: match the stored result against these banks again (no new
+    # analysis); None for every other event.
+    rematch_banks: tuple[str, ...] | None = None
 
     @property
     def removed(self) -> bool:
@@ -244,12 +247,19 @@ def _from_eventbridge(event: S3EventBridgeNotificationEvent) -> ObjectRef | str:
 
 
 def _with_request(ref: ObjectRef | str, payload: dict[str, Any]) -> ObjectRef | str:
-    """Our own tools add ``imageAnalysis.reprocess`` beside the S3 records they send."""
+    """Our own tools add ``imageAnalysis.reprocess`` (or ``imageAnalysis.rematch``) beside the S3 records
+    they send."""
     tools = payload.get("imageAnalysis")
     if isinstance(ref, str) or tools is None:
         return ref
     if not isinstance(tools, dict):
         raise MalformedRecord("imageAnalysis is not an object")
+    rematch = tools.get("rematch")
+    if rematch is not None:
+        banks = rematch.get("banks") if isinstance(rematch, dict) else None
+        if not isinstance(banks, list) or not all(isinstance(b, str) for b in banks):
+            raise MalformedRecord("rematch is not an object with a list of bank names")
+        return replace(ref, rematch_banks=tuple(banks))
     request = tools.get("reprocess") or {}
     if not isinstance(request, dict):
         raise MalformedRecord("reprocess is not an object")

@@ -3,9 +3,11 @@
     after_write(ref, result, sequence, deadline, replaced)   a result just written
     heal(ref, item, deadline)                                 a final item found by a later delivery
 
-For a flagged result: first the quarantine tags go on the object (QUARANTINE_TAGS), then the alert is
-published (``alert_ledger``: once per object version and flag set), then its id is recorded on the item.
-Tagging first means a failed publish never leaves a flagged object readable; a crash or failure between
+For a flagged result: first the quarantine tags go on the object (QUARANTINE_TAGS; not when a person
+approved these bytes already), then the delivery gate's verdict (DELIVERY_GATE: ``verdict=clean`` only on
+what may be served, taken off otherwise), then the alert is published (``alert_ledger``: once per
+object version and flag set), then its id is recorded on the item. An unflagged result gets the gate's
+verdict too. Tagging first means a failed publish never leaves a flagged object readable; a crash or failure between
 any two steps leaves the item final but unfinished, and the next delivery of the event (which finds it
 already analyzed) finishes it with ``heal``: tags if they are not recorded, the alert if it has not gone
 out. A failure that ``heal`` must finish hands the record back (``Settled.retry``), so that there is a
@@ -36,7 +38,7 @@ from image_analysis.alerts import AlertPublisher, alert_id_for, build_alert
 from image_analysis.errors import ObjectSkipped
 from image_analysis.events import ObjectRef
 from image_analysis.models import AnalysisResult, Quarantine
-from image_analysis.objects import ObjectReader
+from image_analysis.objects import ObjectReader, clean_verdict
 from image_analysis.providers.base import Deadline
 from image_analysis.store import FINAL_STATUSES, ResultStore, result_of
 
@@ -66,6 +68,7 @@ class FlagActions:
         ledger: Ledger,
         quarantine_tags: bool,
         clock: Any,
+        delivery_gate: bool = False,
         sleep: Any = time.sleep,
         logger: Any = None,
         metrics: Any = None,
@@ -75,6 +78,7 @@ class FlagActions:
         self.publisher = publisher
         self.ledger = ledger
         self.quarantine_tags = quarantine_tags
+        self.delivery_gate = delivery_gate
         self._clock = clock
         self._sleep = sleep
         self.logger = logger
@@ -90,10 +94,11 @@ class FlagActions:
         replaced: dict[str, Any] | None,
     ) -> Settled:
         if result.flags:
-            return self._finish(ref, result, sequence, deadline, tagged=False)
+            return self._finish(ref, result, sequence, deadline, tagged=_approved(result))
         if self.quarantine_tags and result.status == "succeeded" and (replaced or {}).get("flags"):
             # No longer flagged by a complete answer: the quarantine must not outlive the flag.
             self._untag(ref)
+        self._gate(ref, result)
         return Settled()
 
     def heal(self, ref: ObjectRef, item: dict[str, Any], deadline: Deadline) -> Settled:
@@ -117,6 +122,7 @@ class FlagActions:
         if self.quarantine_tags and not tagged:
             quarantine = self._tag(ref, result, sequence)
             tag_failed = quarantine is None
+        self._gate(ref, result)
         alerted, publish_retry = self._announce(result, sequence, deadline)
         retry = tag_failed or publish_retry
         reasons = [
@@ -208,6 +214,27 @@ class FlagActions:
                 self.logger.exception("could not record the quarantine tagging on the item")
         return quarantine
 
+    def _gate(self, ref: ObjectRef, result: AnalysisResult) -> None:
+        """The delivery gate: ``image-analysis:verdict=clean`` on the object version exactly when its
+        result allows it to be served (``objects.clean_verdict``), taken off when a later result of the
+        version flags it. A failure is counted (GateTagFailed), not retried: a version never tagged stays
+        unreadable; the docs say what to do about one whose verdict could not be taken off."""
+        if not self.delivery_gate or result.status == "skipped":
+            return
+        try:
+            changed = self.reader.set_verdict(ref, clean_verdict(result))
+        except Exception:
+            self._count("GateTagFailed")
+            if self.logger is not None:
+                self.logger.exception("could not set the delivery gate's verdict tag")
+            return
+        if changed is None:
+            self._count("GateTagLeftOut")
+            if self.logger is not None:
+                self.logger.warning(
+                    "the object's own tags take all ten slots: verdict=clean left out, it stays unreadable"
+                )
+
     def _untag_unless_flagged(self, ref: ObjectRef) -> None:
         current = self.store.get(ref.pk, ref.sk) or {}
         if current.get("etag") != ref.etag and current.get("flags") and current.get("status") in FINAL_STATUSES:
@@ -229,3 +256,8 @@ class FlagActions:
     def _count(self, name: str, value: float = 1) -> None:
         if self.metrics is not None:
             self.metrics.add_metric(name=name, unit="Count", value=value)
+
+
+def _approved(result: AnalysisResult) -> bool:
+    """A person let these bytes through already: no quarantine tags for them."""
+    return result.review is not None and result.review.status == "approved"

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from image_analysis.merge import (
     MAX_LABELS,
+    Keep,
     Thresholds,
     capped,
     certainty,
@@ -72,13 +73,18 @@ class FramePlans:
 
 
 def run_frames(
-    orchestrator: Orchestrator, request: AnalysisRequest, prefetched: CacheTraffic | None = None
+    orchestrator: Orchestrator,
+    request: AnalysisRequest,
+    prefetched: CacheTraffic | None = None,
+    skip_vendors: Any = None,
 ) -> FramePlans:
     """Every analyzed frame of ``request.image`` through the orchestrator. A frame has no S3 origin of its
-    own: adapters that could read the object from S3 send the frame's bytes instead."""
+    own: adapters that could read the object from S3 send the frame's bytes instead. ``skip_vendors``: the
+    hash banks' test of builtin's output (SKIP_VENDORS_ON_MATCH), passed to every frame's plan."""
+    options = {"skip_vendors": skip_vendors} if skip_vendors is not None else {}
     frames = request.image.analyzed
     if len(frames) == 1 and frames[0] is request.image:
-        return FramePlans(frames, [orchestrator.run(request, prefetched)])
+        return FramePlans(frames, [orchestrator.run(request, prefetched, **options)])
     first_of: dict[str, int] = {}
     for position, frame in enumerate(frames):
         first_of.setdefault(frame.sha256, position)
@@ -86,7 +92,8 @@ def run_frames(
 
     def run(position: int) -> Orchestration:
         frame = frames[position]
-        return orchestrator.run(replace(request, image=frame, bucket="", key="", version_id=None), prefetched)
+        frame_request = replace(request, image=frame, bucket="", key="", version_id=None)
+        return orchestrator.run(frame_request, prefetched, **options)
 
     futures = {position: _pool.submit(run, position) for position in distinct[1:]}
     plans = {distinct[0]: run(distinct[0])}  # the calling thread takes the first frame itself
@@ -110,7 +117,15 @@ class Judgement:
         return [cap for cap, answerer in self.answered_by.items() if answerer is None]
 
 
-def judge(plans: FramePlans, thresholds: Thresholds) -> Judgement:
+def judge(plans: FramePlans, thresholds: Thresholds, keep: Keep | None = None) -> Judgement:
+    """``keep``: what the item keeps of the labels (all the merge's, without it)."""
+    judgement = _judge(plans, thresholds)
+    if keep is not None:
+        judgement.sections["labels"] = keep.labels(judgement.sections["labels"])
+    return judgement
+
+
+def _judge(plans: FramePlans, thresholds: Thresholds) -> Judgement:
     if not plans.multi:
         plan = plans.plans[0]
         sections = merged_sections(plan.outputs())

@@ -50,8 +50,8 @@ class _BatchReads:
 
     @classmethod
     def of(cls, pipeline: Any, work: list[_Work]) -> _BatchReads:
-        if len(work) < 2 or not hasattr(pipeline, "read_results"):
-            return cls({}, None)  # one record (or a pipeline without batch reads): it reads its own
+        if len(work) < 2:
+            return cls({}, None)  # one record: it reads its own
         return cls(pipeline.read_results([item.ref for item in work]), pipeline.shared_answers(len(work)))
 
     def for_record(self, ref: ObjectRef) -> dict[str, Any]:

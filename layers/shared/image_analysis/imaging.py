@@ -45,6 +45,10 @@ WORKING_SIDE = 512
 MASTER_MAX_PIXELS = 4096 * 4096
 # An analyzed frame of an animation is kept at most this large: eight of them stay under 40 MB.
 FRAME_MAX_SIDE = 1280
+# Meta's Python port reduces images to this before hashing (analyzers.pdq.HASHING_SIDE).
+PDQ_SIDE = 512
+# Modes whose working copy is not a plain reduction of ``convert("RGB")`` (analyzers.pdq._FROM_ORIGINAL).
+_PDQ_OWN_COPY = frozenset({"RGBA", "LA", "PA", "P", "RGBa", "La", "1", "I", "I;16", "I;16B", "I;16L", "F"})
 # Formats whose extra frames are frames of the picture (MPO's second image is a depth map or stereo pair).
 MULTI_FRAME_FORMATS = frozenset({"gif", "webp", "png", "tiff", "heic", "heif", "avif"})
 
@@ -178,6 +182,9 @@ class DecodedImage:
     draft: Image.Image | None = field(default=None, repr=False, compare=False)
     # "white" or "black" when the image is transparent: the backdrop it is judged and sent on.
     backdrop: str | None = None
+    # For PDQ, when the working copy is not a reduction of ``convert("RGB")`` (transparency laid on a
+    # backdrop, palettes, 16-bit grey): that conversion, upright, at most PDQ_SIDE.
+    pdq_source: Image.Image | None = field(default=None, repr=False, compare=False)
     # This image's frame of the file (0 for the file itself) and, for a frame, the file it comes from.
     frame_index: int = 0
     source: DecodedImage | None = field(default=None, repr=False, compare=False)
@@ -482,6 +489,7 @@ def _decode(data: bytes, max_pixels: int, limits: FrameLimits | None) -> Decoded
     reduced = image.format == "JPEG" and image.size != (width, height)
     first = _bounded_frame(image, orientation, MASTER_MAX_PIXELS)
     backdrop = best_backdrop(first) if is_transparent(first) else None
+    pdq_source = _pdq_source(first) if mode in _PDQ_OWN_COPY else None
     working = _to_rgb(
         first.resize(_fitted(first.size, WORKING_SIDE), Image.Resampling.BILINEAR, reducing_gap=1.0),
         backdrop or "white",
@@ -506,6 +514,7 @@ def _decode(data: bytes, max_pixels: int, limits: FrameLimits | None) -> Decoded
         working=working,
         draft=draft,
         backdrop=backdrop,
+        pdq_source=pdq_source,
         _master=master,
     )
     if frames > 1 and limits is not None and decoded.format in MULTI_FRAME_FORMATS:
@@ -534,6 +543,15 @@ def _bounded_frame(image: Image.Image, orientation: int | None, pixels: int) -> 
     if orientation in range(2, 9):
         image = ImageOps.exif_transpose(image)
     return image
+
+
+def _pdq_source(image: Image.Image) -> Image.Image:
+    """What the PDQ reference hashes, ``convert("RGB")`` (transparency dropped, not laid on a backdrop),
+    made small from the bounded copy."""
+    # Converted first: resizing with an alpha channel would weight each colour by its opacity, and the
+    # reference keeps the colour under even a fully transparent pixel.
+    rgb = image.convert("RGB")
+    return rgb.resize(_fitted(rgb.size, PDQ_SIDE), Image.Resampling.BILINEAR, reducing_gap=2.0)
 
 
 def _jpeg_master(data: bytes, orientation: int | None) -> Image.Image:
@@ -574,6 +592,7 @@ def _frame_view(image: Image.Image, file: DecodedImage, orientation: int | None,
     if max(frame.size) > FRAME_MAX_SIDE:
         frame = frame.resize(_fitted(frame.size, FRAME_MAX_SIDE), Image.Resampling.BOX, reducing_gap=2.0)
     backdrop = best_backdrop(frame) if is_transparent(frame) else None
+    pdq_source = _pdq_source(frame) if frame.mode in _PDQ_OWN_COPY else None
     flat = _to_rgb(frame, backdrop or "white")
     out = io.BytesIO()
     # Lossless and deterministic: the same frame always gives the same bytes, hence the same cache key.
@@ -584,10 +603,11 @@ def _frame_view(image: Image.Image, file: DecodedImage, orientation: int | None,
         format="png",
         width=flat.width,
         height=flat.height,
-        mode="RGB",
+        mode=frame.mode,  # as decoded: which copy PDQ reads depends on it
         frames=1,
         orientation=None,
         working=working,
+        pdq_source=pdq_source,
         frame_index=index,
         source=file,
         _master=_Master(flat),

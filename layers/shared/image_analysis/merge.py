@@ -38,6 +38,26 @@ MAX_LIST = 100
 
 
 @dataclass(frozen=True)
+class Keep:
+    """What a result item keeps: most of its size, hence of what each write costs, is labels and raw answers.
+
+    ``labels_max`` labels at least ``labels_floor`` confident (LABELS_MAX, LABELS_MIN_CONFIDENCE): a
+    vendor's long tail of 7% tags is what nobody searches for. ``raw`` (RAW_ANSWERS): the vendors' own
+    answers for ``flagged`` results only (default; what a reviewer or a re-normalization needs), ``all``
+    results, or ``none``."""
+
+    labels_max: int = 20
+    labels_floor: float = 0.3
+    raw: str = "flagged"
+
+    def labels(self, labels: list[Any]) -> list[Any]:
+        return [label for label in labels if label.confidence >= self.labels_floor][: self.labels_max]
+
+    def raw_for(self, flags: Sequence[str]) -> bool:
+        return self.raw == "all" or (self.raw == "flagged" and bool(flags))
+
+
+@dataclass(frozen=True)
 class Thresholds:
     nsfw: float = 0.8
     ai_generated: float = 0.8

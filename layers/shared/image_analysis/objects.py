@@ -9,7 +9,7 @@ from botocore.exceptions import ClientError
 
 from image_analysis.errors import InputRejected, ObjectSkipped, ObjectUnreadable
 from image_analysis.events import ObjectRef
-from image_analysis.models import ErrorCode, Flag
+from image_analysis.models import AnalysisResult, ErrorCode, Flag
 
 _GONE = {"NoSuchKey", "NoSuchVersion", "404", "PreconditionFailed", "412", "NotFound"}
 
@@ -19,6 +19,23 @@ _GONE = {"NoSuchKey", "NoSuchVersion", "404", "PreconditionFailed", "412", "NotF
 MAX_OBJECT_TAGS = 10
 QUARANTINE_TAG = {"moderation": "flagged"}
 FLAGS_TAG = "flags"
+
+
+# The delivery gate's tag (DeliveryGate=closed): the bucket policy lets an object version be read only
+# with it. Written by version id, by the pipeline and the review function alone (the policy denies our
+# tag keys to every other principal).
+VERDICT_KEY = "image-analysis:verdict"
+VERDICT_CLEAN = "clean"
+
+
+def clean_verdict(result: AnalysisResult) -> bool:
+    """Whether the gate lets this object version be served: a human approval, or a complete result
+    with no flag that no human rejected. A partial result decided nothing (a provider that did not
+    answer is no verdict of "safe"); rejected, failed and skipped results are never clean."""
+    review = result.review
+    if review is not None and review.status in ("approved", "rejected"):
+        return review.status == "approved"
+    return result.status == "succeeded" and not result.flags
 
 
 @dataclass(frozen=True)
@@ -34,6 +51,10 @@ def _version_target(ref: ObjectRef) -> dict[str, Any]:
     if ref.version_id:
         target["VersionId"] = ref.version_id
     return target
+
+
+def _pairs(tags: list[dict[str, str]]) -> set[tuple[str | None, str | None]]:
+    return {(t.get("Key"), t.get("Value")) for t in tags}
 
 
 def _is_quarantine_tag(tag: dict[str, str]) -> bool:
@@ -168,8 +189,32 @@ class ObjectReader:
         kept = [t for t in existing if not _is_quarantine_tag(t)]
         if len(kept) == len(existing):
             return False
-        # An empty TagSet is how PutObjectTagging removes the last tags (DeleteObjectTagging is not needed).
         self._put_tag_set(ref, target, kept)
+        return True
+
+    def _write_tags(self, target: dict[str, Any], tags: list[dict[str, str]]) -> None:
+        """PutObjectTagging replaces the whole set; the last tags go with DeleteObjectTagging (S3 takes an
+        empty set too, but not every S3-compatible store does)."""
+        if tags:
+            self._s3.put_object_tagging(**target, Tagging={"TagSet": tags})
+        else:
+            self._s3.delete_object_tagging(**target)
+
+    def set_verdict(self, ref: ObjectRef, clean: bool) -> bool | None:
+        """Put ``image-analysis:verdict=clean`` on the object version, or take it off; the object's other
+        tags stay. True when the tags changed, False when they were already so, None when S3's ten slots
+        are taken by other tags: the version then stays unreadable (the gate fails closed)."""
+        target = _version_target(ref)
+        existing = self._s3.get_object_tagging(**target).get("TagSet", [])
+        others = [dict(t) for t in existing if t.get("Key") != VERDICT_KEY]
+        if clean and len(others) >= MAX_OBJECT_TAGS:
+            if len(others) != len(existing):
+                self._write_tags(target, others)  # never a stale clean
+            return None
+        wanted = others + ([{"Key": VERDICT_KEY, "Value": VERDICT_CLEAN}] if clean else [])
+        if _pairs(wanted) == _pairs(existing):
+            return False
+        self._write_tags(target, wanted)
         return True
 
     def _tag_set(self, ref: ObjectRef) -> list[dict[str, str]]:
@@ -180,7 +225,7 @@ class ObjectReader:
 
     def _put_tag_set(self, ref: ObjectRef, target: dict[str, Any], tags: list[dict[str, str]]) -> None:
         try:
-            self._s3.put_object_tagging(**target, Tagging={"TagSet": tags})
+            self._write_tags(target, tags)
         except ClientError as exc:
             raise _gone_or(exc, ref) from exc
 

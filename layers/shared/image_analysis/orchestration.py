@@ -204,14 +204,16 @@ class RecordAnswers:
         self._has_turn = False
         self._preparing = False
 
-    def take_turn(self, timeout: float) -> None:
-        """Wait for a turn, at most ``timeout`` seconds (then go ahead anyway: a deadline beats order)."""
+    def take_turn(self, timeout: float) -> bool:
+        """Wait for a turn, at most ``timeout`` seconds (then go ahead anyway: a deadline beats order).
+        True when the turn was had, False when the wait ran out."""
         with self._turn_lock:
             self._preparing = True
         self._shared._preparing_changed(+1)
         got = self._shared._turns.acquire(timeout=max(0.0, timeout))
         with self._turn_lock:
             self._has_turn = got
+        return got
 
     def end_turn(self) -> None:
         with self._turn_lock:
@@ -378,16 +380,27 @@ class Orchestrator:
                 self.logger.exception("could not store the batch's answers in the cache")
             return 0
 
-    def run(self, request: AnalysisRequest, prefetched: CacheTraffic | None = None) -> Orchestration:
+    def run(
+        self,
+        request: AnalysisRequest,
+        prefetched: CacheTraffic | None = None,
+        skip_vendors: Callable[[ProviderOutput], bool] | None = None,
+    ) -> Orchestration:
+        """``skip_vendors``: asked with builtin's output before any vendor; True skips them all (a
+        known-bad match with SKIP_VENDORS_ON_MATCH): builtin then runs first."""
         attempts: dict[str, list[ProviderResult]] = {}
         traffic = prefetched if prefetched is not None else CacheTraffic()
         # builtin's answer shapes the plan only under ROUTING (a capability it answers is asked of nobody
-        # else) or AI_SKIP_WHEN_PROVEN (its proof skips the paid detector). Otherwise its pixel work runs
-        # while the vendors are asked, instead of before: the vendors' answers are what a record waits for.
-        builtin_decides = "builtin" in self.providers and (bool(self.routes) or self.settings.ai_skip_when_proven)
+        # else), AI_SKIP_WHEN_PROVEN (its proof skips the paid detector) or SKIP_VENDORS_ON_MATCH. Otherwise
+        # its pixel work runs while the vendors are asked: the vendors' answers are what a record waits for.
+        builtin_decides = "builtin" in self.providers and (
+            bool(self.routes) or self.settings.ai_skip_when_proven or skip_vendors is not None
+        )
         if builtin_decides:
             attempts["builtin"] = [self._run_one("builtin", request, None, traffic)]
         builtin = attempts.get("builtin", [None])[0]
+        if skip_vendors is not None and builtin is not None and builtin.ok and skip_vendors(builtin.output):
+            return self._vendors_skipped(builtin, traffic)
         skip_ai = self.settings.ai_skip_when_proven and builtin is not None and builtin.ok and proves_ai(builtin.output)
         if not self.routes:
             wanted: dict[str, frozenset[str] | None] = {}
@@ -443,6 +456,18 @@ class Orchestrator:
                 attempts.setdefault(name, []).append(result)
         results = {name: _combined(runs) for name, runs in attempts.items()}
         return Orchestration(results, {cap: answered_by.get(cap) for cap in self.routes}, writes=traffic.writes)
+
+    def _vendors_skipped(self, builtin: ProviderResult, traffic: CacheTraffic) -> Orchestration:
+        """builtin's answer alone; every other provider listed as skipped, without a call."""
+        if traffic.deferred is not None:
+            traffic.deferred.end_turn()  # this record asks nobody: the batch's next one may prepare
+        results = {"builtin": builtin}
+        for name in self.providers:
+            if name != "builtin":
+                run = ProviderRun(name=name, status="skipped", latency_ms=0, calls=0)
+                results[name] = ProviderResult(run, ProviderOutput())
+                self._count(f"VendorSkippedOnMatch_{name}", 1)
+        return Orchestration(results, writes=traffic.writes)
 
     def _weaker_answer(
         self, chain: tuple[str, ...], attempts: dict[str, list[ProviderResult]], capability: str

@@ -25,17 +25,20 @@ from typing import Any, Literal
 
 from image_analysis.alert_ledger import Ledger, MemoryAlertLedger
 from image_analysis.alerts import AlertPublisher
+from image_analysis.banks.matcher import BanksUnavailable
+from image_analysis.banks.screening import BankScreening
 from image_analysis.errors import InputRejected, ObjectSkipped, ObjectUnreadable
 from image_analysis.events import UNSEQUENCED, ObjectRef
 from image_analysis.flag_actions import FlagActions
 from image_analysis.frames import FramePlans, judge, run_frames
 from image_analysis.imaging import FrameLimits, decode, probe
 from image_analysis.memory import Hold as MemoryHold
-from image_analysis.merge import Thresholds, fit_result, overall_status, pack_raw
+from image_analysis.merge import MAX_LABELS, Keep, Thresholds, fit_result, overall_status, pack_raw
 from image_analysis.models import AnalysisResult, ErrorInfo, Reprocess
 from image_analysis.objects import ObjectReader, SizeRejected
 from image_analysis.orchestration import Orchestrator, RecordAnswers, SharedAnswers
-from image_analysis.providers.base import AnalysisRequest, Deadline
+from image_analysis.providers.base import AnalysisRequest, Deadline, ProviderOutput
+from image_analysis.review.intake import PassiveReview
 from image_analysis.store import FINAL_STATUSES, ResultStore, supersedes
 
 # Time kept after the vendors for the result write, the tags and the alert (each a request or two).
@@ -100,11 +103,15 @@ class Pipeline:
         max_pixels: int,
         frame_limits: FrameLimits | None = None,
         raw_budget_bytes: int = 100_000,
+        keep: Keep | None = None,
         ledger: Ledger | None = None,
         clock: Any = time.time,
         sleep: Any = time.sleep,
         logger: Any = None,
         metrics: Any = None,
+        review: Any = None,
+        delivery_gate: bool = False,
+        banks: BankScreening | None = None,
     ) -> None:
         self.reader = reader
         self.store = store
@@ -116,14 +123,21 @@ class Pipeline:
         self.max_pixels = max_pixels
         self.frame_limits = frame_limits or FrameLimits()
         self.raw_budget_bytes = raw_budget_bytes
+        self.keep = keep or Keep(labels_max=MAX_LABELS, labels_floor=0.0, raw="all")
         self.logger = logger
         self.metrics = metrics
+        # Human review (image_analysis.review.intake): opens reviews, and keeps a decision on a result
+        # written again for the same bytes.
+        self.review = review if review is not None else PassiveReview()
+        # The hash banks (PDQ matching, and the flag known_bad); without banks results still carry pdq.
+        self.banks = banks or BankScreening()
         self.actions = FlagActions(
             reader=reader,
             store=store,
             publisher=publisher,
             ledger=ledger if ledger is not None else MemoryAlertLedger(clock),
             quarantine_tags=quarantine_tags,
+            delivery_gate=delivery_gate,
             clock=clock,
             sleep=sleep,
             logger=logger,
@@ -164,6 +178,8 @@ class Pipeline:
             return self.forget(ref)
         if existing is UNREAD:
             existing = self.store.get(ref.pk, ref.sk)
+        if ref.rematch_banks is not None:
+            return self._rematch(ref, existing, deadline)  # type: ignore[arg-type]
         final = existing is not None and existing.get("status") in FINAL_STATUSES
         sequence = ref.sequence
         if ref.reprocess_id:
@@ -194,7 +210,7 @@ class Pipeline:
         }
         plans: list[FramePlans] = []
         try:
-            return self._finish(ref, deadline, base, sequence, plans, cache_writes, memory)
+            return self._finish(ref, deadline, base, sequence, existing, plans, cache_writes, memory)
         finally:
             for plan in plans:
                 # The vendors' answers are paid for: their cache writes get the time the record has left.
@@ -206,6 +222,7 @@ class Pipeline:
         deadline: Deadline,
         base: dict[str, Any],
         sequence: str,
+        existing: dict[str, Any] | None,
         plans: list[FramePlans],
         cache_writes: RecordAnswers | None,
         memory: MemoryHold | None = None,
@@ -223,7 +240,9 @@ class Pipeline:
             self.store.put_failure(failed, sequence, ref.ordering_time)
             self._count("ImagesFailed")
             return Outcome("retry", "failed", exc.error.message, result=failed)
-        return self._commit(ref, result, sequence, deadline)
+        result = self.review.prepare(result, existing)
+        # The frames as decoded: a review that opens gets its thumbnails from them, not from a second decode.
+        return self._commit(ref, result, sequence, deadline, plans[0].frames if plans else ())
 
     def shared_answers(self, records: int) -> SharedAnswers:
         """Where a batch's ``records`` collect their fresh vendor answers, to be cached with one request
@@ -271,6 +290,7 @@ class Pipeline:
         forgotten = self.store.forget(ref.pk, ref.sk, ref.sequence, self.on_delete, ref.ordering_time, ref.etag, kept)
         if not forgotten:
             return Outcome("done", "duplicate", "no older result to forget")
+        self.review.forget(ref.pk, ref.sk)
         self._count("ResultsForgotten")
         return Outcome("done", "forgotten", "deleted" if self.on_delete == "delete" else "reduced to a tombstone")
 
@@ -300,6 +320,8 @@ class Pipeline:
         # The vendors' cache lookups need only the bytes: they go out while the image is decoded. An
         # animation's answers are keyed by its frames' bytes, known only once they are decoded.
         prefetched = self.orchestrator.prefetch(sha256, cache_writes, lookups=not header.animated)
+        # So does a poll of the hash banks that is due.
+        screening = self.banks.for_image()
         if memory is not None:
             # Counted in decoded bytes, not file bytes: a 0.7 MB PNG can decode to 400 MB.
             memory.resize(len(data) + header.decoded_bytes)
@@ -322,14 +344,21 @@ class Pipeline:
             key=ref.key,
             version_id=ref.version_id,
         )
-        frame_plans = run_frames(self.orchestrator, request, prefetched)
-        plans.append(frame_plans)
+        try:
+            frame_plans = run_frames(self.orchestrator, request, prefetched, skip_vendors=screening.skip_vendors)
+            plans.append(frame_plans)
+            # Every analyzed frame's hash, in frame order: the first is the result's pdq.
+            hashes = [h for plan in frame_plans.plans for output in plan.outputs() for h in output.pdq]
+            bank_fields = screening.result_fields([ProviderOutput(pdq=list(dict.fromkeys(hashes)))])
+        except BanksUnavailable as exc:
+            raise TransientFailure(ErrorInfo(code="server_error", message=str(exc))) from exc
         if cache_writes is not None:
             cache_writes.done()  # the batch's answers may be cached while this result is written
         transient = frame_plans.transient_error()
         if transient is not None:
             raise TransientFailure(transient)
-        judged = judge(frame_plans, self.thresholds)
+        judged = judge(frame_plans, self.thresholds, self.keep)
+        flags = [*judged.flags, *screening.flags]
         runs = judged.runs
         error = None
         if judged.answered_by:
@@ -361,17 +390,18 @@ class Pipeline:
             status=status,
             error=error,
             providers=runs,
-            flags=judged.flags,
+            flags=flags,
             answered_by=judged.answered_by,
             usage=judged.usage,
             raw=pack_raw(
-                judged.raw,
+                judged.raw if self.keep.raw_for(flags) else {},
                 self.raw_budget_bytes,
                 # Answers too big for the item go to the artifacts bucket, when the store has one.
                 offload=archive.writer(ref.pk) if (archive := self.store.raw_archive) is not None else None,
             ),
             omitted=omitted,
             analyzed_at=_now(),
+            **bank_fields,
             **judged.sections,
         )
 
@@ -380,7 +410,9 @@ class Pipeline:
         """Bad input: recorded with its reason, acknowledged, never retried, never sent to a vendor."""
         return AnalysisResult(**base, size_bytes=size, status="rejected", error=exc.info(), analyzed_at=_now())
 
-    def _commit(self, ref: ObjectRef, result: AnalysisResult, sequence: str, deadline: Deadline) -> Outcome:
+    def _commit(
+        self, ref: ObjectRef, result: AnalysisResult, sequence: str, deadline: Deadline, frames: Any = ()
+    ) -> Outcome:
         # Whatever the vendors answered, the item stays under DynamoDB's 400 KB: a put that is too big
         # would fail on every delivery.
         result = fit_result(result)
@@ -389,6 +421,7 @@ class Pipeline:
             existing = self.store.get(ref.pk, ref.sk) or {}
             return self._duplicate(ref, existing, deadline, "a result for this or a newer event exists")
         self._count(f"Images{result.status.capitalize()}")
+        self.review.record(result, written.replaced, frames)
         settled = self.actions.after_write(ref, result, sequence, deadline, written.replaced)
         if settled.quarantine is not None:
             result = result.model_copy(update={"quarantine": settled.quarantine})
@@ -397,6 +430,23 @@ class Pipeline:
             return Outcome("retry", result.status, settled.reason, alerted=settled.alerted, result=result)
         return Outcome("done", result.status, alerted=settled.alerted, result=result)
 
+    def _rematch(self, ref: ObjectRef, existing: dict[str, Any] | None, deadline: Deadline) -> Outcome:
+        """``bank rescan``: the stored result matched again; a new known_bad match tags, alerts (once more,
+        with the id of the new flag set) and quarantines through the same steps as a fresh result."""
+        from image_analysis.banks.rescan import rematch  # only rescans need it: kept off the cold path
+
+        done = rematch(
+            ref, existing, reader=self.reader, store=self.store, banks=self.banks, max_pixels=self.max_pixels
+        )
+        if done.result is None:
+            if done.heal and existing:
+                return self._duplicate(ref, existing, deadline, done.detail)
+            return Outcome("done", done.status, done.detail)
+        self._count("RescanFlagged_known_bad")
+        settled = self.actions.after_write(ref, done.result, done.sequence, deadline, existing)
+        action = "retry" if settled.retry else "done"
+        return Outcome(action, done.status, done.detail or settled.reason, alerted=settled.alerted, result=done.result)
+
     def _adopts(self, ref: ObjectRef, existing: dict[str, Any]) -> bool:
         """The real event of bytes a backfill or reconcile message (no sequencer) already analyzed."""
         if not ref.sequencer or not ref.etag or existing.get("seq") != UNSEQUENCED or existing.get("etag") != ref.etag:
@@ -404,7 +454,8 @@ class Pipeline:
         return self.store.adopt_sequence(ref.pk, ref.sk, ref.etag, ref.sequence, ref.ordering_time)
 
     def _duplicate(self, ref: ObjectRef, existing: dict[str, Any], deadline: Deadline, detail: str) -> Outcome:
-        """Already analyzed: finish what a crash or a failure left undone (tags, alert), nothing more."""
+        """Already analyzed: finish what a crash or a failure left undone (tags, alert, review queue)."""
+        self.review.heal(existing)
         settled = self.actions.heal(ref, existing, deadline)
         if settled.retry:
             return Outcome("retry", "duplicate", settled.reason, alerted=settled.alerted)

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from image_analysis.alert_ledger import AlertLedger
 from image_analysis.alerts import AlertPublisher
+from image_analysis.banks.matcher import BankMatcher
+from image_analysis.banks.screening import BankScreening
+from image_analysis.banks.store import BankStore
 from image_analysis.cache import ContentCache
 from image_analysis.credentials import Credentials
 from image_analysis.imaging import FrameLimits
-from image_analysis.merge import Thresholds
+from image_analysis.merge import Keep, Thresholds
 from image_analysis.objects import ObjectReader
 from image_analysis.orchestration import Orchestrator
 from image_analysis.pipeline import Pipeline
 from image_analysis.providers import REGISTRY, provider_class
 from image_analysis.providers.base import ProviderDeps
 from image_analysis.raw_archive import RawArchive
+from image_analysis.review.config import ReviewConfig
 from image_analysis.routing import parse_routing, providers_in
 from image_analysis.settings import Settings
 from image_analysis.store import ResultStore
@@ -96,13 +101,20 @@ def build_runtime(
         providers,
         settings,
         routes=routes,
-        cache=ContentCache(settings.cache_table, clients["dynamodb"], settings.cache_ttl_seconds)
+        cache=ContentCache(
+            settings.cache_table,
+            clients["dynamodb"],
+            settings.cache_ttl_seconds,
+            keep_raw=settings.raw_answers != "none",
+        )
         if settings.cache_table
         else None,
         usage=DailyUsage(settings.usage_table, clients["dynamodb"]) if settings.usage_table else None,
         logger=logger,
         metric=metric,
     )
+    review = ReviewConfig.from_env(settings.env)
+    thresholds = Thresholds.from_settings(settings, providers.values())
     pipeline = Pipeline(
         reader=ObjectReader(clients["s3"], settings.max_object_bytes),
         store=ResultStore(
@@ -118,12 +130,58 @@ def build_runtime(
         orchestrator=orchestrator,
         on_delete=settings.on_delete,
         quarantine_tags=settings.quarantine_tags,
-        thresholds=Thresholds.from_settings(settings, providers.values()),
+        thresholds=thresholds,
         max_pixels=settings.max_pixels,
         frame_limits=FrameLimits(settings.frame_samples, settings.frame_scan_limit),
         raw_budget_bytes=settings.raw_item_budget_bytes,
+        keep=Keep(settings.labels_max, settings.labels_min_confidence, settings.raw_answers),
         ledger=AlertLedger(settings.alert_ledger_table, clients["dynamodb"]) if settings.alert_ledger_table else None,
         logger=logger,
         metrics=metrics,
+        review=review_intake(review, settings, clients["dynamodb"], logger, thresholds, s3=clients["s3"]),
+        delivery_gate=review.delivery_gate,
+        banks=bank_screening(settings, clients, logger, metric),
     )
     return Runtime(settings=settings, pipeline=pipeline)
+
+
+def review_intake(
+    config: ReviewConfig,
+    settings: Settings,
+    dynamodb: Any,
+    logger: Any,
+    thresholds: Thresholds | None = None,
+    s3: Any = None,
+) -> Any:
+    """REVIEW_MODE=off: None, and the pipeline makes no request for review (it still keeps a decision
+    on a result written again for the same bytes, from the item it has read anyway). An opened review's
+    thumbnails go to the artifacts bucket, when there is one."""
+    if not config.queues:
+        return None
+    from image_analysis.review.intake import ReviewIntake
+    from image_analysis.review.queue import ReviewQueue
+    from image_analysis.review.table import Table
+    from image_analysis.review.thumbnails import Thumbnails
+
+    results = Table(settings.results_table, dynamodb)
+    return ReviewIntake(
+        mode=config.mode,
+        margin=config.margin,
+        thresholds=thresholds or Thresholds.from_settings(settings),
+        queue=ReviewQueue(config.queue_table, dynamodb),
+        read_item=lambda pk, sk: results.get({"pk": pk, "sk": sk}),
+        thumbnails=Thumbnails(settings.artifacts_bucket, s3, logger) if settings.artifacts_bucket and s3 else None,
+        logger=logger,
+    )
+
+
+def bank_screening(settings: Settings, clients: dict[str, Any], logger: Any, metric: Any) -> BankScreening:
+    """The hash banks as this container sees them (none without BANKS_TABLE)."""
+    if not settings.banks_table:
+        return BankScreening()
+    store = BankStore(settings.banks_table, clients["dynamodb"], clients["s3"], settings.banks_bucket)
+    # Snapshots too big for the heap are mapped from local disk (/tmp, the function's ephemeral storage).
+    matcher = BankMatcher(
+        store, poll_seconds=settings.bank_poll_seconds, map_dir=Path("/tmp/banks"), logger=logger, metric=metric
+    )
+    return BankScreening(matcher, settings.skip_vendors_on_match, logger)

@@ -176,6 +176,10 @@ class Settings:
     max_object_bytes: int = 50 * 1024 * 1024
     max_pixels: int = 100_000_000
     raw_item_budget_bytes: int = 100_000
+    # What a result item keeps (merge.Keep): each KB of an item is a write unit on every write.
+    labels_max: int = 20
+    labels_min_confidence: float = 0.3
+    raw_answers: str = "flagged"
     http_timeout_seconds: float = 10.0
     max_attempts_per_call: int = 3
     # First backoff step between vendor tries; doubles per try (capped), with full jitter.
@@ -191,6 +195,12 @@ class Settings:
     # Who may publish each alert, and whether it went out (a table of its own; empty: kept in memory,
     # for tests and local tools).
     alert_ledger_table: str = ""
+    # Hash banks (PDQ): their table and snapshot bucket (empty: no banks), how often a running function
+    # looks for changes, and whether a known_bad match skips the paid vendors.
+    banks_table: str = ""
+    banks_bucket: str = ""
+    bank_poll_seconds: float = 30.0
+    skip_vendors_on_match: bool = False
     # Everything else (vendor base URLs, local keys, vendor options) is read through ``env``.
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -229,8 +239,15 @@ class Settings:
                 env, "BATCH_MEMORY_BUDGET_BYTES", _int(env, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", 1024) * 1024 * 1024 // 2
             ),
             frame_samples=_bounded_int(env, "FRAME_SAMPLES", 8, 1, 64),
+            labels_max=_bounded_int(env, "LABELS_MAX", 20, 0, 100),
+            labels_min_confidence=_float(env, "LABELS_MIN_CONFIDENCE", 0.3),
+            raw_answers=_choice(env, "RAW_ANSWERS", ("flagged", "all", "none"), "flagged"),
             frame_scan_limit=_bounded_int(env, "FRAME_SCAN_LIMIT", 300, 1, 10_000),
             alert_ledger_table=env.get("ALERT_LEDGER_TABLE", ""),
+            banks_table=env.get("BANKS_TABLE", ""),
+            banks_bucket=env.get("BANKS_BUCKET", ""),
+            bank_poll_seconds=max(1.0, float(env.get("BANK_POLL_SECONDS", "30") or 30)),
+            skip_vendors_on_match=env.get("SKIP_VENDORS_ON_MATCH", "").lower() in ("1", "true", "yes"),
             env=env,
         )
 

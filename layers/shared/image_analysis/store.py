@@ -292,14 +292,22 @@ class ResultStore:
         newer event may forget: by sequencer, or, for a delete without one, by the event time and (when
         the event names it) the ETag of the object that was deleted. ``current_etag``: what the key holds
         now; a result without a sequencer (a backfill's) of those bytes describes them, whatever the
-        deletion's sequencer says, and stays.
+        deletion's sequencer says, and stays. A result a person rejected stays whatever ``mode`` says: it
+        is the record of that decision (REJECT_ACTION=delete deletes the object itself).
         """
         from datetime import UTC, datetime
 
         now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         bucket, _, key = pk.partition("/")
-        plain: dict[str, Any] = {":seq": sequence, ":now": now, ":bucket": bucket, ":key": key, ":gone": "skipped"}
-        condition = _forget_condition(sequence, event_time, etag, plain, current_etag)
+        plain: dict[str, Any] = {
+            ":seq": sequence,
+            ":now": now,
+            ":bucket": bucket,
+            ":key": key,
+            ":gone": "skipped",
+            ":rejected": "rejected",
+        }
+        condition = f"({_forget_condition(sequence, event_time, etag, plain, current_etag)}){KEEP_REJECTED}"
         # A delete that comes before any result (the object was deleted before it was analyzed) leaves a
         # watermark too: the item is made with the few attributes a result needs.
         sets = [
@@ -332,6 +340,7 @@ class ResultStore:
                     "#bucket": "bucket",
                     "#key": "key",
                     "#status": "status",
+                    **KEEP_REJECTED_NAMES,
                 },
                 ExpressionAttributeValues=values,
                 ReturnValues="ALL_OLD",
@@ -362,6 +371,42 @@ class ResultStore:
                 return False
             raise
         return True
+
+    def add_matches(
+        self, pk: str, sk: str, sequence: str, matches: list[Any], known_bad: bool, month: str
+    ) -> dict[str, Any] | None:
+        """A stored result matched again (``bank rescan``): record its new bank matches; with ``known_bad``
+        also the flag, and the previous alert's id taken off (it was for the flags before), so that the
+        alert of the new flag set goes out once (the alert ledger sees to that). Conditional on the same
+        event's item, not a tombstone, not known_bad already. Returns the updated item, or None when the
+        condition failed (superseded, deleted, or flagged by someone else first)."""
+        values: dict[str, Any] = {":seq": sequence, ":matches": matches}
+        update = "SET matches = :matches"
+        condition = "seq = :seq AND attribute_not_exists(deleted_at)"
+        names: dict[str, str] = {}
+        if known_bad:
+            update += (
+                ", #flags = list_append(if_not_exists(#flags, :none), :known_bad), flag_known_bad = :month"
+                " REMOVE alert_id"
+            )
+            condition += " AND NOT contains(#flags, :flag)"
+            names["#flags"] = "flags"
+            values.update({":none": [], ":known_bad": ["known_bad"], ":flag": "known_bad", ":month": month})
+        try:
+            response = self._client.update_item(
+                TableName=self.table_name,
+                Key=self._marshal({"pk": pk, "sk": sk}),
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeValues=self._marshal(values),
+                ReturnValues="ALL_NEW",
+                **({"ExpressionAttributeNames": names} if names else {}),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return None
+            raise
+        return self._unmarshal(response.get("Attributes"))
 
     def mark_alerted(self, pk: str, sk: str, alert_id: str, sequence: str) -> bool:
         """Record on this exact event's item the alert that went out for its flags; False if superseded."""
@@ -401,6 +446,9 @@ WATERMARK_REMOVES = tuple(
         ]
     )
 )
+# Appended to the forget condition: an item whose review is ``rejected`` is never forgotten.
+KEEP_REJECTED = " AND (attribute_not_exists(#review) OR #review.#review_status <> :rejected)"
+KEEP_REJECTED_NAMES = {"#review": "review", "#review_status": "status"}
 
 
 def _forget_condition(

@@ -14,6 +14,7 @@ VENDORS: dict[str, str] = {
     "coreviz": "local.sandbox.vendors.coreviz:CoreVizSandbox",
     "aiornot": "local.sandbox.vendors.aiornot:AiOrNotSandbox",
     "imageseo": "local.sandbox.vendors.imageseo:ImageSeoSandbox",
+    "rekognition": "local.sandbox.vendors.rekognition:RekognitionSandbox",
 }
 
 

@@ -6,9 +6,20 @@ when what comes back is not an image it can process. What it fetched is recorded
 content type, size, SHA-256; never the URL). It fetches with ``urllib`` and logs nothing, so that a
 credential-bearing URL reaches no log record from here either.
 
-Successes are the saved answers in tests/fixtures/coreviz/, served unchanged: ``tags`` (no prompt, no
-choices), ``prompt`` (a prompt, no choices) and ``classification`` (choices); ``set_response`` picks
-another file. Refusals use the documented error bodies:
+Successes (``base.py`` explains the two modes) come in three shapes: ``tags`` (no prompt, no choices),
+``prompt`` (a prompt, no choices; the tags shape) and ``classification`` (choices). A classification
+follows ``single`` as the "Response Fields" table has it: ``classification`` and ``confidence`` "when
+single: true", ``all_scores`` "when single: false" (the default).
+
+- image-driven (default): made-up scores from the pixels of the fetched image (``scores.py``; not a
+  model): tags from its colours, skin-toned share, sky, green and page-like strokes; a prompt about
+  moderation ("inappropriate", "nsfw", ...) adds the docs' ``inappropriate`` tag, scored by the
+  skin-toned share; a choice is scored by its words when they mean something to those rules
+  (nsfw/safe/document/person words), else mostly by a hash of the pixels;
+- saved (``answers="saved"``, or ``set_response``): tests/fixtures/coreviz/ byte for byte, less the
+  classification fields the ``single`` mode leaves out.
+
+Refusals use the documented error bodies:
 
     Docs, "Error Responses": 401 {"error": "Unauthorized", "message": "Invalid or missing API key"};
     400 {"error": "Bad Request", "message": "Invalid image URL or missing required fields"};
@@ -32,7 +43,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from local.sandbox.base import Route, SandboxRequest, SandboxResponse, SandboxVendor
+from local.sandbox import scores
+from local.sandbox.base import Answers, Route, SandboxRequest, SandboxResponse, SandboxVendor
+from local.sandbox.look import Look, look_at
 
 # Docs, "Error Responses" (the 402 reason from the SDK).
 ERRORS: dict[int, dict[str, str]] = {
@@ -93,8 +106,9 @@ class CoreVizSandbox(SandboxVendor):
         responses: Mapping[str, str] | None = None,
         credits: int | None = None,
         max_image_bytes: int | None = None,
+        answers: Answers = "image",
     ) -> None:
-        super().__init__(credentials, fixtures_dir=fixtures_dir, responses=responses)
+        super().__init__(credentials, fixtures_dir=fixtures_dir, responses=responses, answers=answers)
         self.credits = credits
         self.max_image_bytes = max_image_bytes
         self.fetches: list[Fetch] = []
@@ -137,9 +151,17 @@ class CoreVizSandbox(SandboxVendor):
             return self.error(422, "")
         if self.credits is not None:
             self.credits -= 1
-        if "choices" in body:
-            return self.saved("classification")
-        return self.saved("prompt" if "prompt" in body else "tags")
+        route = "classification" if "choices" in body else ("prompt" if "prompt" in body else "tags")
+        # "single | boolean | No | Return only the best match when using choices (default: false)"
+        single = body.get("single", False)
+        if not self.image_driven(route):
+            if route == "classification":
+                return self.saved_filtered(route, lambda answer: _single(answer, single))
+            return self.saved(route)
+        look = look_at(data)
+        if route == "classification":
+            return self.made_up(_classification(look, body["choices"], single))
+        return self.made_up({"tags": _tags(look, body.get("prompt", ""))})
 
     def _body(self, request: SandboxRequest) -> dict[str, Any] | None:
         """The JSON body when it follows the docs' "Request Body" table, else None (a 400)."""
@@ -183,3 +205,39 @@ class CoreVizSandbox(SandboxVendor):
             Fetch(status, content_type, len(data), hashlib.sha256(data).hexdigest(), image_format(data)),
             data,
         )
+
+
+# Docs, "Response Fields", "Classification Response": ``classification`` "The best matching
+# classification (when single: true)", ``confidence`` "Confidence score for the classification",
+# ``all_scores`` "Scores for all choices (when single: false)".
+_SINGLE_FIELDS = ("classification", "confidence")
+
+
+def _single(answer: Any, single: bool) -> Any:
+    """A saved classification with the fields the ``single`` mode does not return taken out."""
+    if not isinstance(answer, dict):
+        return answer
+    for name in ("all_scores",) if single else _SINGLE_FIELDS:
+        answer.pop(name, None)
+    return answer
+
+
+def _classification(look: Look, choices: list[str], single: bool) -> dict[str, Any]:
+    scored = [(choice, scores.choice_score(look, choice)) for choice in choices]
+    if single:
+        best, score = max(scored, key=lambda pair: pair[1])  # the first of equals
+        return {"classification": best, "confidence": score}
+    return {"all_scores": [{"choice": choice, "score": score} for choice, score in scored]}
+
+
+# Docs, "Content Moderation": ``tags.some(tag => tag.tag === 'inappropriate' && tag.confidence > 0.8)``
+# with the prompt "identify if this image contains inappropriate content".
+_MODERATION_PROMPT = re.compile(r"inappropriate|nsfw|explicit|nud|adult|unsafe|moderat", re.IGNORECASE)
+
+
+def _tags(look: Look, prompt: str) -> list[dict[str, Any]]:
+    """The look's tags (0..1, at most ten, none under 0.2); a moderation prompt adds "inappropriate"."""
+    found = [(word, score) for word, score in scores.tags(look) if score >= 0.2][:10]
+    if prompt and _MODERATION_PROMPT.search(prompt):
+        found.insert(0, ("inappropriate", round(scores.exposure(look).nsfw, 4)))
+    return [{"tag": word, "confidence": round(score, 4)} for word, score in found]

@@ -13,8 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, InstanceOf
 
+from image_analysis.analyzers.pdq import PdqHash
 from image_analysis.models import (
     AIGenerated,
     AltText,
@@ -73,6 +74,8 @@ class ProviderOutput(BaseModel):
     quality: Quality | None = None
     provenance: Provenance | None = None
     phash: str | None = None
+    # PDQ hashes of the analyzed frames (builtin), matched against the hash banks.
+    pdq: list[InstanceOf[PdqHash]] = []
     # The vendor's own answers, by endpoint, kept for re-normalization.
     raw: dict[str, Any] = {}
 

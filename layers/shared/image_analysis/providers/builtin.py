@@ -1,9 +1,11 @@
-"""The offline provider that always runs: colors, quality, a near-duplicate hash, provenance and an AI verdict.
+"""The offline provider that always runs: colors, quality, near-duplicate hashes, provenance and an AI verdict.
 
 It needs no key and no network, so every result has these sections even when every vendor is down.
-Pixel work reads only the <=512 px working copy; provenance reads the original bytes' metadata. For a
-file of several frames it runs on each analyzed frame: the pixel work per frame, provenance (a property of
-the file) with the first.
+Pixel work reads the <=512 px working copy (PDQ reads it with its EXIF rotation undone, or, for
+transparent, palette and 16-bit images, the small ``convert("RGB")`` copy the decode made for it);
+provenance reads the original bytes' metadata. For a file of several frames it runs on each analyzed
+frame: the pixel work and the PDQ hash per frame (each with its ``frame``), provenance (a property of the
+file) with the first.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from image_analysis.analyzers.colors import dominant_colors
+from image_analysis.analyzers.pdq import pdq_hash, stored_pixels
 from image_analysis.analyzers.phash import dhash
 from image_analysis.analyzers.provenance import inspect
 from image_analysis.analyzers.quality import measure_quality
@@ -40,6 +43,8 @@ class BuiltinProvider(Provider):
             colors=dominant_colors(working, provider=self.name),
             quality=measure_quality(working, provider=self.name),
             phash=dhash(working),
+            # This frame's hash; ``frame`` is set for the frames of a file of several (the banks say which).
+            pdq=[pdq_hash(stored_pixels(image), frame=image.frame_index if image.source is not None else None)],
             provenance=provenance,
             ai_generated=ai_generated,
         )

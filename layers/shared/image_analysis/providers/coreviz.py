@@ -18,7 +18,9 @@ endpoint, ``COREVIZ_URL_TTL_SECONDS`` long, default 300):
 
 By default (``COREVIZ_URL_SOURCE=copy``) a prepared copy under the opaque name is always sent: the
 vendor sees neither the bucket nor the key (the contract: "Never send a vendor anything that identifies
-our user beyond the image"). ``original`` saves the copy but puts the bucket and the key in the URL.
+our user beyond the image"). ``original`` saves the copy but puts the bucket and the key in the URL; it
+applies only to a versioned object (the URL names the version, so CoreViz reads exactly the bytes that
+were hashed here), an unversioned one still goes as a copy.
 
 A presigned URL carries credentials for its lifetime. It is never logged (botocore's own DEBUG records
 of the signing are dropped while the adapter presigns), never put into an error message, and scrubbed
@@ -40,6 +42,7 @@ import functools
 import logging
 import math
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -493,7 +496,9 @@ class CoreVizProvider(Provider):
         image = request.image
         payload, mime = image.encoded_for(ACCEPTED_FORMATS, self.max_image_bytes)
         unchanged = payload is image.data
-        if unchanged and request.bucket and request.key and self.url_source == "original":
+        # Only a version id pins the bytes CoreViz fetches to the ones hashed and analyzed here: in an
+        # unversioned bucket the key may hold newer bytes by then, whose verdict would be cached under these.
+        if unchanged and request.bucket and request.key and request.version_id and self.url_source == "original":
             return None
         return payload, mime
 
@@ -513,7 +518,8 @@ class CoreVizProvider(Provider):
             )
         payload, mime = prepared
         extension = _EXTENSIONS.get(mime, "jpg")
-        key = f"{PREPARED_PREFIX}{_opaque_name(request.object_id)}.{extension}"
+        # A name of this call's own: copies of one event in one batch must not delete each other's copy.
+        key = f"{PREPARED_PREFIX}{_opaque_name(request.object_id)}-{uuid.uuid4().hex[:12]}.{extension}"
         s3 = self._client()
         try:
             s3.put_object(Bucket=self.artifacts_bucket, Key=key, Body=payload, ContentType=mime)

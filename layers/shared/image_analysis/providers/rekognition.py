@@ -413,11 +413,15 @@ class RekognitionProvider(Provider):
 
     def image_parameter(self, request: AnalysisRequest) -> dict[str, Any]:
         image = request.image
-        if image.format in self.accepted_formats and BYTES_LIMIT < image.size_bytes <= S3_LIMIT and request.bucket:
-            location = {"Bucket": request.bucket, "Name": request.key}
-            if request.version_id:
-                location["Version"] = request.version_id
-            return {"S3Object": location}
+        # Only with a version id: in an unversioned bucket the key may hold newer bytes by the time Rekognition
+        # reads it, and its verdict would be cached under the sha256 of the bytes hashed here.
+        if (
+            image.format in self.accepted_formats
+            and BYTES_LIMIT < image.size_bytes <= S3_LIMIT
+            and request.bucket
+            and request.version_id
+        ):
+            return {"S3Object": {"Bucket": request.bucket, "Name": request.key, "Version": request.version_id}}
         payload, _ = image.encoded_for(self.accepted_formats, BYTES_LIMIT, fit_side(image))
         return {"Bytes": payload}
 
