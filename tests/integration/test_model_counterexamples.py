@@ -162,3 +162,42 @@ def test_a_flagged_object_deleted_before_its_quarantine_is_done_not_retried_for_
     assert not any("QuarantineTagFailed" in document for document in metrics)
     (alert,) = alerts()  # the alert still goes out: the object was flagged while it existed
     assert item(table, stack.bucket, key)["alert_id"] == alert["Message"]["alert_id"]
+
+
+def test_a_failure_of_the_next_upload_after_a_delete_is_on_the_item(stack, s3, table, prefix):
+    """Found by the model: an object is deleted (its item becomes the deletion's watermark, which keeps the
+    deleted object's ETag), new bytes are uploaded under the key, and every delivery of their event fails.
+    The ``failed`` write was refused as if the watermark were a result of other bytes, so the message
+    ended in the dead-letter queue with the deletion on the item instead of its reason."""
+    from local.driver import load_handler
+
+    handler = load_handler()
+    key = f"{prefix}deleted then failing.png"
+    first, second = (SAMPLES / "skimage-chelsea.png").read_bytes(), (SAMPLES / "skimage-coffee.png").read_bytes()
+    first_etag = s3.put_object(Bucket=stack.bucket, Key=key, Body=first)["ETag"].strip('"')
+    empty_queue(stack.queue_url)
+    assert handler(
+        sqs_event(s3_event(stack.bucket, key, first_etag, len(first), "0055AED6DCD9000001")), LambdaContext()
+    ) == {"batchItemFailures": []}
+    s3.delete_object(Bucket=stack.bucket, Key=key)
+    assert handler(sqs_event(removal(stack.bucket, key, "0055AED6DCD9000002")), LambdaContext()) == {
+        "batchItemFailures": []
+    }
+    assert item(table, stack.bucket, key)["deleted_at"]
+
+    second_etag = s3.put_object(Bucket=stack.bucket, Key=key, Body=second)["ETag"].strip('"')
+    empty_queue(stack.queue_url)
+    upload = sqs_event(s3_event(stack.bucket, key, second_etag, len(second), "0055AED6DCD9000003"))
+    # Too little time left: handed back, and the item must say why.
+    assert handler(upload, LambdaContext(timeout_seconds=5)) == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
+    failed = item(table, stack.bucket, key)
+    assert (failed["etag"], failed["status"], failed["error"]["code"]) == (second_etag, "failed", "timeout")
+    assert "deleted_at" not in failed
+    # A late event of the deleted object changes nothing; the next delivery completes the new one.
+    assert handler(
+        sqs_event(s3_event(stack.bucket, key, first_etag, len(first), "0055AED6DCD9000001")), LambdaContext()
+    ) == {"batchItemFailures": []}
+    assert item(table, stack.bucket, key)["etag"] == second_etag
+    assert handler(upload, LambdaContext()) == {"batchItemFailures": []}
+    done = item(table, stack.bucket, key)
+    assert (done["etag"], done["status"]) == (second_etag, "succeeded")

@@ -224,10 +224,13 @@ class ResultStore:
             # bytes: a reprocess of ETag A that finds B under the key must not wipe B's flags. Nor does it
             # replace a deleted object's watermark or tombstone, unless it is for a newer event: a reprocess
             # that takes the deletion's sequence and finds the object gone says less than the deletion did.
+            # A deletion older than this event is no result of other bytes, whatever ETag it keeps: a failure
+            # of the next upload under the key must say so on the item.
             values[":etag"] = item.get("etag") or ""
             condition = (
                 f"({condition}) AND (attribute_not_exists(pk) OR {RETRYABLE} OR ((etag = :etag"
-                " OR attribute_not_exists(etag)) AND (attribute_not_exists(deleted_at) OR seq < :seq)))"
+                " OR attribute_not_exists(etag)) AND (attribute_not_exists(deleted_at) OR seq < :seq))"
+                " OR (attribute_exists(deleted_at) AND seq < :seq))"
             )
         # DynamoDB refuses placeholders the expression does not use.
         names = {k: v for k, v in names.items() if k in condition}
