@@ -201,3 +201,32 @@ def test_a_failure_of_the_next_upload_after_a_delete_is_on_the_item(stack, s3, t
     assert handler(upload, LambdaContext()) == {"batchItemFailures": []}
     done = item(table, stack.bucket, key)
     assert (done["etag"], done["status"]) == (second_etag, "succeeded")
+
+
+def test_a_failed_delivery_of_the_real_event_keeps_the_backfilled_result_of_its_bytes(stack, s3, table, prefix):
+    """Found by the model: a backfill (or reprocess) analyzed an object before its S3 event came; the
+    event's delivery then failed (here: too little time left; in the model, a read of the item) and its
+    ``failed`` write, under the event's sequencer, replaced the final result of the same bytes. The item
+    said ``failed`` for bytes already analyzed, and would have ended so had every retry failed too."""
+    from image_analysis_cli.enqueue import last_modified
+    from local.driver import load_handler
+
+    handler = load_handler()
+    key, body = f"{prefix}backfilled then failing.png", (SAMPLES / "skimage-chelsea.png").read_bytes()
+    etag = s3.put_object(Bucket=stack.bucket, Key=key, Body=body)["ETag"].strip('"')
+    empty_queue(stack.queue_url)
+    listed = s3.head_object(Bucket=stack.bucket, Key=key)
+    backfill = s3_notification(
+        ListedObject(stack.bucket, key, len(body), etag, last_modified=last_modified(listed["LastModified"]))
+    )
+    assert handler(sqs_event(json.loads(backfill)), LambdaContext()) == {"batchItemFailures": []}
+    backfilled = item(table, stack.bucket, key)
+    assert backfilled["status"] == "succeeded"
+
+    event = sqs_event(s3_event(stack.bucket, key, etag, len(body), "0055AED6DCD9000001"))
+    assert handler(event, LambdaContext(timeout_seconds=5)) == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
+    assert item(table, stack.bucket, key) == backfilled
+    # Its next delivery adopts the result.
+    assert handler(event, LambdaContext()) == {"batchItemFailures": []}
+    adopted = item(table, stack.bucket, key)
+    assert adopted["seq"].startswith("0055AED6DCD9000001") and adopted["analyzed_at"] == backfilled["analyzed_at"]

@@ -204,11 +204,14 @@ class ResultStore:
 
     def put_failure(self, result: AnalysisResult, sequence: str, event_time: str | None = None) -> WriteOutcome:
         """Record a transient failure (status ``failed``, ``error``, ``attempts``) under the same guard; it
-        never replaces a final result of another ETag."""
-        return self._conditional_put(self._item(result, sequence, event_time), skipped=True)
+        never replaces a final result of another ETag, nor one of the same bytes (they are analyzed)."""
+        return self._conditional_put(self._item(result, sequence, event_time), skipped=True, failure=True)
 
-    def _conditional_put(self, item: dict[str, Any], reprocess: Any = None, skipped: bool = False) -> WriteOutcome:
-        """``skipped``: a write that says nothing about the object's bytes (``skipped``, ``failed``)."""
+    def _conditional_put(
+        self, item: dict[str, Any], reprocess: Any = None, skipped: bool = False, failure: bool = False
+    ) -> WriteOutcome:
+        """``skipped``: a write that says nothing about the object's bytes (``skipped``, ``failed``);
+        ``failure``: a ``failed`` write."""
         names = {"#status": "status"}
         values: dict[str, Any] = {":seq": item["seq"], ":failed": "failed"}
         if item["seq"] != UNSEQUENCED:
@@ -231,6 +234,14 @@ class ResultStore:
                 f"({condition}) AND (attribute_not_exists(pk) OR {RETRYABLE} OR ((etag = :etag"
                 " OR attribute_not_exists(etag)) AND (attribute_not_exists(deleted_at) OR seq < :seq))"
                 " OR (attribute_exists(deleted_at) AND seq < :seq))"
+            )
+        if failure:
+            # A failure on the way to a result (the real event adopting a backfill's, a heal) says less than
+            # the final result of the same bytes already there: the item keeps it.
+            values.update({f":final{i}": status for i, status in enumerate(FINAL_STATUSES)})
+            finals = ", ".join(f":final{i}" for i in range(len(FINAL_STATUSES)))
+            condition = (
+                f"({condition}) AND NOT (etag = :etag AND #status IN ({finals}) AND attribute_not_exists(deleted_at))"
             )
         # DynamoDB refuses placeholders the expression does not use.
         names = {k: v for k, v in names.items() if k in condition}
