@@ -153,7 +153,8 @@ class FakeS3:
         return {"VersionId": stored.version_id} if stored.version_id else {}
 
     def delete_object_tagging(self, Bucket: str, Key: str, VersionId: str | None = None) -> dict[str, Any]:
-        stored = self._resolve("DeleteObjectTagging", {"Bucket": Bucket, "Key": Key, "VersionId": VersionId}, head=False)
+        target = {"Bucket": Bucket, "Key": Key, "VersionId": VersionId}
+        stored = self._resolve("DeleteObjectTagging", target, head=False)
         stored.tags = []
         return {"VersionId": stored.version_id} if stored.version_id else {}
 

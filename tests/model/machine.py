@@ -27,8 +27,10 @@ What must hold (each checked after every step unless it says "at quiescence"):
   result is final and right, every flagged result has been announced with the ``alert_id`` on its item,
   and with quarantine tags on, a flagged object carries our tags (as many as the user's tags leave room
   for, recorded on the item) and a clean one carries none of them; with them off, none ever.
-- With the delivery gate on (when the pipeline has it): ``image-analysis:verdict=clean`` is only ever
-  on bytes analyzed clean.
+- With the delivery gate closed (every upload then goes to the versioned bucket, as the template makes the
+  gated bucket versioned): ``image-analysis:verdict=clean`` is only ever on bytes analyzed clean, and
+  with it open never on anything; at quiescence a version analyzed clean carries it, unless the user's
+  tags take all ten slots or a failed tag write was counted (``GateTagFailed``: the gate fails closed).
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ FAULT_OPS = (
     "s3.head_object",
     "s3.get_object_tagging",
     "s3.put_object_tagging",
+    "s3.delete_object_tagging",
     "results.get_item",
     "results.batch_get_item",
     "results.put_item",
@@ -256,16 +259,20 @@ class PipelineModel(RuleBasedStateMachine):
         quarantine=st.booleans(),
         on_delete=st.sampled_from(["delete", "tombstone"]),
         features=st.fixed_dictionaries({name: st.booleans() for name in FEATURES}),
+        gate=st.booleans(),
     )
-    def configure(self, quarantine: bool, on_delete: str, features: dict[str, bool]) -> None:
-        self.config = Config(quarantine_tags=quarantine, on_delete=on_delete)
+    def configure(self, quarantine: bool, on_delete: str, features: dict[str, bool], gate: bool) -> None:
+        self.config = Config(quarantine_tags=quarantine, on_delete=on_delete, delivery_gate=gate)
         self.features = {name for name, on in features.items() if on}
         s3, dynamodb, sns = instrumented_clients(self.backend)
         self.runtime = model_runtime(self.backend, self.config, s3, dynamodb, sns, self.metrics)
-        STATS[f"config quarantine={quarantine} on_delete={on_delete}"] += 1
+        STATS[f"config quarantine={quarantine} on_delete={on_delete} gate={'closed' if gate else 'open'}"] += 1
 
     def _bucket(self, kind: str) -> str:
-        return self.backend.versioned_bucket if kind == "versioned" else self.backend.plain_bucket
+        # The gated bucket is versioned: with the gate closed every upload goes to the versioned bucket.
+        if kind == "versioned" or (self.config is not None and self.config.delivery_gate):
+            return self.backend.versioned_bucket
+        return self.backend.plain_bucket
 
     def _versioned(self, bucket: str) -> bool:
         return bucket == self.backend.versioned_bucket
@@ -788,6 +795,7 @@ class PipelineModel(RuleBasedStateMachine):
                 raise ModelViolation(f"upload #{upload.number} {upload.slot} has no result at quiescence")
             self._check_current(upload.slot, item)
             self._check_quarantine(upload, item)
+            self._check_gate_quiescent(upload)
         for slot, item in items.items():
             flags = frozenset(item.get("flags") or [])
             if not flags or item.get("deleted_at") or item.get("status") == "failed":
@@ -803,7 +811,7 @@ class PipelineModel(RuleBasedStateMachine):
     def _check_quarantine(self, upload: Upload, item: dict[str, Any]) -> None:
         assert self.config is not None
         tags = self._tags(upload)
-        ours = {k: v for k, v in tags.items() if k not in upload.user_tags}
+        ours = {k: v for k, v in tags.items() if k not in upload.user_tags and k != GATE_TAG}
         flags = upload.content.flags
         if not (self.config.quarantine_tags and flags):
             if ours.get("moderation") == QUARANTINE_TAG["moderation"] or FLAGS_TAG in ours:
@@ -827,13 +835,33 @@ class PipelineModel(RuleBasedStateMachine):
             raise ModelViolation(f"the item of upload #{upload.number} misreports its quarantine: {_shown(item)}")
 
     def check_delivery_gate(self) -> None:
-        """DELIVERY GATE: with the gate on, ``image-analysis:verdict=clean`` is only ever on bytes analyzed
-        clean. The pipeline does not tag it yet; ``Config.delivery_gate`` turns this on once it does."""
-        if self.config is None or not self.config.delivery_gate:
+        """DELIVERY GATE: with the gate closed, ``image-analysis:verdict=clean`` is only ever on bytes
+        analyzed clean; with it open, never on anything."""
+        if self.config is None:
             return
         for upload in self.shadow.alive():
-            if self._tags(upload).get(GATE_TAG) == "clean" and not upload.content.clean:
-                raise ModelViolation(f"upload #{upload.number} ({upload.content.name}) is tagged clean")
+            verdict = self._tags(upload).get(GATE_TAG)
+            if verdict is None:
+                continue
+            if not self.config.delivery_gate or not upload.content.clean:
+                raise ModelViolation(
+                    f"upload #{upload.number} ({upload.content.name}) carries {GATE_TAG}={verdict} with the gate "
+                    f"{'closed' if self.config.delivery_gate else 'open'}"
+                )
+
+    def _check_gate_quiescent(self, upload: Upload) -> None:
+        """At quiescence, with the gate closed, a version analyzed clean may be served: it carries the verdict,
+        unless the user's tags take all ten slots or a failed tag write was counted (GateTagFailed: the
+        gate fails closed, and the operator is told)."""
+        assert self.config is not None
+        if not (self.config.delivery_gate and upload.content.clean):
+            return
+        if self._tags(upload).get(GATE_TAG) == "clean" or len(upload.user_tags) >= MAX_OBJECT_TAGS:
+            return
+        if self.metrics.totals.get("GateTagFailed"):
+            STATS["clean versions left unreadable after a counted GateTagFailed"] += 1
+            return
+        raise ModelViolation(f"clean upload #{upload.number} ({upload.content.name}) never got {GATE_TAG}=clean")
 
 
 def _shown(item: dict[str, Any]) -> str:

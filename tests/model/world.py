@@ -91,8 +91,8 @@ class Metrics:
 class Config:
     quarantine_tags: bool
     on_delete: str
-    # The delivery gate (``image-analysis:verdict=clean``) is not in the pipeline yet: when it is, the
-    # model runs with it on too, and ``Model.check_delivery_gate`` holds it to its promise.
+    # DELIVERY_GATE=closed: ``image-analysis:verdict=clean`` on the versions that may be served. The gated
+    # bucket is versioned (the template turns versioning on with the gate), so uploads go there only.
     delivery_gate: bool = False
 
 
@@ -138,6 +138,7 @@ def model_settings(config: Config, results_table: str, topic_arn: str, ledger_ta
             "PROVIDERS": "builtin",
             "ON_DELETE": config.on_delete,
             "QUARANTINE_TAGS": "true" if config.quarantine_tags else "false",
+            "DELIVERY_GATE": "closed" if config.delivery_gate else "open",
             # One record at a time: interleavings come from the model (paused and cut invocations), so that
             # every run is reproducible.
             "RECORD_CONCURRENCY": "1",
@@ -164,6 +165,7 @@ def model_runtime(backend: Backend, config: Config, s3: Any, dynamodb: Any, sns:
         clock=backend.clock.time,
         sleep=backend.clock.sleep,
         metrics=metrics,
+        delivery_gate=config.delivery_gate,
     )
     return Runtime(settings=settings, pipeline=pipeline)
 
