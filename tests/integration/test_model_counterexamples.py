@@ -230,3 +230,32 @@ def test_a_failed_delivery_of_the_real_event_keeps_the_backfilled_result_of_its_
     assert handler(event, LambdaContext()) == {"batchItemFailures": []}
     adopted = item(table, stack.bucket, key)
     assert adopted["seq"].startswith("0055AED6DCD9000001") and adopted["analyzed_at"] == backfilled["analyzed_at"]
+
+
+def test_a_failure_of_new_bytes_replaces_the_result_of_the_old(stack, s3, table, prefix):
+    """Found by the model: a key is overwritten and every delivery of the new object's event fails. The
+    ``failed`` write was refused because the item held a final result of other bytes (the rule that keeps
+    a reprocess of old bytes from wiping a newer result), so the message went to the dead-letter queue
+    with the old object's result on its item instead of its reason. S3 sequenced the new event after the
+    stored one: its failure is recorded."""
+    from local.driver import load_handler
+
+    handler = load_handler()
+    key = f"{prefix}overwritten then failing.png"
+    first, second = (SAMPLES / "skimage-chelsea.png").read_bytes(), (SAMPLES / "skimage-coffee.png").read_bytes()
+    first_etag = s3.put_object(Bucket=stack.bucket, Key=key, Body=first)["ETag"].strip('"')
+    empty_queue(stack.queue_url)
+    created = sqs_event(s3_event(stack.bucket, key, first_etag, len(first), "0055AED6DCD9000001"))
+    assert handler(created, LambdaContext()) == {"batchItemFailures": []}
+    second_etag = s3.put_object(Bucket=stack.bucket, Key=key, Body=second)["ETag"].strip('"')
+    empty_queue(stack.queue_url)
+    overwritten = sqs_event(s3_event(stack.bucket, key, second_etag, len(second), "0055AED6DCD9000002"))
+    assert handler(overwritten, LambdaContext(timeout_seconds=5)) == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
+    failed = item(table, stack.bucket, key)
+    assert (failed["etag"], failed["status"], failed["error"]["code"]) == (second_etag, "failed", "timeout")
+    # The old object's event, again: it is older, and changes nothing; the next delivery completes the new one.
+    assert handler(created, LambdaContext()) == {"batchItemFailures": []}
+    assert item(table, stack.bucket, key)["status"] == "failed"
+    assert handler(overwritten, LambdaContext()) == {"batchItemFailures": []}
+    assert item(table, stack.bucket, key)["etag"] == second_etag
+    assert item(table, stack.bucket, key)["status"] == "succeeded"

@@ -233,8 +233,13 @@ class ResultStore:
             condition = (
                 f"({condition}) AND (attribute_not_exists(pk) OR {RETRYABLE} OR ((etag = :etag"
                 " OR attribute_not_exists(etag)) AND (attribute_not_exists(deleted_at) OR seq < :seq))"
-                " OR (attribute_exists(deleted_at) AND seq < :seq))"
+                " OR (attribute_exists(deleted_at) AND seq < :seq)"
+                # The failure of a newer event (S3 sequenced both it and the item's): the item's result is of
+                # bytes the key no longer holds, and the message may end in the dead-letter queue with its
+                # reason here. A backfill's result has no sequencer to say which came first: it stays.
+                + (" OR (seq < :seq AND seq <> :unsequenced))" if failure and item["seq"] != UNSEQUENCED else ")")
             )
+            values[":unsequenced"] = UNSEQUENCED
         if failure:
             # A failure on the way to a result (the real event adopting a backfill's, a heal) says less than
             # the final result of the same bytes already there: the item keeps it.
