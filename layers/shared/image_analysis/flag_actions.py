@@ -102,8 +102,15 @@ class FlagActions:
         return Settled()
 
     def heal(self, ref: ObjectRef, item: dict[str, Any], deadline: Deadline) -> Settled:
-        """A final flagged item whose tags or alert a crash (or a failure) left undone."""
-        if not item or not item.get("flags") or item.get("status") not in FINAL_STATUSES or item.get("deleted_at"):
+        """A final flagged item whose tags or alert a crash (or a failure) left undone; with the gate closed,
+        the verdict of a final unflagged one (set again only if it is not on the version already)."""
+        if not item or item.get("status") not in FINAL_STATUSES or item.get("deleted_at"):
+            return Settled()
+        if not item.get("flags"):
+            if self.delivery_gate and ref.version_id:
+                # A crash between the write and the verdict left a clean version unreadable for good. By
+                # version id only: by key, the verdict could land on newer bytes than the item's.
+                self._gate(ref, result_of(item))
             return Settled()
         result = result_of(item)
         tagged = not self.quarantine_tags or result.quarantine is not None
