@@ -21,7 +21,7 @@ _COMMON = {
 SIZES = {
     ("memory", "ci"): (300, 50),
     ("memory", "soak"): (1500, 60),
-    ("emulator", "ci"): (6, 25),
+    ("emulator", "ci"): (20, 30),
     ("emulator", "soak"): (100, 40),
 }
 

@@ -32,6 +32,8 @@ def memory_backend(monkeypatch):
     return lambda: MemoryBackend(dynamodb, orchestrator, holder["scanner"])
 
 
+# About two minutes on a shared two-core machine: `make test-slow` (and `make soak`, MODEL_PROFILE=soak).
+@pytest.mark.slow
 def test_every_promise_holds_under_generated_interleavings(memory_backend):
     class InMemory(PipelineModel):
         make_backend = staticmethod(memory_backend)
