@@ -214,7 +214,7 @@ class ModelViolation(AssertionError):
 
 
 class PipelineModel(RuleBasedStateMachine):
-    """Subclassed with a ``make_backend`` (``tests/model/test_model.py``, the emulator's test)."""
+    """Subclassed with a ``make_backend``: ``test_model_guarantee.py``, ``test_model_emulator.py``."""
 
     make_backend: Any = None
 

@@ -1,6 +1,6 @@
 """The model of the whole guarantee (``machine``) over in-memory S3 and SNS and moto's DynamoDB in this process:
-fast enough for every CI run. ``tests/integration/test_model_emulator.py`` runs the same machine against the template
-deployed in the emulator."""
+fast enough for every CI run (``make test-slow``). ``tests/integration/test_model_emulator.py`` runs the same
+machine against the template deployed in the emulator."""
 
 from __future__ import annotations
 
