@@ -53,8 +53,9 @@ test-browser: setup ## The console in headless Chromium (Debian's chromium packa
 console-screenshots: setup ## Regenerate docs/console/*.png (the queue and a review) in headless Chromium
 	@PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(PY) -m local.console_screenshots
 
-soak: setup ## A longer fault-injection run (3000 uploads, 30% vendor faults)
+soak: setup ## A longer fault-injection run (3000 uploads, 30% vendor faults), then the model's soak profile
 	@$(PY) -m local.faultrun --uploads 3000
+	@MODEL_PROFILE=soak $(PY) -m pytest -m slow -s -p no:cacheprovider tests/model tests/integration/test_model_emulator.py
 
 bench: build ## Benchmarks against baselines measured in the same run; writes docs/performance.md
 	@$(SAM_ENV) bash scripts/host-build.sh >/dev/null

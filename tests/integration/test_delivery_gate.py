@@ -68,3 +68,20 @@ def test_an_approval_puts_the_verdict_on_that_version_only(gate, prefix, stack, 
     # A reprocess of the approved bytes flags them again: the approval stands, and so does the verdict.
     gate.redeliver(first["event"], reprocess=str(uuid.uuid4()))
     assert gate.tags(key, first["version_id"]) == CLEAN
+
+
+def test_a_redelivery_puts_on_the_verdict_a_crash_after_the_write_left_out(gate, prefix):
+    """Found by the model: the invocation dies after writing a clean result and before the verdict; every
+    later delivery found the result written and did nothing more, so the clean version stayed unreadable
+    for good. A duplicate delivery now finishes the verdict."""
+    key = f"{prefix}crashed before the verdict.png"
+    upload = gate.put(key, plain_png(3), tags="team=blue")
+    # What the crash leaves: the result written, the version without its verdict.
+    gate.s3.put_object_tagging(
+        Bucket=gate.bucket,
+        Key=key,
+        VersionId=upload["version_id"],
+        Tagging={"TagSet": [{"Key": "team", "Value": "blue"}]},
+    )
+    gate.redeliver(upload["event"])
+    assert gate.tags(key, upload["version_id"]) == {"team": "blue", **CLEAN}

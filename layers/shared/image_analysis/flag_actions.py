@@ -14,6 +14,9 @@ out. A failure that ``heal`` must finish hands the record back (``Settled.retry`
 next delivery; a publish that failed gives its ledger claim back first, so that the next delivery is
 not kept waiting by it.
 
+An object deleted before its tags went on has nothing left to quarantine: that is no failure to come
+back for.
+
 For an unflagged complete result: our quarantine tags come off the object when the item this write
 replaced was flagged (a reprocess, or new bytes under the key), never on the word of an item read
 before the write. A partial or rejected result decided nothing, so it leaves the tags alone.
@@ -32,6 +35,7 @@ from typing import Any
 
 from image_analysis.alert_ledger import Ledger
 from image_analysis.alerts import AlertPublisher, alert_id_for, build_alert
+from image_analysis.errors import ObjectSkipped
 from image_analysis.events import ObjectRef
 from image_analysis.models import AnalysisResult, Quarantine
 from image_analysis.objects import ObjectReader, clean_verdict
@@ -98,8 +102,15 @@ class FlagActions:
         return Settled()
 
     def heal(self, ref: ObjectRef, item: dict[str, Any], deadline: Deadline) -> Settled:
-        """A final flagged item whose tags or alert a crash (or a failure) left undone."""
-        if not item or not item.get("flags") or item.get("status") not in FINAL_STATUSES or item.get("deleted_at"):
+        """A final flagged item whose tags or alert a crash (or a failure) left undone; with the gate closed,
+        the verdict of a final unflagged one (set again only if it is not on the version already)."""
+        if not item or item.get("status") not in FINAL_STATUSES or item.get("deleted_at"):
+            return Settled()
+        if not item.get("flags"):
+            if self.delivery_gate and ref.version_id:
+                # A crash between the write and the verdict left a clean version unreadable for good. By
+                # version id only: by key, the verdict could land on newer bytes than the item's.
+                self._gate(ref, result_of(item))
             return Settled()
         result = result_of(item)
         tagged = not self.quarantine_tags or result.quarantine is not None
@@ -186,6 +197,9 @@ class FlagActions:
                 # The key was overwritten while we tagged: our tags may sit on the newer object.
                 self._untag_unless_flagged(ref)
                 return Quarantine(applied=[], left_out=[])
+        except ObjectSkipped:
+            # Deleted before its tags went on: nothing is left to quarantine, and no delivery could tag it.
+            return Quarantine(applied=[], left_out=[])
         except Exception:
             self._count("QuarantineTagFailed")
             if self.logger is not None:
@@ -239,6 +253,8 @@ class FlagActions:
         try:
             if self.reader.remove_quarantine_tags(ref):
                 self._count("QuarantineTagsRemoved")
+        except ObjectSkipped:
+            pass  # deleted: no tags left to take off
         except Exception:
             self._count("QuarantineTagFailed")
             if self.logger is not None:

@@ -99,6 +99,12 @@ def _translate(exc: ClientError, ref: ObjectRef) -> Exception:
     return exc
 
 
+def _gone_or(exc: ClientError, ref: ObjectRef) -> Exception:
+    """``ObjectSkipped`` when the object was deleted (there is nothing left to tag), else the error itself."""
+    translated = _translate(exc, ref)
+    return translated if isinstance(translated, ObjectSkipped) else exc
+
+
 class ObjectReader:
     def __init__(self, s3_client: Any, max_bytes: int) -> None:
         self._s3 = s3_client
@@ -110,15 +116,19 @@ class ObjectReader:
         403 counts as absent: without ``s3:ListBucket`` S3 answers a missing key with 403, not 404.
         Anything else (throttling, 5xx) raises, and the record is retried.
         """
+        return self.etag_now(ref) is not None
+
+    def etag_now(self, ref: ObjectRef) -> str | None:
+        """The ETag of what the key (that version, when versioned) holds now; None when it holds nothing."""
         try:
-            self._s3.head_object(**_version_target(ref))
+            head = self._s3.head_object(**_version_target(ref))
         except ClientError as exc:
             code = str(exc.response.get("Error", {}).get("Code", ""))
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             if code in _GONE or code in ("AccessDenied", "405", "MethodNotAllowed") or status in (403, 404, 405):
-                return False
+                return None
             raise
-        return True
+        return str(head.get("ETag", "")).strip('"')
 
     def holds(self, ref: ObjectRef) -> bool:
         """Whether the key (that version, when versioned) still holds the event's bytes (its ETag)."""
@@ -149,10 +159,10 @@ class ObjectReader:
         S3 allows 10 tags per object. The user's own tags are never dropped to make room: ours go in only
         as far as they fit, ``moderation=flagged`` first (what a quarantine bucket policy matches), and
         what did not fit is returned in ``left_out``. Tagging raises no ObjectCreated event, so this
-        never triggers the pipeline again.
+        never triggers the pipeline again. ``ObjectSkipped`` when the object was deleted.
         """
         target = _version_target(ref)
-        existing = self._s3.get_object_tagging(**target).get("TagSet", [])
+        existing = self._tag_set(ref)
         ours = {**QUARANTINE_TAG, FLAGS_TAG: "+".join(flags)}
         # Our tags from an earlier decision make room; the user's tags are never dropped or changed, even
         # one that uses one of our names (ours is then left out and reported).
@@ -166,7 +176,7 @@ class ObjectReader:
             else:
                 left_out.append(name)
         if tags != existing:
-            self._s3.put_object_tagging(**target, Tagging={"TagSet": tags})
+            self._put_tag_set(ref, target, tags)
         return QuarantineTagging(applied=tuple(applied), left_out=tuple(left_out))
 
     def remove_quarantine_tags(self, ref: ObjectRef) -> bool:
@@ -175,11 +185,11 @@ class ObjectReader:
         Only the values this module writes count as ours, so a user's own ``moderation`` tag stays.
         """
         target = _version_target(ref)
-        existing = self._s3.get_object_tagging(**target).get("TagSet", [])
+        existing = self._tag_set(ref)
         kept = [t for t in existing if not _is_quarantine_tag(t)]
         if len(kept) == len(existing):
             return False
-        self._write_tags(target, kept)
+        self._put_tag_set(ref, target, kept)
         return True
 
     def _write_tags(self, target: dict[str, Any], tags: list[dict[str, str]]) -> None:
@@ -206,6 +216,18 @@ class ObjectReader:
             return False
         self._write_tags(target, wanted)
         return True
+
+    def _tag_set(self, ref: ObjectRef) -> list[dict[str, str]]:
+        try:
+            return self._s3.get_object_tagging(**_version_target(ref)).get("TagSet", [])
+        except ClientError as exc:
+            raise _gone_or(exc, ref) from exc
+
+    def _put_tag_set(self, ref: ObjectRef, target: dict[str, Any], tags: list[dict[str, str]]) -> None:
+        try:
+            self._write_tags(target, tags)
+        except ClientError as exc:
+            raise _gone_or(exc, ref) from exc
 
     def read(self, ref: ObjectRef) -> bytes:
         """The bytes, with one GET. Its headers come before the body: an empty or oversized object is

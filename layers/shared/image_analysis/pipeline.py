@@ -106,6 +106,7 @@ class Pipeline:
         keep: Keep | None = None,
         ledger: Ledger | None = None,
         clock: Any = time.time,
+        sleep: Any = time.sleep,
         logger: Any = None,
         metrics: Any = None,
         review: Any = None,
@@ -138,6 +139,7 @@ class Pipeline:
             quarantine_tags=quarantine_tags,
             delivery_gate=delivery_gate,
             clock=clock,
+            sleep=sleep,
             logger=logger,
             metrics=metrics,
         )
@@ -282,7 +284,11 @@ class Pipeline:
         if not ref.sequencer and self.reader.exists(ref):
             # Without a sequencer the delete cannot be ordered against a re-upload: S3 itself can.
             return Outcome("done", "duplicate", "the object exists again; its result stays")
-        if not self.store.forget(ref.pk, ref.sk, ref.sequence, self.on_delete, ref.ordering_time, ref.etag):
+        # A result without a sequencer (a backfill's) of the bytes an unversioned key holds now may be newer
+        # than this deletion: it stays. S3 can tell, and only for such a key.
+        kept = self.reader.etag_now(ref) if ref.sequencer and not ref.version_id else None
+        forgotten = self.store.forget(ref.pk, ref.sk, ref.sequence, self.on_delete, ref.ordering_time, ref.etag, kept)
+        if not forgotten:
             return Outcome("done", "duplicate", "no older result to forget")
         self.review.forget(ref.pk, ref.sk)
         self._count("ResultsForgotten")

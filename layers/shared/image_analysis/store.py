@@ -3,7 +3,9 @@
 The durable guard against duplicates and reordering is the conditional write: an item is written when
 none exists, when the event is newer (S3 ``sequencer``, padded to one width and kept in ``seq``), or
 when the same event had only failed before. A ``skipped`` or ``failed`` write never replaces a final
-result of other bytes (another ETag): it says nothing about them. ``alert_id`` is set after the alert
+result of other bytes (another ETag): it says nothing about them; nor a deleted object's watermark or
+tombstone, unless it is for a newer event. A tombstone is never the failed item a retry completes, even
+when the result it keeps had failed. ``alert_id`` is set after the alert
 went out (who may publish it is the alert ledger's to decide, ``alert_ledger``), so a later delivery can
 publish what a crash left unpublished.
 
@@ -34,6 +36,9 @@ from image_analysis.models import AnalysisResult, Quarantine
 from image_analysis.raw_archive import RawArchive, referenced_objects
 
 FINAL_STATUSES = ("succeeded", "partial", "rejected", "skipped")
+# A failed item that a retry of its event completes. A deleted object's item never is, whatever status
+# its tombstone kept: a tombstone of a failed upload says ``failed`` and must still stay a tombstone.
+RETRYABLE = "(#status = :failed AND attribute_not_exists(deleted_at))"
 # How long a deleted object's watermark outlives it with OnDelete=delete: longer than a message can live
 # in the queue and its dead-letter queue (14 days each) before it could be redriven.
 DELETE_WATERMARK_DAYS = 30
@@ -219,15 +224,18 @@ class ResultStore:
 
     def put_failure(self, result: AnalysisResult, sequence: str, event_time: str | None = None) -> WriteOutcome:
         """Record a transient failure (status ``failed``, ``error``, ``attempts``) under the same guard; it
-        never replaces a final result of another ETag."""
-        return self._conditional_put(self._item(result, sequence, event_time), skipped=True)
+        never replaces a final result of another ETag, nor one of the same bytes (they are analyzed)."""
+        return self._conditional_put(self._item(result, sequence, event_time), skipped=True, failure=True)
 
-    def _conditional_put(self, item: dict[str, Any], reprocess: Any = None, skipped: bool = False) -> WriteOutcome:
-        """``skipped``: a write that says nothing about the object's bytes (``skipped``, ``failed``)."""
+    def _conditional_put(
+        self, item: dict[str, Any], reprocess: Any = None, skipped: bool = False, failure: bool = False
+    ) -> WriteOutcome:
+        """``skipped``: a write that says nothing about the object's bytes (``skipped``, ``failed``);
+        ``failure``: a ``failed`` write."""
         names = {"#status": "status"}
         values: dict[str, Any] = {":seq": item["seq"], ":failed": "failed"}
         if item["seq"] != UNSEQUENCED:
-            condition = "attribute_not_exists(pk) OR seq < :seq OR (seq = :seq AND #status = :failed)"
+            condition = f"attribute_not_exists(pk) OR seq < :seq OR (seq = :seq AND {RETRYABLE})"
         else:
             condition = _unsequenced_put_condition(item, values, skipped)
         if reprocess is not None:
@@ -236,11 +244,29 @@ class ResultStore:
             values[":rid"] = reprocess.id
         if skipped:
             # Whatever the sequence says, a write that read no bytes never replaces the result of other
-            # bytes: a reprocess of ETag A that finds B under the key must not wipe B's flags.
+            # bytes: a reprocess of ETag A that finds B under the key must not wipe B's flags. Nor does it
+            # replace a deleted object's watermark or tombstone, unless it is for a newer event: a reprocess
+            # that takes the deletion's sequence and finds the object gone says less than the deletion did.
+            # A deletion older than this event is no result of other bytes, whatever ETag it keeps: a failure
+            # of the next upload under the key must say so on the item.
             values[":etag"] = item.get("etag") or ""
             condition = (
-                f"({condition}) AND (attribute_not_exists(pk) OR #status = :failed OR etag = :etag"
-                " OR attribute_not_exists(etag))"
+                f"({condition}) AND (attribute_not_exists(pk) OR {RETRYABLE} OR ((etag = :etag"
+                " OR attribute_not_exists(etag)) AND (attribute_not_exists(deleted_at) OR seq < :seq))"
+                " OR (attribute_exists(deleted_at) AND seq < :seq)"
+                # The failure of a newer event (S3 sequenced both it and the item's): the item's result is of
+                # bytes the key no longer holds, and the message may end in the dead-letter queue with its
+                # reason here. A backfill's result has no sequencer to say which came first: it stays.
+                + (" OR (seq < :seq AND seq <> :unsequenced))" if failure and item["seq"] != UNSEQUENCED else ")")
+            )
+            values[":unsequenced"] = UNSEQUENCED
+        if failure:
+            # A failure on the way to a result (the real event adopting a backfill's, a heal) says less than
+            # the final result of the same bytes already there: the item keeps it.
+            values.update({f":final{i}": status for i, status in enumerate(FINAL_STATUSES)})
+            finals = ", ".join(f":final{i}" for i in range(len(FINAL_STATUSES)))
+            condition = (
+                f"({condition}) AND NOT (etag = :etag AND #status IN ({finals}) AND attribute_not_exists(deleted_at))"
             )
         # DynamoDB refuses placeholders the expression does not use.
         names = {k: v for k, v in names.items() if k in condition}
@@ -294,6 +320,7 @@ class ResultStore:
         mode: str,
         event_time: str | None = None,
         etag: str | None = None,
+        current_etag: str | None = None,
     ) -> bool:
         """The object version is gone: reduce its item to a tombstone without the analysis content.
 
@@ -302,9 +329,10 @@ class ResultStore:
         table's time-to-live): long enough that a late or redelivered create event of the deleted object
         finds it and is recognized as older, instead of writing a result for an object that is gone. Only a
         newer event may forget: by sequencer, or, for a delete without one, by the event time and (when
-        the event names it) the ETag of the object that was deleted. A result a person rejected stays
-        whatever ``mode`` says: it is the record of that decision (REJECT_ACTION=delete deletes the object
-        itself).
+        the event names it) the ETag of the object that was deleted. ``current_etag``: what the key holds
+        now; a result without a sequencer (a backfill's) of those bytes describes them, whatever the
+        deletion's sequencer says, and stays. A result a person rejected stays whatever ``mode`` says: it
+        is the record of that decision (REJECT_ACTION=delete deletes the object itself).
         """
         from datetime import UTC, datetime
 
@@ -318,7 +346,7 @@ class ResultStore:
             ":gone": "skipped",
             ":rejected": "rejected",
         }
-        condition = f"({_forget_condition(sequence, event_time, etag, plain)}){KEEP_REJECTED}"
+        condition = f"({_forget_condition(sequence, event_time, etag, plain, current_etag)}){KEEP_REJECTED}"
         # A delete that comes before any result (the object was deleted before it was analyzed) leaves a
         # watermark too: the item is made with the few attributes a result needs.
         sets = [
@@ -462,11 +490,17 @@ KEEP_REJECTED = " AND (attribute_not_exists(#review) OR #review.#review_status <
 KEEP_REJECTED_NAMES = {"#review": "review", "#review_status": "status"}
 
 
-def _forget_condition(sequence: str, event_time: str | None, etag: str | None, values: dict[str, Any]) -> str:
+def _forget_condition(
+    sequence: str, event_time: str | None, etag: str | None, values: dict[str, Any], current_etag: str | None = None
+) -> str:
     if sequence != UNSEQUENCED:
         # A delete that S3 sequenced before a re-upload never removes its result; one that comes first
         # leaves the watermark a late create event of the deleted object must find.
-        return "attribute_not_exists(pk) OR seq < :seq"
+        if not current_etag:
+            return "attribute_not_exists(pk) OR seq < :seq"
+        # An unsequenced result orders before every sequencer, yet it may be of the re-upload.
+        values[":unsequenced"], values[":current"] = UNSEQUENCED, current_etag
+        return "attribute_not_exists(pk) OR (seq < :seq AND NOT (seq = :unsequenced AND etag = :current))"
     condition = "attribute_exists(pk)"
     if etag:
         values[":etag"] = etag  # the emulator names the deleted object; its result alone may go
@@ -490,10 +524,10 @@ def _unsequenced_put_condition(item: dict[str, Any], values: dict[str, Any], ski
     other = None
     if etag:
         values[":etag"] = etag
-        parts.append("(etag = :etag AND #status = :failed)")
+        parts.append(f"(etag = :etag AND {RETRYABLE})")
         other = "(attribute_not_exists(etag) OR etag <> :etag)"
     else:
-        parts.append("(attribute_not_exists(etag) AND #status = :failed)")
+        parts.append(f"(attribute_not_exists(etag) AND {RETRYABLE})")
     if not skipped:
         if event_time:
             values[":time"] = event_time

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
+from image_analysis.errors import ObjectSkipped
 from image_analysis.events import ObjectRef
 from image_analysis.objects import _GONE, ObjectReader, clean_verdict
 from image_analysis.review.config import ReviewConfig
@@ -108,6 +109,9 @@ class ReviewEffects:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") not in _GONE:
                 raise
+            done.append("the object version is gone")
+        except ObjectSkipped:
+            # The reader's quarantine tagging says so itself when the object version was deleted.
             done.append("the object version is gone")
         # The hash banks learn from the decision whether or not the bytes are still there.
         if review.status == "rejected" and message.get("decision") == "reject":
