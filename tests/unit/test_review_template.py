@@ -15,8 +15,15 @@ from typing import Any
 
 import pytest
 
-from local.stack import translate
-from tests.unit.test_template import ACCOUNT, REGION, TEMPLATE, _Deployment, _listed, _statements
+from tests.unit.test_template import (
+    ACCOUNT,
+    REGION,
+    TEMPLATE,
+    _Deployment,
+    _listed,
+    _statements,
+    translated_deployments,
+)
 
 ANALYZE_ROLE = f"arn:aws:iam::{ACCOUNT}:role/stack-AnalyzeFunctionRole-1"
 REVIEW_ROLE = f"arn:aws:iam::{ACCOUNT}:role/stack-ReviewFunctionRole-1"
@@ -29,17 +36,7 @@ OUR_TAG_KEYS = {"moderation", "flags", "image-analysis:verdict"}
 
 @pytest.fixture(scope="module")
 def deployment():
-    cache: dict[str, _Deployment] = {}
-
-    def make(**parameters: str) -> _Deployment:
-        key = json.dumps(parameters, sort_keys=True)
-        if key not in cache:
-            with pytest.MonkeyPatch.context() as patch:
-                patch.setenv("AWS_DEFAULT_REGION", REGION)
-                cache[key] = _Deployment(translate(TEMPLATE, parameters), parameters)
-        return cache[key]
-
-    return make
+    return translated_deployments()
 
 
 def materialize(node: Any) -> Any:

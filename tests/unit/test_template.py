@@ -138,24 +138,25 @@ def sam() -> dict[str, Any]:
     return yaml_parse(TEMPLATE.read_text())
 
 
-@pytest.fixture(scope="module")
-def deployment(monkeypatch_module) -> Any:
+def translated_deployments() -> Any:
+    """``make(**parameters)``: the template as CloudFormation receives it with those parameters, translated
+    once per set of parameters (a translation takes most of a second)."""
     cache: dict[str, _Deployment] = {}
 
     def make(**parameters: str) -> _Deployment:
         key = json.dumps(parameters, sort_keys=True)
         if key not in cache:
-            cache[key] = _Deployment(translate(TEMPLATE, parameters), parameters)
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setenv("AWS_DEFAULT_REGION", REGION)  # the translator fills in pseudo parameters
+                cache[key] = _Deployment(translate(TEMPLATE, parameters), parameters)
         return cache[key]
 
     return make
 
 
 @pytest.fixture(scope="module")
-def monkeypatch_module():
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AWS_DEFAULT_REGION", REGION)  # the translator fills in pseudo parameters
-        yield patch
+def deployment() -> Any:
+    return translated_deployments()
 
 
 # -- queue, trigger, notifications ---------------------------------------------------------------------

@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 from samtranslator.yaml_helper import yaml_parse
 
-from local.stack import translate
-from tests.unit.test_template import EXISTING, REGION, TEMPLATE, _Deployment, _listed
+from tests.unit.test_template import EXISTING, REGION, TEMPLATE, _Deployment, _listed, translated_deployments
 
 FOURTEEN_DAYS = 14 * 24 * 3600  # SQS's longest retention
 KEY = EXISTING["ExistingBucketKmsKeyArn"]
@@ -23,17 +22,7 @@ OTHER_KEY = KEY.replace("1234abcd", "9876fedc")
 
 @pytest.fixture(scope="module")
 def deployment():
-    cache: dict[str, _Deployment] = {}
-
-    def make(**parameters: str) -> _Deployment:
-        key = json.dumps(parameters, sort_keys=True)
-        if key not in cache:
-            with pytest.MonkeyPatch.context() as patch:
-                patch.setenv("AWS_DEFAULT_REGION", REGION)
-                cache[key] = _Deployment(translate(TEMPLATE, parameters), parameters)
-        return cache[key]
-
-    return make
+    return translated_deployments()
 
 
 def _mappings(stack: _Deployment) -> dict[str, dict[str, Any]]:

@@ -264,23 +264,24 @@ function renderQueueFrame() {
   );
 }
 
-function rowActions(item) {
-  return h(
-    "div",
-    { class: "row-actions" },
-    (DECISIONS[item.status] || []).map((decision) =>
-      h(
-        "button",
-        {
-          type: "button",
-          class: decision === "reject" ? "danger" : decision === "approve" ? "primary" : null,
-          "data-decision": decision,
-          onclick: () => act(item, decision),
-        },
-        LABELS[decision],
-      ),
+// The buttons of the decisions open to an item in its status; `label(decision)` is what a button shows.
+function decisionButtons(item, label) {
+  return (DECISIONS[item.status] || []).map((decision) =>
+    h(
+      "button",
+      {
+        type: "button",
+        class: decision === "reject" ? "danger" : decision === "approve" ? "primary" : null,
+        "data-decision": decision,
+        onclick: () => act(item, decision),
+      },
+      ...label(decision),
     ),
   );
+}
+
+function rowActions(item) {
+  return h("div", { class: "row-actions" }, decisionButtons(item, (decision) => [LABELS[decision]]));
 }
 
 function itemRow(item, index) {
@@ -744,19 +745,7 @@ async function showDetail(id, keepScroll = false) {
   const actions = h(
     "div",
     { class: "detail-actions" },
-    (DECISIONS[item.status] || []).map((decision) =>
-      h(
-        "button",
-        {
-          type: "button",
-          class: decision === "reject" ? "danger" : decision === "approve" ? "primary" : null,
-          "data-decision": decision,
-          onclick: () => act(item, decision),
-        },
-        `${LABELS[decision]} `,
-        h("kbd", {}, decision[0]),
-      ),
-    ),
+    decisionButtons(item, (decision) => [`${LABELS[decision]} `, h("kbd", {}, decision[0])]),
   );
   main().replaceChildren(
     h(
