@@ -44,7 +44,12 @@ class Problems:
         self.seen: list[str] = []
         page.on("console", lambda m: m.type in ("error", "warning") and self.seen.append(f"console {m.type}: {m.text}"))
         page.on("pageerror", lambda e: self.seen.append(f"uncaught: {e}"))
-        page.on("requestfailed", lambda r: self.seen.append(f"request failed: {r.url} {r.failure}"))
+        # A request the browser cancels because the page moved on (net::ERR_ABORTED: a favicon still loading
+        # when the test navigates) is not a failure anyone sees; a missing file still shows as its HTTP 404.
+        page.on(
+            "requestfailed",
+            lambda r: r.failure != "net::ERR_ABORTED" and self.seen.append(f"request failed: {r.url} {r.failure}"),
+        )
         page.on("response", lambda r: r.status >= 400 and self.seen.append(f"HTTP {r.status}: {r.url}"))
 
 
