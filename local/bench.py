@@ -15,6 +15,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -230,7 +231,19 @@ def run_child(build: Build, mode: str, arg: str, env: dict[str, str]) -> tuple[d
     with tempfile.TemporaryFile(mode="w+") as errors:
         began = time.perf_counter()
         child = subprocess.Popen(
-            [build.runtime_python, "-I", "-B", str(CHILD), mode, str(build.layer), str(build.function), arg],
+            # BENCH_CHILD_FLAGS: interpreter flags for looking into a figure, e.g. "-X importtime" (stderr is
+            # kept in BENCH_CHILD_STDERR's file) or "-m cProfile -o /tmp/{mode}.prof" (the last child's per mode).
+            [
+                build.runtime_python,
+                "-I",
+                "-B",
+                *shlex.split(os.environ.get("BENCH_CHILD_FLAGS", "").replace("{mode}", mode)),
+                str(CHILD),
+                mode,
+                str(build.layer),
+                str(build.function),
+                arg,
+            ],
             env=env,
             stdout=subprocess.PIPE,
             stderr=errors,
@@ -245,6 +258,8 @@ def run_child(build: Build, mode: str, arg: str, env: dict[str, str]) -> tuple[d
         returncode = child.wait()
         errors.seek(0)
         stderr = errors.read()
+    if os.environ.get("BENCH_CHILD_STDERR"):
+        Path(os.environ["BENCH_CHILD_STDERR"].replace("{mode}", mode)).write_text(stderr)
     if returncode != 0 or math.isinf(wall):
         raise SystemExit(f"bench child {mode} failed:\n{stderr[-3000:]}")
     report = json.loads(next(line for line in reversed(lines) if '"total_s"' in line))
