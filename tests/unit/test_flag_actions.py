@@ -48,6 +48,8 @@ class S3:
         return {"TagSet": list(self.tags)}
 
     def delete_object_tagging(self, **target: Any) -> dict:
+        if self.fail_tagging:
+            raise ClientError({"Error": {"Code": "SlowDown"}}, "DeleteObjectTagging")
         self.tags = []
         return {}
 
@@ -188,6 +190,53 @@ def test_an_unflagged_result_takes_the_tags_off_only_when_the_item_it_replaced_w
     assert len(s3.tags) == 2
     actions.after_write(REF, result([]), "2", Deadline(60), replaced={"flags": ["nsfw"]})
     assert s3.tags == []
+
+
+QUARANTINED = [{"Key": "moderation", "Value": "flagged"}, {"Key": "flags", "Value": "nsfw"}]
+
+
+def test_tags_that_could_not_come_off_a_clean_object_hand_the_record_back_until_they_do(world):
+    actions, s3, _, _, _, _ = world
+    s3.tags, s3.fail_tagging = list(QUARANTINED), True
+    settled = actions.after_write(REF, result([]), "2", Deadline(60), replaced={"flags": ["nsfw"]})
+    assert settled.retry and "could not be taken off" in settled.reason and s3.tags == QUARANTINED
+    item = to_item(result([]), "2")
+    assert actions.heal(REF, item, Deadline(60)).retry  # still failing: back again
+    s3.fail_tagging = False
+    settled = actions.heal(REF, item, Deadline(60))
+    assert not settled.retry and s3.tags == []
+
+
+def test_heal_takes_the_tags_off_a_clean_result_only_for_the_bytes_the_key_still_holds(world):
+    actions, s3, _, _, _, _ = world
+    # A crash between the clean result's write and the untag: the next delivery finishes it.
+    s3.tags = list(QUARANTINED)
+    assert not actions.heal(REF, to_item(result([]), "2"), Deadline(60)).retry
+    assert s3.tags == []
+    # Newer bytes under the key carry their own result's tags: the older bytes' clean item leaves them.
+    s3.etag, s3.tags = "etag-b", list(QUARANTINED)
+    assert not actions.heal(REF, to_item(result([]), "2"), Deadline(60)).retry
+    assert s3.tags == QUARANTINED
+    # So does an item of other bytes than the event's, and a partial answer (it decided nothing).
+    ref_b = ObjectRef("uploads", "a.png", None, "etag-b", 10, "0055AED6DCD90281E6", "ObjectCreated:Put")
+    actions.heal(ref_b, to_item(result([], etag="etag-a"), "2"), Deadline(60))
+    partial = to_item(result([], etag="etag-b").model_copy(update={"status": "partial"}), "3")
+    actions.heal(ref_b, partial, Deadline(60))
+    assert s3.tags == QUARANTINED
+
+
+def test_tags_landed_on_newer_bytes_that_could_not_come_off_hand_the_record_back(world):
+    actions, s3, store, _, _, _ = world
+    s3.replace_with = "etag-b"  # overwritten between our read and our tagging
+
+    def failing_delete(**target: Any) -> dict:
+        raise ClientError({"Error": {"Code": "SlowDown"}}, "DeleteObjectTagging")
+
+    s3.delete_object_tagging = failing_delete
+    settled = actions.after_write(REF, result(["nsfw"]), "1", Deadline(60), None)
+    assert s3.etag == "etag-b" and {t["Key"] for t in s3.tags} == {"moderation", "flags"}
+    assert settled.retry and "quarantine tags" in settled.reason
+    assert "quarantine" not in store.items.get(("uploads/a.png", "null"), {})
 
 
 def test_vendor_calls_stop_before_the_invocation_to_leave_time_for_the_writes():

@@ -19,7 +19,9 @@ back for.
 
 For an unflagged complete result: our quarantine tags come off the object when the item this write
 replaced was flagged (a reprocess, or new bytes under the key), never on the word of an item read
-before the write. A partial or rejected result decided nothing, so it leaves the tags alone.
+before the write. A partial or rejected result decided nothing, so it leaves the tags alone. Tags that
+could not come off hand the record back too: ``heal`` takes them off any object whose final result for
+the same bytes is a clean ``succeeded`` (a clean image must not stay quarantined for good).
 
 Unversioned buckets are tagged by key, and the key may be overwritten while we tag: after tagging, the
 object's ETag is checked again, and tags that landed on other bytes are taken off unless that object's
@@ -47,6 +49,7 @@ CLAIM_SLACK_SECONDS = 5.0
 # How long a delivery that finds the alert claimed waits for it to be sent before handing its record back:
 # copies of one event in one batch find the claim while its holder publishes, which takes a moment.
 CLAIM_WAIT_SECONDS = 3.0
+UNTAG_FAILED = "the quarantine tags of a clean object could not be taken off"
 
 
 @dataclass(frozen=True)
@@ -95,10 +98,13 @@ class FlagActions:
     ) -> Settled:
         if result.flags:
             return self._finish(ref, result, sequence, deadline, tagged=_approved(result))
+        untag_failed = False
         if self.quarantine_tags and result.status == "succeeded" and (replaced or {}).get("flags"):
             # No longer flagged by a complete answer: the quarantine must not outlive the flag.
-            self._untag(ref)
+            untag_failed = not self._untag(ref)
         self._gate(ref, result)
+        if untag_failed:
+            return Settled(retry=True, reason=UNTAG_FAILED)
         return Settled()
 
     def heal(self, ref: ObjectRef, item: dict[str, Any], deadline: Deadline) -> Settled:
@@ -111,6 +117,8 @@ class FlagActions:
                 # A crash between the write and the verdict left a clean version unreadable for good. By
                 # version id only: by key, the verdict could land on newer bytes than the item's.
                 self._gate(ref, result_of(item))
+            if not self._untag_clean(ref, item):
+                return Settled(retry=True, reason=UNTAG_FAILED)
             return Settled()
         result = result_of(item)
         tagged = not self.quarantine_tags or result.quarantine is not None
@@ -194,8 +202,10 @@ class FlagActions:
         try:
             tagging = self.reader.tag_flagged(ref, list(result.flags))
             if not ref.version_id and ref.etag and not self.reader.holds(ref):
-                # The key was overwritten while we tagged: our tags may sit on the newer object.
-                self._untag_unless_flagged(ref)
+                # The key was overwritten while we tagged: our tags may sit on the newer object. If they
+                # could not come off, the record comes back (and the newer object's own result decides too).
+                if not self._untag_unless_flagged(ref):
+                    return None
                 return Quarantine(applied=[], left_out=[])
         except ObjectSkipped:
             # Deleted before its tags went on: nothing is left to quarantine, and no delivery could tag it.
@@ -242,23 +252,46 @@ class FlagActions:
                     "the object's own tags take all ten slots: verdict=clean left out, it stays unreadable"
                 )
 
-    def _untag_unless_flagged(self, ref: ObjectRef) -> None:
+    def _untag_unless_flagged(self, ref: ObjectRef) -> bool:
+        """False when tags that must come off could not."""
         current = self.store.get(ref.pk, ref.sk) or {}
         if current.get("etag") != ref.etag and current.get("flags") and current.get("status") in FINAL_STATUSES:
-            return  # the newer object is flagged itself: the tags are right where they are
+            return True  # the newer object is flagged itself: the tags are right where they are
         # Its own result, when it comes, decides again from the item it replaces (ours, flagged).
-        self._untag(ref)
+        return self._untag(ref)
 
-    def _untag(self, ref: ObjectRef) -> None:
+    def _untag_clean(self, ref: ObjectRef, item: dict[str, Any]) -> bool:
+        """``heal`` of a final unflagged item: our tags off the object when its bytes' complete result is
+        clean, in case an earlier untag failed or a crash came between the write and the untag. This costs
+        a GetObjectTagging per redelivery of a clean item, and only with QUARANTINE_TAGS; by key only while
+        the key still holds the item's bytes, so newer bytes' tags are left to their own result. False when
+        tags that must come off could not."""
+        if not self.quarantine_tags or item.get("status") != "succeeded" or item.get("etag") != ref.etag:
+            return True
+        if not ref.version_id:
+            try:
+                if not self.reader.holds(ref):
+                    return True
+            except Exception:
+                return self._untag_failed()
+        return self._untag(ref)
+
+    def _untag(self, ref: ObjectRef) -> bool:
+        """False when the tags could not be taken off (a deleted object has none left: True)."""
         try:
             if self.reader.remove_quarantine_tags(ref):
                 self._count("QuarantineTagsRemoved")
         except ObjectSkipped:
             pass  # deleted: no tags left to take off
         except Exception:
-            self._count("QuarantineTagFailed")
-            if self.logger is not None:
-                self.logger.exception("could not remove the quarantine tags of an object no longer flagged")
+            return self._untag_failed()
+        return True
+
+    def _untag_failed(self) -> bool:
+        self._count("QuarantineTagFailed")
+        if self.logger is not None:
+            self.logger.exception("could not remove the quarantine tags of an object no longer flagged; it comes back")
+        return False
 
     def _count(self, name: str, value: float = 1) -> None:
         if self.metrics is not None:
