@@ -160,8 +160,9 @@ def test_bad_threshold_settings_fail_with_the_variable_name(value):
         Settings.from_env({"RESULTS_TABLE": "t", "ALERTS_TOPIC_ARN": "a", "NSFW_THRESHOLD": value})
 
 
-def test_builtin_always_runs_first_and_names_are_deduplicated():
-    settings = Settings.from_env(
-        {"RESULTS_TABLE": "t", "ALERTS_TOPIC_ARN": "a", "PROVIDERS": " Imagga,imagga , builtin"}
-    )
-    assert settings.providers == ("builtin", "imagga")
+def test_builtin_always_runs_and_the_order_named_is_kept_for_the_merges_tie_break():
+    def providers(raw: str) -> tuple[str, ...]:
+        return Settings.from_env({"RESULTS_TABLE": "t", "ALERTS_TOPIC_ARN": "a", "PROVIDERS": raw}).providers
+
+    assert providers(" Imagga,imagga , builtin") == ("imagga", "builtin")
+    assert providers("aiornot,imagga") == ("builtin", "aiornot", "imagga")  # not named: first

@@ -58,8 +58,9 @@ def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default
 
 def parse_providers(raw: str) -> tuple[str, ...]:
     names = [name.strip().lower() for name in raw.split(",") if name.strip()]
-    # builtin always runs: it supplies the image facts every result needs.
-    ordered = ["builtin", *[n for n in names if n != "builtin"]]
+    # builtin always runs: it supplies the image facts every result needs. It goes first unless PROVIDERS
+    # names it elsewhere: the order is the merge's tie-break ("a tie goes to the provider named first").
+    ordered = names if "builtin" in names else ["builtin", *names]
     return tuple(dict.fromkeys(ordered))
 
 
