@@ -2,7 +2,7 @@
 
 ``python -m local.rate --objects 300``: prints objects per second for each step (emulator-bound: moto's
 SQS gets slower as a queue grows, so these are floors for the local path, not AWS figures). The driver
-plays one Lambda container taking batches of ``--batch-size`` (the template's ``BatchSize`` default, 5),
+plays one Lambda container taking batches of ``--batch-size`` (the template's ``BatchSize`` default, 10),
 so its rate is what one container of the queue trigger does with the builtin provider alone; the
 trigger runs up to ``MaximumConcurrency`` of them.
 """
@@ -28,7 +28,7 @@ from local.stack import deploy
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--objects", type=int, default=300)
-    parser.add_argument("--batch-size", type=int, default=5, help="messages per invocation (BatchSize)")
+    parser.add_argument("--batch-size", type=int, default=10, help="messages per invocation (BatchSize)")
     args = parser.parse_args(argv)
     with local_aws():
         stack = deploy(stack_name="image-analysis-rate")
