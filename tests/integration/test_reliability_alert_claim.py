@@ -8,6 +8,7 @@ import time
 import boto3
 import pytest
 
+from image_analysis.handler import RecordsFailed
 from image_analysis.runtime import aws_clients, build_runtime
 from local.driver import LambdaContext, load_function_module
 from local.stack import empty_queue
@@ -65,6 +66,26 @@ def test_a_failed_publish_gives_its_claim_back_so_the_next_delivery_publishes_at
     (alert,) = alerts()
     assert alert["Message"]["alert_id"] == item(table, stack.bucket, key)["alert_id"]
     healthy(sqs_event(event), LambdaContext())
+    assert alerts() == []
+
+
+def test_a_direct_invocation_whose_publish_failed_alerts_on_lambdas_retry(stack, s3, table, alerts, prefix):
+    """S3 invoking the function directly: the failed record raises (Lambda retries the event about a minute
+    later, well inside the claim's life), and that retry publishes the alert instead of taking it for sent."""
+    key = f"{prefix}sns-down-direct.png"
+    event = upload_flagged(stack, s3, key)
+
+    def sns_down(**_):
+        raise RuntimeError("SNS is unavailable")
+
+    with pytest.raises(RecordsFailed):
+        handler_with_sns(sns_down)(event, LambdaContext())
+    assert alerts() == [] and "alert_id" not in item(table, stack.bucket, key)
+    healthy = handler_with_sns(lambda **_: None)
+    healthy(event, LambdaContext())
+    (alert,) = alerts()
+    assert alert["Message"]["alert_id"] == item(table, stack.bucket, key)["alert_id"]
+    healthy(event, LambdaContext())
     assert alerts() == []
 
 
