@@ -286,3 +286,33 @@ def test_filters_narrow_the_queue_and_bulk_actions_decide_a_selection(page, cons
     statuses = {r["key"]: r["decision"] for r in audit_table(console) if r["key"] in chosen}
     assert statuses == {key: "escalate" for key in chosen}
     assert json.loads(json.dumps(page.problems.seen)) == []
+
+
+def test_a_filter_with_no_match_in_what_was_read_says_so_and_reads_on(page, console):
+    # The server reads a bounded number of reviews per page; past it, an empty page comes with a next.
+    # The page then says what it read, not that nothing matches. (The server's side of this is in
+    # tests/integration/test_console_api.py; here its answers are fixed, to read the page's words.)
+    answers = [
+        {"items": [], "next": "first-thousand", "read": 1000},
+        {"items": [], "next": "second-thousand", "read": 1000},
+        {"items": [], "next": None, "read": 40},
+    ]
+    asked: list[str] = []
+
+    def answer(route: Any) -> None:
+        asked.append(route.request.url)
+        body = answers[min(len(asked), len(answers)) - 1]
+        route.fulfill(status=200, content_type="application/json", body=json.dumps(body))
+
+    page.route("**/console/api/reviews?*", answer)
+    open_queue(page, console, "status=pending&flag=deepfake")
+    end = page.locator("#queue-end")
+    assert end.inner_text().startswith("No matches in the first 1,000 reviews read")
+    assert "Nothing here" not in end.inner_text()
+    page.locator("#more").click()
+    wait_for(lambda: "first 2,000 reviews" in end.inner_text())
+    assert "next=first-thousand" in asked[1] and "flag=deepfake" in asked[1]
+    page.locator("#more").click()
+    wait_for(lambda: "Nothing here" in end.inner_text())
+    assert page.locator("#more").count() == 0 and "next=second-thousand" in asked[2]
+    assert page.problems.seen == []

@@ -152,6 +152,83 @@ def test_the_queue_filters_by_flag_provider_and_date_and_counts_each_status(
     )
 
 
+@pytest.fixture
+def long_queue(stack, review, prefix):
+    """``fill(provider_of)``: 60 reviews in the queue, opened one second apart on a day in 2001 (older
+    than any other test's, so first in their status), the i-th raised by ``provider_of(i)``; removed
+    afterwards, so that other tests' listings and counts see the queue as it was."""
+    from image_analysis.review.queue import ReviewQueue
+
+    queue = ReviewQueue(review.queue_table, boto3.client("dynamodb"))
+    written: list[str] = []
+
+    def fill(provider_of, status="pending"):
+        for index in range(60):
+            key = f"{prefix}long-{index:02d}.png"
+            rid = ReviewId(stack.bucket, key)
+            queue.table.put(
+                {
+                    "pk": rid.plain,
+                    "status": status,
+                    "flags": ["ai_generated"],
+                    "providers": [provider_of(index)],
+                    "analyzed_at": f"2001-02-03T04:05:{index:02d}.000Z",
+                    "bucket": stack.bucket,
+                    "key": key,
+                    "version_id": None,
+                    "appeals": 0,
+                }
+            )
+            written.append(rid.plain)
+        return queue
+
+    yield fill
+    for pk in written:
+        queue.table.delete({"pk": pk})
+
+
+def test_a_filter_whose_matches_lie_past_the_first_page_read_finds_them_on_the_first_page(
+    stack, review, review_handler, long_queue, prefix
+):
+    # Only the last three of 60 pending reviews match. DynamoDB filters after it read its Limit (25), so
+    # the console used to get an empty page with a next and said the queue was empty for these filters.
+    rare = f"rare-{prefix.strip('/').replace('/', '-')}"
+    long_queue(lambda index: rare if index >= 57 else "builtin")
+    status, page = call(
+        review_handler,
+        console_event("GET", "/console/api/reviews", claims=moderator(), query={"provider": rare, "limit": "25"}),
+    )
+    assert status == 200, page
+    assert [i["key"] for i in page["items"]] == [f"{prefix}long-{index:02d}.png" for index in (57, 58, 59)]
+    assert page["next"] is None and page["read"] >= 60  # the listing was read to its end
+
+
+def test_filtered_pages_go_on_where_the_last_one_stopped_each_match_once_and_each_read_bounded(long_queue, prefix):
+    # Every other review from the 20th on matches: 20 matches among 60, listed five at a time.
+    queue = long_queue(lambda index: "imagga" if index >= 20 and index % 2 == 0 else "builtin", status="test-paging")
+    expected = [f"{prefix}long-{index:02d}.png" for index in range(20, 60, 2)]
+
+    def listing(budget):
+        pages, cursor = [], None
+        while True:
+            page = queue.page("test-paging", 5, cursor, provider="imagga", budget=budget)
+            pages.append(page)
+            assert page["read"] <= max(budget, 5)
+            cursor = page["next"]
+            if cursor is None:
+                return pages
+
+    # A page holds its limit even when the read that filled it found more (the next goes on after them).
+    pages = listing(1000)
+    assert [len(p["items"]) for p in pages] == [5, 5, 5, 5]
+    assert [i["key"] for p in pages for i in p["items"]] == expected
+    # A read budget under the first match: the first page is empty but says more exist, and the pages
+    # after it still find every match once, in order.
+    pages = listing(12)
+    assert pages[0] == {"items": [], "next": pages[0]["next"], "read": 12} and pages[0]["next"]
+    assert [i["key"] for p in pages for i in p["items"]] == expected
+
+
 def test_the_stats_count_flags_and_decisions_per_day_precision_and_vendor_spend(
     stack, review, review_handler, uploads, prefix, flagged_mode
 ):

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from samtranslator.yaml_helper import yaml_parse
 
 from tests.unit.test_template import (
     ACCOUNT,
@@ -369,3 +370,56 @@ def test_the_console_signs_in_with_cognito_without_a_cycle_and_its_data_routes_n
     assert not {"ConsoleUserPool", "ConsoleApi", "ConsoleAuthorizer"} & set(off.resources)
     assert not {"ConsoleUrl", "UserPoolId"} & set(off.outputs)
     assert off.resources["ReviewFunction"]["Properties"]["Environment"]["Variables"]["CONSOLE_CLIENT_ID"] == ""
+
+
+# What Cognito accepts as a prefix domain (CreateUserPoolDomain's pattern, at most 63 characters) and the
+# words it refuses in one.
+COGNITO_PREFIX = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+COGNITO_RESERVED = ("aws", "amazon", "cognito")
+
+
+def _evaluate(node: Any, pseudo: dict[str, str]) -> Any:
+    """A value as CloudFormation computes it in one stack: Ref to pseudo parameters, Sub, Select, Split."""
+    if isinstance(node, str):
+        return node
+    ((function, argument),) = node.items()
+    if function == "Ref":
+        return pseudo[argument]
+    if function == "Fn::Split":
+        return _evaluate(argument[1], pseudo).split(argument[0])
+    if function == "Fn::Select":
+        return _evaluate(argument[1], pseudo)[int(argument[0])]
+    if function == "Fn::Sub":
+        text, variables = (argument, {}) if isinstance(argument, str) else argument
+        values = pseudo | {name: _evaluate(value, pseudo) for name, value in variables.items()}
+        return re.sub(r"\$\{([^}]+)\}", lambda m: values[m.group(1)], text)
+    raise AssertionError(f"unexpected {function}")
+
+
+@pytest.mark.parametrize(
+    "stack_name", ["Photos-Prod", "aws-image-analysis", "cognito-moderation", "image-analysis-" + "x" * 100]
+)
+def test_the_default_sign_in_domain_is_valid_whatever_the_stack_name_and_unique_to_the_stack(deployment, stack_name):
+    # With such names <stack name>-<account id>, the earlier default, was a prefix Cognito refuses: the
+    # create failed, and so did the upgrade that gave an existing stack its console.
+    domain = deployment().resources["ConsoleUserPoolDomain"]["Properties"]["Domain"]
+    prefixes = []
+    for uuid in ("1c2fa620-982a-11e3-aff7-50e2416294e0", "e722ae60-fe62-11e8-9a0e-0ae8cc519968"):
+        stack_id = f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{stack_name}/{uuid}"
+        pseudo = {"AWS::StackId": stack_id, "AWS::StackName": stack_name, "AWS::AccountId": ACCOUNT}
+        prefixes.append(_evaluate(domain, pseudo))
+    assert prefixes == [
+        "moderation-1c2fa620-982a-11e3-aff7-50e2416294e0",
+        "moderation-e722ae60-fe62-11e8-9a0e-0ae8cc519968",
+    ]
+    for prefix in prefixes:
+        assert COGNITO_PREFIX.match(prefix) and len(prefix) <= 63
+        assert not [word for word in COGNITO_RESERVED if word in prefix]
+
+
+def test_a_sign_in_domain_prefix_of_ones_own_is_used_as_given(deployment):
+    own = deployment(ConsoleDomainPrefix="acme-moderation")
+    assert own.resources["ConsoleUserPoolDomain"]["Properties"]["Domain"] == "acme-moderation"
+    pattern = re.compile(yaml_parse(TEMPLATE.read_text())["Parameters"]["ConsoleDomainPrefix"]["AllowedPattern"])
+    assert pattern.match("acme-moderation") and pattern.match("")
+    assert not pattern.match("Acme-Moderation") and not pattern.match("acme-") and not pattern.match("a" * 64)

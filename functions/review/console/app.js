@@ -26,6 +26,7 @@ const state = {
   query: { status: "pending" },
   items: [],
   next: null,
+  read: 0, // the reviews the listing read so far: with a filter, more than it shows
   cursor: 0,
   selected: new Set(),
   counts: {},
@@ -148,6 +149,7 @@ async function showQueue() {
   state.generation = (state.generation || 0) + 1; // a page that answers after a newer listing began is dropped
   state.items = [];
   state.next = null;
+  state.read = 0;
   state.cursor = 0;
   state.selected.clear();
   renderQueueFrame();
@@ -169,6 +171,7 @@ async function loadPage() {
     if (generation !== state.generation) return; // the filters changed meanwhile
     state.items.push(...page.items);
     state.next = page.next;
+    state.read += page.read || 0;
   } catch (error) {
     notice(`Could not list the reviews: ${error.message}`, "error");
   }
@@ -340,7 +343,10 @@ function renderItems() {
   list.replaceChildren(...state.items.map(itemRow));
   const end = document.getElementById("queue-end");
   end.replaceChildren();
-  if (!state.items.length) end.append("Nothing here: the queue is empty for these filters.");
+  // A filtered page reads a bounded number of reviews: with a next, none found is not none at all.
+  if (!state.items.length && state.next) {
+    end.append(`No matches in the first ${state.read.toLocaleString("en")} reviews read; there are more to read. `);
+  } else if (!state.items.length) end.append("Nothing here: the queue is empty for these filters.");
   if (state.next) {
     end.append(h("button", { type: "button", id: "more", onclick: loadPage }, "Show more"));
   }

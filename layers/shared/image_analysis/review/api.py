@@ -134,7 +134,11 @@ def list_reviews() -> dict[str, Any]:
         )
     except ValueError as exc:
         raise InvalidDecision(str(exc)) from None
-    return {"items": [{**listed(i), **presigned_images(services, i)} for i in page["items"]], "next": page["next"]}
+    return {
+        "items": [{**listed(i), **presigned_images(services, i)} for i in page["items"]],
+        "next": page["next"],
+        "read": page["read"],
+    }
 
 
 @routes.get("/reviews/<review_id>")

@@ -19,6 +19,9 @@ from image_analysis.review.table import Table, decode_cursor, encode_cursor
 
 STATUS_INDEX = "ByStatus"
 CURSOR_FIELDS = {"pk", "status", "analyzed_at"}
+# The most reviews one filtered page reads before it answers with what it found (and a next): a
+# listing request stays within a few DynamoDB queries and a bounded read, however rare the matches.
+READ_BUDGET = 1000
 
 
 def queue_item(result: AnalysisResult) -> dict[str, Any]:
@@ -82,12 +85,16 @@ class ReviewQueue:
         provider: str | None = None,
         since: str | None = None,
         until: str | None = None,
+        budget: int = READ_BUDGET,
     ) -> dict[str, Any]:
-        """``{items, next}``: oldest first; ``next`` (or None) goes on where this page stopped.
+        """``{items, next, read}``: oldest first; ``next`` (or None) goes on where this page stopped;
+        ``read``: how many reviews were read to fill it.
 
         ``since``/``until`` bound ``analyzed_at`` (ISO 8601 prefixes: ``2026-12-07`` is that whole day for
-        ``until``), read from the index's sort key; ``flag`` and ``provider`` filter what was read, so a
-        filtered page may hold fewer than ``limit`` items and still have a ``next``."""
+        ``until``), read from the index's sort key. ``flag`` and ``provider`` filter what DynamoDB read, so
+        the page reads on until it holds ``limit`` matches, the listing ends, or ``budget`` reviews were
+        read: a page short of ``limit`` with a ``next`` (even an empty one) only says that no more
+        matches were among the reviews read so far."""
         start = decode_cursor(cursor, CURSOR_FIELDS) if cursor else None
         if start is not None and start["status"] != status:
             raise ValueError("next was printed for a listing of another status")
@@ -111,17 +118,33 @@ class ReviewQueue:
         if provider:
             filters.append("contains(providers, :provider)")
             values[":provider"] = provider
-        items, last = self.table.query(
-            condition,
-            index=STATUS_INDEX,
-            limit=limit,
-            start=start,
-            filter=" AND ".join(filters) or None,
-            names=names,
-            values=values,
-        )
+        items: list[dict[str, Any]] = []
+        read, size = 0, limit
+        budget = max(budget, limit)
+        while True:
+            found, last, scanned = self.table.query_counted(
+                condition,
+                index=STATUS_INDEX,
+                limit=min(size, budget - read),
+                start=start,
+                filter=" AND ".join(filters) or None,
+                names=names,
+                values=values,
+            )
+            read += scanned
+            wanted = limit - len(items)
+            if len(found) > wanted:
+                # More matches than the page holds: the next page starts after the last one shown.
+                items += found[:wanted]
+                last = items[-1]
+            else:
+                items += found
+            if last is None or len(items) == limit or read >= budget:
+                break
+            start = last
+            size *= 2  # a filter that matches little reads in fewer, larger requests
         cursor_key = {k: last[k] for k in CURSOR_FIELDS} if last else None
-        return {"items": items, "next": encode_cursor(cursor_key)}
+        return {"items": items, "next": encode_cursor(cursor_key), "read": read}
 
     def counts(self, statuses: tuple[str, ...]) -> dict[str, int]:
         """How many reviews each status holds (one counting query per status on the index)."""

@@ -85,6 +85,23 @@ class Table:
     ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
         """One page: the items and the key to go on from (None at the end). ``filter`` is applied after
         ``limit`` items were read, as DynamoDB does: a page may hold fewer, and still go on."""
+        items, last, _ = self.query_counted(
+            key_condition, index=index, forward=forward, limit=limit, start=start, filter=filter, **expression
+        )
+        return items, last
+
+    def query_counted(
+        self,
+        key_condition: str,
+        *,
+        index: str | None = None,
+        forward: bool = True,
+        limit: int | None = None,
+        start: dict[str, Any] | None = None,
+        filter: str | None = None,
+        **expression: Any,
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None, int]:
+        """``query``, with how many items DynamoDB read for it (``ScannedCount``: before ``filter``)."""
         kwargs: dict[str, Any] = {
             "TableName": self.name,
             "KeyConditionExpression": key_condition,
@@ -101,7 +118,8 @@ class Table:
         kwargs.update(self._expression(**expression))
         response = self.client.query(**kwargs)
         last = response.get("LastEvaluatedKey")
-        return [self.unmarshal(i) for i in response.get("Items", [])], (self.unmarshal(last) if last else None)
+        items = [self.unmarshal(i) for i in response.get("Items", [])]
+        return items, (self.unmarshal(last) if last else None), int(response.get("ScannedCount", len(items)))
 
     def query_all(self, key_condition: str, **kwargs: Any) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
