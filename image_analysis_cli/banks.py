@@ -286,7 +286,8 @@ def rescan(obj: BankContext, name: str, dry_run: bool) -> None:
     certain = sum(1 for _, kind in found if kind == "match")
     click.echo(
         f"Scanned {scanned} result(s) with a PDQ hash: {len(found)} may match {name} now "
-        f"({certain} within its distance as stored, {len(found) - certain} in some rotation or flip)."
+        f"({certain} within its distance as stored, {len(found) - certain} in some rotation or flip "
+        "or in an animation's later frames)."
     )
     for item, kind in found[:20]:
         version = f" (version {item['version_id']})" if item.get("version_id") else ""

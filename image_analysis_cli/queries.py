@@ -216,11 +216,14 @@ def results_with_pdq(table: str, on_page: Callable[[int], None] | None = None) -
         "#s": "status",
         "#m": "matches",
         "#f": "flags",
+        "#n": "frames",
     }
     return _scan(
         table,
         on_page,
         FilterExpression=Attr("pdq").exists(),
-        ProjectionExpression="pk, sk, #b, #k, version_id, etag, size_bytes, pdq, pdq_quality, #m, #f, #s, deleted_at",
+        ProjectionExpression=(
+            "pk, sk, #b, #k, version_id, etag, size_bytes, pdq, pdq_quality, #m, #f, #s, deleted_at, #n"
+        ),
         ExpressionAttributeNames=names,
     )

@@ -24,6 +24,7 @@ from image_analysis_cli.main import cli, run
 from local.driver import LambdaContext, QueueDriver, load_handler
 from local.sandbox import VendorSandbox
 from tests.integration.test_pipeline_end_to_end import item, s3_event, sqs_event
+from tests.unit.test_bank_screening import animation
 
 pytestmark = pytest.mark.integration
 PDQ = Path(__file__).resolve().parents[1] / "fixtures" / "pdq"
@@ -228,6 +229,44 @@ def test_a_rescan_adds_known_bad_to_an_older_flagged_result_with_exactly_one_mor
     assert [a for a in alerts() if a["Message"]["key"] == key] == []
 
 
+def test_a_rescan_finds_a_new_entry_matching_a_later_frame_of_a_stored_animation_and_alerts_once(
+    stack, s3, table, banks, fresh_handler, alerts, prefix, tmp_path
+):
+    name = banks("known_bad")
+    handler = fresh_handler()
+    key = f"{prefix}anim.gif"
+    upload(stack, s3, handler, key, animation(bad_frame=3))
+    before = item(table, stack.bucket, key)
+    assert before["flags"] == [] and before["matches"] == [] and int(before["frames"]) == 5
+    assert [a for a in alerts() if a["Message"]["key"] == key] == []
+
+    # The bridge enters the bank after the upload: the stored hash (the first frame's) is far from it.
+    original = tmp_path / "bridge.jpg"
+    original.write_bytes((PDQ / "bridge-1-original.jpg").read_bytes())
+    assert cli_run(stack, "add", name, str(original)).exit_code == 0
+    scanned = cli_run(stack, "rescan", name)
+    assert scanned.exit_code == 0, scanned.output
+    assert f"maybe  s3://{stack.bucket}/{key}" in scanned.output
+    QueueDriver(handler, stack.queue_urls).drain()
+
+    after = item(table, stack.bucket, key)
+    assert after["flags"] == ["known_bad"]
+    [match] = after["matches"]
+    assert match["bank"] == name and int(match["frame"]) == 3 and int(match["distance"]) <= 31
+    [alert] = [a for a in alerts() if a["Message"]["key"] == key]
+    assert alert["Message"]["flags"] == ["known_bad"] and int(alert["Message"]["matches"][0]["frame"]) == 3
+
+    # Matched now: a second rescan passes it by, and the request delivered again alerts nothing more.
+    assert key not in cli_run(stack, "rescan", name).output
+    rematch = {
+        **s3_event(stack.bucket, key, after["etag"], int(after["size_bytes"]), "0055AED6DCD90281E5"),
+        "imageAnalysis": {"rematch": {"banks": [name]}},
+    }
+    assert handler(sqs_event(rematch), LambdaContext()) == {"batchItemFailures": []}
+    QueueDriver(handler, stack.queue_urls).drain()
+    assert [a for a in alerts() if a["Message"]["key"] == key] == []
+
+
 def test_bank_changes_reach_a_running_matcher_at_its_next_poll_without_reloading_the_snapshot(store, banks):
     name = banks("known_bad")
     now = [1000.0]
@@ -302,6 +341,31 @@ def test_skip_vendors_on_match_skips_the_paid_calls_for_a_known_bad_image_only(
     assert known["status"] == "partial"  # a capability had no answer: the vendor was not asked
     assert not known.get("labels")
     assert {p["name"]: p["status"] for p in other["providers"]}["imagga"] == "succeeded"
+
+
+def test_skip_vendors_on_match_sends_no_frame_of_an_animation_whose_later_frame_is_known_bad(
+    stack, s3, table, banks, fresh_handler, prefix, tmp_path
+):
+    name = banks("known_bad")
+    cli_run(stack, "import", name, str(hash_list(tmp_path, bridge(), "known")))
+    with VendorSandbox("imagga") as base_url:
+        handler = fresh_handler(
+            PROVIDERS="builtin,imagga",
+            IMAGGA_BASE_URL=base_url,
+            IMAGGA_API_KEY="sandbox-key",
+            IMAGGA_API_SECRET="sandbox-secret",
+            SKIP_VENDORS_ON_MATCH="true",
+        )
+        upload(stack, s3, handler, f"{prefix}anim.gif", animation(bad_frame=3))
+    stored = item(table, stack.bucket, f"{prefix}anim.gif")
+    assert stored["flags"] == ["known_bad"]
+    assert stored["frames_analyzed"] == [0, 1, 2, 3, 4]
+    [match] = stored["matches"]
+    assert (match["bank"], match["label"], int(match["frame"])) == (name, "known", 3)
+    # Skipping is per image: the match in frame 3 kept every frame, the first included, from the vendor.
+    runs = {p["name"]: p for p in stored["providers"]}
+    assert runs["imagga"]["status"] == "skipped" and int(runs["imagga"]["calls"]) == 0
+    assert stored["status"] == "partial"
 
 
 def test_the_command_line_creates_lists_imports_matches_removes_and_compacts(stack, store, tmp_path, capsys):

@@ -1,9 +1,11 @@
-"""The pipeline's seam to the banks, without AWS: what a known_bad match skips, what a result carries,
-the hash lists ``bank import`` reads, and the rescan request in an event."""
+"""The pipeline's seam to the banks, without AWS: what a known_bad match skips (for an animation, in any
+frame), what a result carries, the hash lists ``bank import`` reads, and the rescan request in an event."""
 
 from __future__ import annotations
 
+import io
 import json
+from decimal import Decimal
 
 import pytest
 from PIL import Image
@@ -14,7 +16,11 @@ from image_analysis.banks.matcher import AddedEntries, BankMatcher, BankView
 from image_analysis.banks.model import Bank
 from image_analysis.banks.screening import BankScreening
 from image_analysis.events import parse_event
+from image_analysis.frames import run_frames
+from image_analysis.imaging import FrameLimits, decode
 from image_analysis.models import BankMatch
+from image_analysis.providers.base import AnalysisRequest, Deadline, ProviderOutput
+from image_analysis.providers.builtin import BuiltinProvider
 from tests.unit.test_orchestration import Fake, builtin, orchestrator, request
 
 FIXTURES = "tests/fixtures/pdq"
@@ -194,3 +200,79 @@ def test_rescan_candidates_are_certain_as_stored_and_maybe_when_only_a_rotation_
         stored("gone", BRIDGE, deleted_at="2026-12-01T00:00:00Z"),
     ]
     assert [(item["key"], kind) for item, kind in candidates(bank, items)] == [("same", "match"), ("mirrored", "maybe")]
+
+
+def animation(bad_frame: int) -> bytes:
+    """Five different photos as GIF frames; frame ``bad_frame`` is the bridge (the bank holds the original
+    JPEG's hash: the GIF's frame is a smaller, palette-reduced copy of it)."""
+    photos = [Image.open(f"{FIXTURES}/{name}") for name in ("q0291.jpg", "q0122.jpg", "q0291.jpg", "q0122.jpg")]
+    photos[2] = photos[2].transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    photos[3] = photos[3].transpose(Image.Transpose.FLIP_TOP_BOTTOM)
+    photos.insert(bad_frame, Image.open(f"{FIXTURES}/bridge-1-original.jpg"))
+    frames = [photo.convert("RGB").resize((320, 200)) for photo in photos]
+    out = io.BytesIO()
+    frames[0].save(out, format="GIF", save_all=True, append_images=frames[1:], duration=100)
+    return out.getvalue()
+
+
+def test_a_later_frame_in_a_known_bad_bank_flags_the_animation_and_keeps_every_frame_from_the_vendors() -> None:
+    matcher = StaticMatcher(view("list", "known_bad", {BRIDGE.value: "seen"}))
+    asked = []
+    original = matcher.match
+    matcher.match = lambda hashes: asked.append([h.frame for h in hashes]) or original(hashes)  # type: ignore[method-assign]
+    per_image = BankScreening(matcher, skip_vendors_on_match=True).for_image()
+    image = decode(animation(bad_frame=3), 10**8, frames=FrameLimits())
+    vendor = Fake("imagga")
+
+    plans = run_frames(
+        orchestrator([BuiltinProvider(), vendor]),
+        AnalysisRequest(image=image, object_id="id", deadline=Deadline(60)),
+        skip_vendors=per_image.skip_vendors_for(image),
+    )
+    hashes = [h for plan in plans.plans for output in plan.outputs() for h in output.pdq]
+    fields = per_image.result_fields([ProviderOutput(pdq=list(dict.fromkeys(hashes)))])
+
+    # The rule is per image: frame 3 matched, so no frame of the file went to the vendor.
+    assert vendor.calls == []
+    assert {run.name: run.status for plan in plans.plans for run in plan.runs}["imagga"] == "skipped"
+    [match] = fields["matches"]
+    assert (match.bank, match.label, match.frame) == ("list", "seen", 3) and match.distance <= 31
+    assert per_image.flags == ["known_bad"]
+    assert fields["pdq"] == hashes[0].hex and hashes[0].frame == 0
+    assert asked == [[0, 1, 2, 3, 4]]  # every frame's hash, matched once for the skip and the result
+
+
+def test_an_animation_without_a_match_goes_to_the_vendors_frame_by_frame() -> None:
+    matcher = StaticMatcher(view("list", "known_bad", {BRIDGE.value ^ (2**256 - 1): None}))  # far from all
+    per_image = BankScreening(matcher, skip_vendors_on_match=True).for_image()
+    image = decode(animation(bad_frame=3), 10**8, frames=FrameLimits())
+    vendor = Fake("imagga")
+    run_frames(
+        orchestrator([BuiltinProvider(), vendor]),
+        AnalysisRequest(image=image, object_id="id", deadline=Deadline(60)),
+        skip_vendors=per_image.skip_vendors_for(image),
+    )
+    assert len(vendor.calls) == 5
+    assert per_image.flags == []
+
+
+def test_rescan_candidates_include_every_animation_not_matched_yet_whatever_its_first_frames_hash() -> None:
+    from image_analysis.banks.rescan import candidates
+
+    bank = view("list", "known_bad", {BRIDGE.value: None})
+    unrelated = pdq_hash(Image.open(f"{FIXTURES}/q0122.jpg"))
+
+    def stored(key: str, hashed: PdqHash, **extra) -> dict:
+        return {"key": key, "pdq": hashed.hex, "pdq_quality": hashed.quality, "status": "succeeded", **extra}
+
+    items = [
+        stored("still", unrelated, frames=1),
+        stored("animation", unrelated, frames=Decimal(6)),  # as DynamoDB reads a number
+        stored("opens on a blank frame", PdqHash(0, 0, 0), frames=Decimal(12)),
+        stored("animation matched before", unrelated, frames=6, matches=[{"bank": "list", "distance": 3}]),
+        stored("animation gone", unrelated, frames=6, deleted_at="2026-12-01T00:00:00Z"),
+    ]
+    assert [(item["key"], kind) for item, kind in candidates(bank, items)] == [
+        ("animation", "maybe"),
+        ("opens on a blank frame", "maybe"),
+    ]

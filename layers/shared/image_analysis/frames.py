@@ -80,7 +80,8 @@ def run_frames(
 ) -> FramePlans:
     """Every analyzed frame of ``request.image`` through the orchestrator. A frame has no S3 origin of its
     own: adapters that could read the object from S3 send the frame's bytes instead. ``skip_vendors``: the
-    hash banks' test of builtin's output (SKIP_VENDORS_ON_MATCH), passed to every frame's plan."""
+    hash banks' test of builtin's output (SKIP_VENDORS_ON_MATCH), passed to every frame's plan; for an
+    animation it answers for the whole image (``Screening.skip_vendors_for``)."""
     options = {"skip_vendors": skip_vendors} if skip_vendors is not None else {}
     frames = request.image.analyzed
     if len(frames) == 1 and frames[0] is request.image:

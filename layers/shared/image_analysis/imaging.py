@@ -197,6 +197,9 @@ class DecodedImage:
     # copy share one encoding. Shared by the copies ``for_vendor`` makes, guarded by its lock.
     _copies: dict = field(default_factory=dict, repr=False, compare=False)
     _copies_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    # This image's PDQ hash once computed (``analyzers.pdq.image_hash``), shared with its vendor copies:
+    # the hash banks' screening of an animation and builtin both want it, and it is made once.
+    _pdq: list = field(default_factory=list, repr=False, compare=False)
 
     def for_vendor(self, keep_metadata: bool) -> DecodedImage:
         """The same image under a vendor's metadata policy (AI detectors may want the metadata)."""

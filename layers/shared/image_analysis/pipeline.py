@@ -345,7 +345,8 @@ class Pipeline:
             version_id=ref.version_id,
         )
         try:
-            frame_plans = run_frames(self.orchestrator, request, prefetched, skip_vendors=screening.skip_vendors)
+            skip_vendors = screening.skip_vendors_for(image)
+            frame_plans = run_frames(self.orchestrator, request, prefetched, skip_vendors=skip_vendors)
             plans.append(frame_plans)
             # Every analyzed frame's hash, in frame order: the first is the result's pdq.
             hashes = [h for plan in frame_plans.plans for output in plan.outputs() for h in output.pdq]
@@ -436,7 +437,13 @@ class Pipeline:
         from image_analysis.banks.rescan import rematch  # only rescans need it: kept off the cold path
 
         done = rematch(
-            ref, existing, reader=self.reader, store=self.store, banks=self.banks, max_pixels=self.max_pixels
+            ref,
+            existing,
+            reader=self.reader,
+            store=self.store,
+            banks=self.banks,
+            max_pixels=self.max_pixels,
+            frame_limits=self.frame_limits,
         )
         if done.result is None:
             if done.heal and existing:

@@ -152,6 +152,14 @@ def stored_pixels(image: DecodedImage) -> Image.Image:
     return source.transpose(undo) if undo is not None else source
 
 
+def image_hash(image: DecodedImage) -> PdqHash:
+    """The hash of a decoded image or of one frame of a file (``frame`` set for a frame), computed once:
+    later calls, and those on its vendor copies, get the same hash."""
+    if not image._pdq:
+        image._pdq.append(pdq_hash(stored_pixels(image), frame=image.frame_index if image.source is not None else None))
+    return image._pdq[0]
+
+
 def pdq_hash(image: Image.Image, frame: int | None = None) -> PdqHash:
     """The PDQ hash of one frame, of its pixels as they are (no EXIF rotation applied). Transparency is
     dropped the reference's way (``convert("RGB")`` keeps the colour under each pixel); larger images

@@ -5,12 +5,14 @@ Two halves:
 - the command line reads the stored results (their ``pdq``) and keeps those the bank may match now and
   did not before (``candidates``). The stored hash is exact for the image as stored; its seven rotations
   and flips can only be estimated from its bits (``dihedral_from_bits``, within about 14 bits), so those
-  are looked up with a wider distance and only say "maybe";
+  are looked up with a wider distance and only say "maybe". An animation's stored hash is its first
+  frame's alone, so every animation is a "maybe";
 - each candidate goes through the analysis queue as a ``rematch`` request: the function reads the object
-  again, hashes it, matches it against the banks as they are now (exactly, every rotation and flip) and
-  records what is new on the stored result (``rematch``). A new ``known_bad`` match adds the flag with a
-  conditional write that only one delivery wins, and the pipeline alerts and quarantines once, through
-  its usual path; the alert's id follows the new set of flags, so it is a new alert.
+  again, hashes every frame the pipeline analyzes, matches them against the banks as they are now
+  (exactly, every rotation and flip) and records what is new on the stored result (``rematch``). A new
+  ``known_bad`` match adds the flag with a conditional write that only one delivery wins, and the
+  pipeline alerts and quarantines once, through its usual path; the alert's id follows the new set of
+  flags, so it is a new alert.
 
 Old entries matched nothing when the result was written and match nothing now, so only entries added
 since (or a larger distance) change anything: that is what "newer entries" means here, without any
@@ -23,10 +25,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from image_analysis.analyzers.pdq import MIN_QUALITY, dihedral_from_bits, parse_hex, pdq_hash, stored_pixels
+from image_analysis.analyzers.pdq import MIN_QUALITY, dihedral_from_bits, parse_hex
 from image_analysis.banks.matcher import MAX_MATCHES, BankView
+from image_analysis.banks.screening import frame_hashes
 from image_analysis.errors import InputRejected, ObjectSkipped, ObjectUnreadable
-from image_analysis.imaging import decode
+from image_analysis.imaging import FrameLimits, decode
 from image_analysis.models import AnalysisResult, BankMatch
 from image_analysis.store import FINAL_STATUSES, result_of
 
@@ -61,8 +64,11 @@ def rematch(
     store: ResultStore,
     banks: BankScreening,
     max_pixels: int,
+    frame_limits: FrameLimits | None = None,
 ) -> Rematched:
-    """The stored result of ``ref`` matched again against ``ref.rematch_banks`` (all banks if empty)."""
+    """The stored result of ``ref`` matched again against ``ref.rematch_banks`` (all banks if empty).
+    ``frame_limits``: the pipeline's (FRAME_SAMPLES, FRAME_SCAN_LIMIT), so that an animation's frames
+    are the ones its analysis hashed, and a match in any of them is found."""
     matcher = banks.matcher
     if matcher is None:
         return Rematched("skipped", "no hash banks are configured")
@@ -73,10 +79,10 @@ def rematch(
     if "known_bad" in (existing.get("flags") or []):
         return Rematched("duplicate", "the result is known_bad already", heal=True)
     try:
-        image = decode(reader.read(ref), max_pixels)
+        image = decode(reader.read(ref), max_pixels, frames=frame_limits or FrameLimits())
     except (ObjectSkipped, ObjectUnreadable, InputRejected) as exc:
         return Rematched("skipped", f"the object cannot be hashed again: {exc}")
-    hashes = [pdq_hash(stored_pixels(image), frame=0 if image.frames > 1 else None)]
+    hashes = frame_hashes(image.analyzed)
     matcher.refresh(force=True)  # the request may be about a change seconds old
     outcome = matcher.match(hashes)
     if outcome.skipped:
@@ -118,19 +124,21 @@ def candidates(view: BankView, items: Iterable[dict[str, Any]]) -> Iterator[tupl
     """(item, "match" or "maybe") for each stored result the bank may match now and did not before."""
     wider = min(MAX_LOOKUP_DISTANCE, view.bank.distance + ESTIMATE_MARGIN)
     for item in items:
-        if not _usable(item) or any(m.get("bank") == view.bank.name for m in item.get("matches") or []):
+        if not _final(item) or any(m.get("bank") == view.bank.name for m in item.get("matches") or []):
             continue
+        usable = int(item.get("pdq_quality") or 0) >= MIN_QUALITY
         value = parse_hex(item["pdq"])
-        if view.search([value]):
+        if usable and view.search([value]):
             yield item, "match"
-        elif view.search(dihedral_from_bits(value)[1:], distance=wider):
+        elif int(item.get("frames") or 1) > 1:
+            # The result stores its first frame's hash only (the others were matched, not kept), so any
+            # later frame may be the one the new entries match, whatever the first frame's hash or quality
+            # (an animation often opens on a blank frame): only reading it again can tell. Animations are
+            # a small share of uploads, and storing every frame's hash would grow every item instead.
+            yield item, "maybe"
+        elif usable and view.search(dihedral_from_bits(value)[1:], distance=wider):
             yield item, "maybe"
 
 
-def _usable(item: dict[str, Any]) -> bool:
-    return (
-        bool(item.get("pdq"))
-        and int(item.get("pdq_quality") or 0) >= MIN_QUALITY
-        and item.get("status") in FINAL_STATUSES
-        and not item.get("deleted_at")
-    )
+def _final(item: dict[str, Any]) -> bool:
+    return bool(item.get("pdq")) and item.get("status") in FINAL_STATUSES and not item.get("deleted_at")

@@ -1,13 +1,16 @@
 """The pipeline's seam to the hash banks: one ``Screening`` per image.
 
     screening = banks.for_image()
-    plan = orchestrator.run(request, prefetched, skip_vendors=screening.skip_vendors)  # None unless asked
-    fields = screening.result_fields(plan.outputs())   # pdq, pdq_quality, matches
+    skip = screening.skip_vendors_for(image)            # None unless asked
+    plans = run_frames(orchestrator, request, prefetched, skip_vendors=skip)
+    fields = screening.result_fields(outputs)           # pdq, pdq_quality, matches (of every frame)
     flags += screening.flags
 
 With ``SKIP_VENDORS_ON_MATCH`` the orchestrator runs builtin first and asks ``skip_vendors`` with its
-output: a match with a ``known_bad`` bank skips every paid call. Either way the image is matched once,
-with the hashes builtin computed; a result without banks configured still carries its ``pdq``.
+output: a match with a ``known_bad`` bank skips every paid call. The rule is per image: an animation one of
+whose frames matches sends no frame to a vendor. Its frames run at once, so their hashes are made and
+matched before any frame runs (builtin reuses the hashes). Either way the image's hashes are matched
+once; a result without banks configured still carries its ``pdq``.
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from image_analysis.analyzers.pdq import PdqHash
+from image_analysis.analyzers.pdq import PdqHash, image_hash
 from image_analysis.banks.matcher import NOTHING, BankMatcher, MatchOutcome
 
 if TYPE_CHECKING:
+    from image_analysis.imaging import DecodedImage
     from image_analysis.providers.base import ProviderOutput
 
 
@@ -41,27 +45,48 @@ class Screening:
     def __init__(self, owner: BankScreening) -> None:
         self._owner = owner
         self._outcome: MatchOutcome | None = None
+        # The hashes ``_outcome`` is of: an outcome stands only for the hashes it matched.
+        self._matched: frozenset[PdqHash] | None = None
 
     @property
     def skip_vendors(self) -> Callable[[ProviderOutput], bool] | None:
-        """For the orchestrator: given builtin's output, whether to skip the vendors (None: never)."""
+        """For the orchestrator, for an image of one frame: given builtin's output, whether to skip the
+        vendors (None: never)."""
         return self._known_bad if self._owner.skip_vendors_on_match else None
+
+    def skip_vendors_for(self, image: DecodedImage) -> Callable[[ProviderOutput], bool] | None:
+        """``skip_vendors`` for every analyzed frame of ``image`` (None: never). For an animation, every
+        frame's hash is matched first, so that a match in any frame keeps all of them from the vendors:
+        the frames run at once, and a frame that asked its own hash alone would have sent its pixels
+        before a later frame matched."""
+        if not self._owner.skip_vendors_on_match:
+            return None
+        if len(image.analyzed) == 1:
+            return self._known_bad
+        known_bad = self.check(frame_hashes(image.analyzed)).known_bad
+        return lambda _output: known_bad
 
     def _known_bad(self, output: ProviderOutput) -> bool:
         return self.check(output.pdq).known_bad
 
     def check(self, hashes: Sequence[PdqHash]) -> MatchOutcome:
-        """The image's matches (looked up once per image)."""
-        if self._outcome is None:
+        """What ``hashes`` match (looked up once for the same hashes)."""
+        wanted = frozenset(hashes)
+        if self._outcome is None or self._matched != wanted:
             matcher = self._owner.matcher
             self._outcome = matcher.match(hashes) if matcher is not None else NOTHING
+            self._matched = wanted
             if self._outcome.skipped and matcher is not None and self._owner.logger is not None:
                 self._owner.logger.info("not matched against the hash banks", extra={"reason": self._outcome.skipped})
         return self._outcome
 
     def result_fields(self, outputs: Sequence[ProviderOutput]) -> dict[str, Any]:
-        """``pdq`` and ``pdq_quality`` of the first frame, and ``matches``, for the result."""
+        """``pdq`` and ``pdq_quality`` of the first frame, and ``matches`` of every frame, for the result."""
         hashes = next((o.pdq for o in outputs if o.pdq), [])
+        # The hashes matched to decide the skip are the image's too: a frame whose builtin then failed
+        # keeps the match that skipped the vendors. The same set is not matched again.
+        if self._matched:
+            hashes = sorted({*hashes, *self._matched}, key=lambda h: -1 if h.frame is None else h.frame)
         outcome = self.check(hashes)
         first = hashes[0] if hashes else None
         return {
@@ -73,3 +98,12 @@ class Screening:
     @property
     def flags(self) -> list[str]:
         return ["known_bad"] if self._outcome is not None and self._outcome.known_bad else []
+
+
+def frame_hashes(frames: Sequence[DecodedImage]) -> list[PdqHash]:
+    """The hash of each analyzed frame, in order; frames whose bytes equal an earlier one's are one frame
+    (as ``run_frames`` runs them once), named by the first."""
+    first: dict[str, DecodedImage] = {}
+    for frame in frames:
+        first.setdefault(frame.sha256, frame)
+    return [image_hash(frame) for frame in first.values()]

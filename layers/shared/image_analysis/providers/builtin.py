@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from image_analysis.analyzers.colors import dominant_colors
-from image_analysis.analyzers.pdq import pdq_hash, stored_pixels
+from image_analysis.analyzers.pdq import image_hash
 from image_analysis.analyzers.phash import dhash
 from image_analysis.analyzers.provenance import inspect
 from image_analysis.analyzers.quality import measure_quality
@@ -44,7 +44,8 @@ class BuiltinProvider(Provider):
             quality=measure_quality(working, provider=self.name),
             phash=dhash(working),
             # This frame's hash; ``frame`` is set for the frames of a file of several (the banks say which).
-            pdq=[pdq_hash(stored_pixels(image), frame=image.frame_index if image.source is not None else None)],
+            # Made once per frame: the hash banks' screening of an animation may have made it already.
+            pdq=[image_hash(image)],
             provenance=provenance,
             ai_generated=ai_generated,
         )
