@@ -6,11 +6,13 @@ policy itself in tests/unit/test_review_template.py."""
 
 from __future__ import annotations
 
+import io
 import uuid
 from urllib.parse import urlencode
 
 import boto3
 import pytest
+from PIL import Image
 
 from tests.integration.review_support import Uploads, ai_png, cli, plain_png, published
 
@@ -85,3 +87,17 @@ def test_a_redelivery_puts_on_the_verdict_a_crash_after_the_write_left_out(gate,
     )
     gate.redeliver(upload["event"])
     assert gate.tags(key, upload["version_id"]) == {"team": "blue", **CLEAN}
+
+
+def test_an_animation_cut_off_before_its_last_frames_gets_no_verdict(gate, prefix, table):
+    """Its last frames were never judged: the result is partial, so the version stays unreadable (the whole
+    file, every frame of it read and clean, gets its verdict)."""
+    frames = [Image.new("RGB", (64, 48), (20, 40, 200 - 10 * i)) for i in range(8)]
+    out = io.BytesIO()
+    frames[0].save(out, format="GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    whole = gate.put(f"{prefix}whole.gif", out.getvalue())
+    assert gate.tags(f"{prefix}whole.gif", whole["version_id"]) == CLEAN
+    cut = gate.put(f"{prefix}cut.gif", out.getvalue()[: int(len(out.getvalue()) * 0.8)])
+    assert gate.tags(f"{prefix}cut.gif", cut["version_id"]) == {}
+    item = table.get_item(Key={"pk": f"{gate.bucket}/{prefix}cut.gif", "sk": cut["version_id"]})["Item"]
+    assert (item["status"], item["error"]["code"], item["flags"]) == ("partial", "truncated", [])

@@ -1,7 +1,9 @@
 """Flags a moderator can trust: the cases that used to go wrong, end to end through the real orchestrator
 and pipeline (providers and AWS are stand-ins here; the vendors' own payloads are the saved ones).
 
-- an animation whose late frame is explicit is flagged, and says which frame;
+- an animation whose late frame is explicit is flagged, and says which frame, whatever its size (the
+  vendor is sent that frame);
+- an animation cut off before its last frames is partial, never clean;
 - AI or Not's nsfw (raised by a family photo) is not explicit, unless a user asks for it per label;
 - a confident "human" beats weak metadata that says "AI";
 - AI or Not's verdict decides its flag whatever its confidence;
@@ -10,6 +12,8 @@ and pipeline (providers and AWS are stand-ins here; the vendors' own payloads ar
 
 from __future__ import annotations
 
+import email
+import hashlib
 import io
 import json
 import threading
@@ -20,19 +24,21 @@ import httpx
 import pytest
 from PIL import Image
 
+from image_analysis.cache import CachedAnswer
 from image_analysis.credentials import Credentials
 from image_analysis.events import ObjectRef
-from image_analysis.imaging import FrameLimits
+from image_analysis.imaging import FrameLimits, decode
 from image_analysis.merge import Thresholds, decide_flags, merged_sections
-from image_analysis.models import AIGenerated, ModerationCategory
-from image_analysis.objects import ObjectReader
+from image_analysis.models import AIGenerated, ErrorInfo, ModerationCategory
+from image_analysis.objects import ObjectReader, clean_verdict
 from image_analysis.orchestration import Orchestrator
-from image_analysis.pipeline import Pipeline
+from image_analysis.pipeline import Pipeline, unreadable_frames_error
 from image_analysis.providers.aiornot import normalize as aiornot_normalize
 from image_analysis.providers.base import AnalysisRequest, Deadline, Provider, ProviderDeps, ProviderOutput
 from image_analysis.providers.builtin import BuiltinProvider
 from image_analysis.providers.http import RetryPolicy
 from image_analysis.providers.imagga import ImaggaProvider
+from image_analysis.providers.imagga import _prepare as imagga_prepare
 from image_analysis.settings import Settings
 from image_analysis.store import WriteOutcome
 
@@ -79,8 +85,8 @@ class RedIsExplicit(Provider):
         )
 
 
-def animation(colours: list[tuple[int, int, int]], fmt: str = "GIF") -> bytes:
-    frames = [Image.new("RGB", (64, 48), colour) for colour in colours]
+def animation(colours: list[tuple[int, int, int]], fmt: str = "GIF", size: tuple[int, int] = (64, 48)) -> bytes:
+    frames = [Image.new("RGB", size, colour) for colour in colours]
     out = io.BytesIO()
     extra = {"lossless": True} if fmt == "WEBP" else {}
     frames[0].save(out, format=fmt, save_all=True, append_images=frames[1:], duration=100, loop=0, **extra)
@@ -130,9 +136,11 @@ class Publisher:
 REF = ObjectRef("uploads", "anim.gif", None, "etag", 10, "0055AED6DCD90281E5", "ObjectCreated:Put")
 
 
-def run_pipeline(data: bytes, vendor: Provider, usage: Any = None, **env: str) -> tuple[Any, Publisher]:
+def run_pipeline(
+    data: bytes, vendor: Provider, usage: Any = None, cache: Any = None, **env: str
+) -> tuple[Any, Publisher]:
     config = settings(**env)
-    orchestrator = Orchestrator({"builtin": BuiltinProvider(), vendor.name: vendor}, config, usage=usage)
+    orchestrator = Orchestrator({"builtin": BuiltinProvider(), vendor.name: vendor}, config, cache=cache, usage=usage)
     publisher = Publisher()
     pipeline = Pipeline(
         reader=Reader(data),
@@ -217,6 +225,168 @@ def test_a_still_image_is_one_frame_and_keeps_its_frames_lists_empty() -> None:
     assert outcome.result.flags == ["nsfw"]
     assert (outcome.result.frames, outcome.result.frames_analyzed, outcome.result.frames_flagged) == (1, [], [])
     assert outcome.result.moderation.categories[0].frame is None
+
+
+# -- what a vendor is sent of each frame ----------------------------------------------------------------
+# A stand-in vendor that reads the working copy never sees what is uploaded. These frames are large enough
+# that Imagga is sent a re-encoded copy (300 px on the short side: 534x300 of a 16:9 frame, over the
+# 512 px working copy), and its stand-in judges the bytes it receives.
+
+
+def uploaded_image(request: httpx.Request) -> Image.Image:
+    """The image in a multipart upload, as the vendor would read it."""
+    message = email.message_from_bytes(
+        b"Content-Type: " + request.headers["content-type"].encode() + b"\r\n\r\n" + request.content
+    )
+    [part] = [p for p in message.get_payload() if p.get_param("name", header="content-disposition") == "image"]
+    return Image.open(io.BytesIO(part.get_payload(decode=True))).convert("RGB")
+
+
+def mean_colour(image: Image.Image) -> tuple[int, ...]:
+    return image.convert("RGB").resize((1, 1), Image.Resampling.BOX).getpixel((0, 0))
+
+
+def is_red(colour: tuple[int, ...]) -> bool:
+    return colour[0] > 150 and colour[1] < 80
+
+
+class ImaggaJudgesTheUpload:
+    """Imagga's nsfw_beta as a transport: nsfw when the uploaded picture is mostly red."""
+
+    def __init__(self) -> None:
+        self.uploaded: list[str] = []  # sha256 of every upload, in the order received
+        self._lock = threading.Lock()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/v2/categories/nsfw_beta"
+        image = uploaded_image(request)
+        with self._lock:
+            self.uploaded.append(hashlib.sha256(request.content).hexdigest())
+        name, confidence = ("nsfw", 95.0) if is_red(mean_colour(image)) else ("safe", 99.0)
+        body = {
+            "result": {"categories": [{"confidence": confidence, "name": {"en": name}}]},
+            "status": {"type": "success"},
+        }
+        return httpx.Response(200, json=body)
+
+
+def imagga_nsfw(handler: Any) -> ImaggaProvider:
+    config = settings(IMAGGA_API_KEY="k", IMAGGA_API_SECRET="s", IMAGGA_ENDPOINTS="nsfw")
+    deps = ProviderDeps(
+        settings=config, credentials=Credentials(config), http=httpx.Client(transport=httpx.MockTransport(handler))
+    )
+    return ImaggaProvider.create(deps)
+
+
+LATE_RED = [*BLUES, RED, BLUES[0], BLUES[1]]
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "WEBP", "PNG"])
+def test_a_large_animation_whose_fourth_frame_is_explicit_is_flagged_by_what_imagga_is_sent(fmt: str) -> None:
+    """Each frame's vendor copy used to be made from the decoder's image, which had moved on to the last
+    frame: every upload showed frame 5, and a 1280x720 animation with an explicit frame 3 came out clean."""
+    vendor = ImaggaJudgesTheUpload()
+    outcome, publisher = run_pipeline(animation(LATE_RED, fmt, (1280, 720)), imagga_nsfw(vendor))
+    result = outcome.result
+    assert (result.status, result.flags, len(publisher.alerts)) == ("succeeded", ["nsfw"], 1)
+    assert result.frames_analyzed == [0, 1, 2, 3, 4, 5]
+    assert result.frames_flagged == [3]
+    [explicit] = [c for c in result.moderation.categories if c.name == "explicit"]
+    assert (explicit.frame, explicit.confidence) == (3, 0.95)
+    # Four distinct frames, four distinct uploads (frames 4 and 5 repeat 0 and 1 and are not sent again).
+    assert len(vendor.uploaded) == 4 and len(set(vendor.uploaded)) == 4
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "WEBP", "PNG"])
+def test_each_frames_vendor_copy_holds_that_frames_pixels(fmt: str) -> None:
+    image = decode(animation(LATE_RED, fmt, (1280, 720)), 10**8, frames=FrameLimits())
+    sent = {}
+    for view in image.views:
+        payload, _, size = imagga_prepare(view, 300)
+        assert (size.width, size.height) == (534, 300)  # re-encoded, from the view's own master
+        colour = mean_colour(Image.open(io.BytesIO(payload)))
+        expected = LATE_RED[view.frame_index]
+        assert all(abs(a - b) <= 2 for a, b in zip(colour, expected, strict=True)), (view.frame_index, colour)
+        sent[view.frame_index] = hashlib.sha256(payload).hexdigest()
+    assert sent[0] != sent[3]
+    # The file's own master is frame 0 as well, not the frame the views left the decoder on.
+    payload, _ = image.encoded_for(frozenset({"png"}), 10**8, 1000)
+    assert mean_colour(Image.open(io.BytesIO(payload))) == BLUES[0]
+
+
+class CacheOfTheBrokenRelease:
+    """A content cache holding what the release that sent every frame as the last one decoded wrote: under
+    the frame's sha256, Imagga's "safe" for the explicit frame."""
+
+    def __init__(self, poisoned_sha256: str) -> None:
+        self.poisoned = poisoned_sha256
+        self.asked: list[str] = []
+
+    def get(self, key: str) -> CachedAnswer | None:
+        self.asked.append(key)
+        if not key.startswith(f"{self.poisoned}#imagga#"):
+            return None
+        safe = ModerationCategory(name="safe", confidence=0.99, provider="imagga", source_label="safe")
+        return CachedAnswer(ProviderOutput(moderation=[safe]), 1)
+
+    def put(self, key: str, output: ProviderOutput, calls: int) -> bool:
+        return True
+
+
+def test_a_frames_answer_cached_by_the_release_that_sent_the_wrong_frame_is_never_read() -> None:
+    data = animation(LATE_RED, "WEBP", (1280, 720))
+    [frame3] = [v for v in decode(data, 10**8, frames=FrameLimits()).views if v.frame_index == 3]
+    cache = CacheOfTheBrokenRelease(frame3.sha256)
+    outcome, _ = run_pipeline(data, imagga_nsfw(ImaggaJudgesTheUpload()), cache=cache)
+    assert outcome.result.flags == ["nsfw"] and outcome.result.frames_flagged == [3]
+    [run] = [r for r in outcome.result.providers if r.name == "imagga"]
+    assert run.status == "succeeded" and run.calls == 4  # every frame asked afresh, none served stale
+    assert any(key.startswith(frame3.sha256) for key in cache.asked)  # its key does start with the bytes
+
+
+# -- an animation cut off before its last frames -------------------------------------------------------
+
+
+def cut(data: bytes, fraction: float) -> bytes:
+    return data[: int(len(data) * fraction)]
+
+
+@pytest.mark.parametrize(
+    ("colours", "flags", "flagged"),
+    [
+        # The red frame is among those cut off: nothing read is explicit, and yet it is no clean verdict.
+        ([(20, 40, 200 - 10 * i) for i in range(7)] + [RED], [], []),
+        # A red frame among those read still flags the file.
+        ([(20, 40, 200), (20, 40, 190), RED] + [(20, 40, 170 - 10 * i) for i in range(5)], ["nsfw"], [2]),
+    ],
+    ids=["red frame cut off", "red frame read"],
+)
+def test_an_animation_cut_off_before_its_last_frames_is_partial_and_never_clean(
+    colours: list[tuple[int, int, int]], flags: list[str], flagged: list[int]
+) -> None:
+    outcome, _ = run_pipeline(cut(animation(colours), 0.8), RedIsExplicit())
+    result = outcome.result
+    assert outcome.action == "done"  # the same bytes would break off again: not retried
+    # Pillow finds seven frames' headers in what is left, and decodes six of them.
+    assert (result.frames, result.frames_analyzed) == (7, [0, 1, 2, 3, 4, 5])
+    assert result.status == "partial"
+    assert result.error.code == "truncated"
+    assert result.error.message.startswith("frame 6 of 7 could not be decoded")
+    assert (result.flags, result.frames_flagged) == (flags, flagged)
+    assert result.omitted == {"frames": 1}
+    assert clean_verdict(result) is False
+
+
+def test_a_provider_error_keeps_its_code_when_frames_are_also_unreadable() -> None:
+    """The runbook finds results to run again by their error code (quota_exhausted): a cut-off animation
+    whose vendor also ran out of quota is still found, and its message names the frames too."""
+    quota = ErrorInfo(code="quota_exhausted", message="imagga: the daily cap of 3 calls is reached")
+    error = unreadable_frames_error((6, 7), 8, quota)
+    assert error.code == "quota_exhausted"
+    assert error.message == (
+        "imagga: the daily cap of 3 calls is reached; frames 6, 7 of 8 could not be decoded "
+        "(the file is cut off or corrupt): not analyzed"
+    )
 
 
 # -- each vendor read as it documents itself ------------------------------------------------------------
@@ -369,8 +539,6 @@ def test_the_options_go_in_the_query_string_and_colors_skip_the_object_split() -
     deps = ProviderDeps(
         settings=config, credentials=Credentials(config), http=httpx.Client(transport=httpx.MockTransport(handler))
     )
-    from image_analysis.imaging import decode
-
     ImaggaProvider.create(deps).analyze(
         AnalysisRequest(image=decode(photo(), 10**8), object_id="x", deadline=Deadline(30))
     )

@@ -5,7 +5,8 @@ settings except keys, its normalizer version, and the schema version of the norm
 capabilities the answer covers (what it was asked, within what the adapter has switched on). So a changed
 option, a new normalizer or a new result schema never reuses a stale answer, and an answer to a narrower
 question (routing asked only for moderation) is never taken for a wider one. The bytes are those sent:
-the file, or for a frame of an animation that frame's own bytes. An entry that does not decompress or
+the file, or for a frame of an animation that frame's own bytes, with ``imaging.FRAME_CACHE_GENERATION``
+(frames' answers cached before a fix to what frames were sent are never read). An entry that does not decompress or
 validate against today's model is a miss, never a failure of the record.
 The item also keeps how many vendor requests the answer took: a hit saves that
 many. Items expire through the table's time-to-live attribute. An entry keeps the labels a result keeps

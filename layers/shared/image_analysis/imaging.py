@@ -20,7 +20,8 @@ Files of several frames (animated GIF, WebP and PNG, multi-page TIFF, multi-imag
 at most ``FrameLimits.samples`` frames, spread evenly over the frame indexes with the first and the last
 included, found by decoding at most ``FrameLimits.scan_limit`` frames in order. Each sampled frame is a
 ``DecodedImage`` of its own (``views``): a PNG of the flattened, bounded frame, whose bytes are what
-vendors are sent and what their cached answers are keyed by.
+vendors are sent and what their cached answers are keyed by. Each view owns its pixels (the decoder's
+image moves on to the next frame); sampled frames after the file breaks off are ``frames_unreadable``.
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ FRAME_MAX_SIDE = 1280
 PDQ_SIDE = 512
 # Modes whose working copy is not a plain reduction of ``convert("RGB")`` (analyzers.pdq._FROM_ORIGINAL).
 _PDQ_OWN_COPY = frozenset({"RGBA", "LA", "PA", "P", "RGBa", "La", "1", "I", "I;16", "I;16B", "I;16L", "F"})
+# Part of a frame's content-cache key (``DecodedImage.cache_id``): answers cached for frames before each
+# frame's vendor copies were made from its own pixels may be about another frame of the file (the last one
+# decoded), and are never read. Raise it whenever what a frame's cached answer is about changes.
+FRAME_CACHE_GENERATION = 2
 # Formats whose extra frames are frames of the picture (MPO's second image is a depth map or stereo pair).
 MULTI_FRAME_FORMATS = frozenset({"gif", "webp", "png", "tiff", "heic", "heif", "avif"})
 
@@ -190,8 +195,8 @@ class DecodedImage:
     source: DecodedImage | None = field(default=None, repr=False, compare=False)
     # The sampled frames of a file of several frames (``analyzed``); empty for one frame.
     views: tuple[DecodedImage, ...] = field(default=(), repr=False, compare=False)
-    # Sampled frames that could not be decoded (the file broke off before them).
-    frames_unreadable: int = 0
+    # The indexes of sampled frames that could not be decoded (the file broke off before them).
+    frames_unreadable: tuple[int, ...] = ()
     _master: _Master = field(default_factory=_Master, repr=False, compare=False)
     # Vendor copies already made, by (formats, max_bytes, max_side, strip): providers asking for the same
     # copy share one encoding. Shared by the copies ``for_vendor`` makes, guarded by its lock.
@@ -238,6 +243,12 @@ class DecodedImage:
     @cached_property
     def sha256(self) -> str:
         return hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def cache_id(self) -> str:
+        """What this image's cached vendor answers are keyed by: the sha256 of its bytes, and for a frame
+        of an animation also ``FRAME_CACHE_GENERATION``."""
+        return self.sha256 if self.source is None else f"{self.sha256}.f{FRAME_CACHE_GENERATION}"
 
     @property
     def content_type(self) -> str:
@@ -491,6 +502,11 @@ def _decode(data: bytes, max_pixels: int, limits: FrameLimits | None) -> Decoded
     # from the file only if a vendor needs more than that.
     reduced = image.format == "JPEG" and image.size != (width, height)
     first = _bounded_frame(image, orientation, MASTER_MAX_PIXELS)
+    animated = frames > 1 and limits is not None and ("heic" if fmt == "heif" else fmt) in MULTI_FRAME_FORMATS
+    if animated and first is image:
+        # The frame views seek the decoder's image on to later frames: a master that was that image would
+        # show the last frame decoded, not the first.
+        first = image.copy()
     backdrop = best_backdrop(first) if is_transparent(first) else None
     pdq_source = _pdq_source(first) if mode in _PDQ_OWN_COPY else None
     working = _to_rgb(
@@ -520,7 +536,7 @@ def _decode(data: bytes, max_pixels: int, limits: FrameLimits | None) -> Decoded
         pdq_source=pdq_source,
         _master=master,
     )
-    if frames > 1 and limits is not None and decoded.format in MULTI_FRAME_FORMATS:
+    if animated and limits is not None:
         views, unreadable = _frame_views(image, decoded, orientation, limits)
         object.__setattr__(decoded, "views", views)  # built after the file's image, which they point back at
         object.__setattr__(decoded, "frames_unreadable", unreadable)
@@ -568,10 +584,11 @@ def _jpeg_master(data: bytes, orientation: int | None) -> Image.Image:
 
 def _frame_views(
     image: Image.Image, file: DecodedImage, orientation: int | None, limits: FrameLimits
-) -> tuple[tuple[DecodedImage, ...], int]:
-    """The sampled frames as images of their own. Frames are decoded in order (delta-coded formats need
-    the frames before); a frame that fails to decode ends the scan, and the frames after it are counted
-    as unreadable rather than failing the file whose first frames are fine."""
+) -> tuple[tuple[DecodedImage, ...], tuple[int, ...]]:
+    """The sampled frames as images of their own, and the indexes of those that could not be decoded.
+    Frames are decoded in order (delta-coded formats need the frames before); a frame that fails to decode
+    ends the scan, and it and the sampled frames after it are unreadable rather than failing the file
+    whose first frames are fine (the result says so: it is ``partial``)."""
     canvas = max(1, image.width * image.height)
     scan = max(1, min(limits.scan_limit, FRAME_SCAN_PIXELS // canvas))
     wanted = sample_frames(file.frames, FrameLimits(limits.samples, scan))
@@ -587,7 +604,7 @@ def _frame_views(
                 raise
             break
         views.append(_frame_view(image, file, orientation, index))
-    return tuple(views), len(wanted) - len(views)
+    return tuple(views), tuple(wanted[len(views) :])
 
 
 def _frame_view(image: Image.Image, file: DecodedImage, orientation: int | None, index: int) -> DecodedImage:
@@ -597,6 +614,11 @@ def _frame_view(image: Image.Image, file: DecodedImage, orientation: int | None,
     backdrop = best_backdrop(frame) if is_transparent(frame) else None
     pdq_source = _pdq_source(frame) if frame.mode in _PDQ_OWN_COPY else None
     flat = _to_rgb(frame, backdrop or "white")
+    if flat is image:
+        # An upright RGB frame within the bounds comes through _bounded_frame and _to_rgb as the decoder's
+        # image itself, which _frame_views then seeks on: this view's master (what every vendor copy over
+        # the working size is made from) would show the last frame decoded. The view owns its pixels.
+        flat = image.copy()
     out = io.BytesIO()
     # Lossless and deterministic: the same frame always gives the same bytes, hence the same cache key.
     flat.save(out, format="PNG", compress_level=1)

@@ -284,7 +284,9 @@ class AnalysisResult(_Model):
     orientation: int | None = Field(default=None, ge=1, le=8, description="EXIF orientation tag, when present.")
     frames: int | None = Field(default=None, ge=1, description="Frames in the file.")
     frames_analyzed: list[int] = Field(
-        default=[], description="For more than one frame: the 0-based indexes of the frames analyzed."
+        default=[],
+        description="For more than one frame: the 0-based indexes of the frames analyzed. A sampled frame "
+        "that could not be decoded (the file is cut off) is not among them, and the result is partial.",
     )
     frames_flagged: list[int] = Field(
         default=[], description="For more than one frame: the 0-based indexes of those that reached a threshold."
@@ -302,8 +304,17 @@ class AnalysisResult(_Model):
     matches: list[BankMatch] = Field(
         default=[], description="Hash-bank entries within their bank's distance, nearest first."
     )
-    status: Status
-    error: ErrorInfo | None = None
+    status: Status = Field(
+        description="succeeded; partial: a capability had no answer (a provider or a routed capability, or "
+        "sampled frames of an animation that could not be decoded; error says which); failed (transient, "
+        "retries exhausted); rejected (bad input); skipped (object gone or overwritten). The delivery gate's "
+        "verdict=clean goes only on a succeeded result without flags (or a human approval)."
+    )
+    error: ErrorInfo | None = Field(
+        default=None,
+        description="When status is not succeeded. Sampled frames that could not be decoded: code truncated, "
+        "the message naming them (a provider's error, when there is one too, keeps its code and gains them).",
+    )
     attempts: int = 1
     providers: list[ProviderRun] = []
     labels: list[Label] = []
@@ -337,8 +348,9 @@ class AnalysisResult(_Model):
     )
     omitted: dict[str, int] = Field(
         default={},
-        description="What was left out to keep the item under DynamoDB's 400 KB: raw answers by provider "
-        "(raw.<provider>, bytes) and section entries (e.g. labels, moderation.categories; entries dropped).",
+        description="What was left out: to keep the item under DynamoDB's 400 KB, raw answers by provider "
+        "(raw.<provider>, bytes) and section entries (e.g. labels, moderation.categories; entries dropped); "
+        "frames: sampled frames of an animation that could not be decoded (the result is partial).",
     )
     analyzed_at: str
     schema_version: int = SCHEMA_VERSION

@@ -31,7 +31,8 @@ VERDICT_CLEAN = "clean"
 def clean_verdict(result: AnalysisResult) -> bool:
     """Whether the gate lets this object version be served: a human approval, or a complete result
     with no flag that no human rejected. A partial result decided nothing (a provider that did not
-    answer is no verdict of "safe"); rejected, failed and skipped results are never clean."""
+    answer, or frames of an animation that could not be decoded, are no verdict of "safe"); rejected,
+    failed and skipped results are never clean."""
     review = result.review
     if review is not None and review.status in ("approved", "rejected"):
         return review.status == "approved"

@@ -538,7 +538,7 @@ class Orchestrator:
         covers = enabled & capabilities if capabilities is not None else enabled
         cache_key = None
         if self.cache is not None and name != "builtin":
-            cache_key = ContentCache.key(request.image.sha256, name, self._fingerprints[name], covers)
+            cache_key = ContentCache.key(request.image.cache_id, name, self._fingerprints[name], covers)
             lookup = traffic.lookups.pop(cache_key, None)
             cached = lookup.result() if lookup is not None else self.cache.get(cache_key)
             if cached is not None:

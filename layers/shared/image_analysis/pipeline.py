@@ -66,6 +66,18 @@ class TransientFailure(Exception):
         self.error = error
 
 
+def unreadable_frames_error(unreadable: tuple[int, ...], frames: int, error: ErrorInfo | None) -> ErrorInfo:
+    """The result's error when sampled frames could not be decoded: ``truncated``, naming them. A provider's
+    error already there keeps its code (what a rerun can fix, e.g. ``quota_exhausted``, and what the
+    runbook selects results by) and gains the frames in its message."""
+    which = ", ".join(str(index) for index in unreadable)
+    noun = "frame" if len(unreadable) == 1 else "frames"
+    message = f"{noun} {which} of {frames} could not be decoded (the file is cut off or corrupt): not analyzed"
+    if error is None:
+        return ErrorInfo(code="truncated", message=message)
+    return error.model_copy(update={"message": f"{error.message}; {message}"})
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -375,7 +387,11 @@ class Pipeline:
             status = overall_status(runs)
             failed = [r.error for r in runs if r.error is not None]
             error = failed[0] if status != "succeeded" and failed else None
-        omitted = {"frames": image.frames_unreadable} if image.frames_unreadable else {}
+        if image.frames_unreadable:
+            # Sampled frames the file broke off before were never judged: a capability had no answer for
+            # them, so the result is partial (never the gate's clean), with the flags of the frames read.
+            status, error = "partial", unreadable_frames_error(image.frames_unreadable, image.frames, error)
+        omitted = {"frames": len(image.frames_unreadable)} if image.frames_unreadable else {}
         return AnalysisResult(
             **base,
             size_bytes=image.size_bytes,
