@@ -115,3 +115,68 @@ def test_each_flag_set_of_a_version_alerts_once_whatever_results_come_and_go(
     assert item(table, stack.bucket, key)["flags"] == ["ai_generated"]
     assert alerts() == []
     assert item(table, stack.bucket, key)["alert_id"] == first["Message"]["alert_id"]
+
+
+def test_a_result_carrying_a_review_is_written_again_only_when_the_review_alone_moved(stack, table, prefix):
+    """The write of a result that carries a review over holds only while the item carries that review. A
+    newer result still wins whatever its review; a review that changes before every write gives up."""
+    from image_analysis.models import AnalysisResult, Review
+    from image_analysis.store import REVIEW_WRITE_ATTEMPTS, ResultStore, ReviewKeptChanging
+
+    store = ResultStore(stack.table, aws_clients()["dynamodb"])
+    key = f"{prefix}carried.png"
+    pending = {"status": "pending", "appeals": 0}
+    approved = {"status": "approved", "decided_by": "arn:aws:iam::1:user/a", "decided_at": "2026-12-07T10:00:00.000Z"}
+    approved = {**approved, "appeals": 0}
+
+    def result(review: dict, analyzed_at: str) -> AnalysisResult:
+        return AnalysisResult(
+            bucket=stack.bucket,
+            key=key,
+            status="succeeded",
+            sha256="a" * 64,
+            flags=["ai_generated"],
+            review=Review.model_validate(review),
+            analyzed_at=analyzed_at,
+        )
+
+    newer, older = "2" * 32, "1" * 32
+    assert store.put_result(result(pending, "2026-12-07T10:00:02.000Z"), newer)
+    calls = []
+
+    def carry_again(stored):
+        calls.append(stored["review"])
+        return result(stored["review"], "2026-12-07T10:00:01.000Z"), stored["review"]
+
+    # Older than the stored result, same review: lost, as any older write is; nothing written again.
+    assert not store.put_result(
+        result(pending, "2026-12-07T10:00:01.000Z"), older, carried_from=pending, carry_again=carry_again
+    )
+    assert calls == []
+    # A decision was taken meanwhile, and the stored result is newer: written again with the decision,
+    # which still loses to the newer result.
+    table.update_item(
+        Key={"pk": f"{stack.bucket}/{key}", "sk": "null"},
+        UpdateExpression="SET review = :r",
+        ExpressionAttributeValues={":r": approved},
+    )
+    assert not store.put_result(
+        result(pending, "2026-12-07T10:00:01.000Z"), older, carried_from=pending, carry_again=carry_again
+    )
+    assert calls == [approved]
+    stored = item(table, stack.bucket, key)
+    assert (stored["seq"], stored["analyzed_at"], stored["review"]) == (newer, "2026-12-07T10:00:02.000Z", approved)
+
+    # A review that is another one before every write (here: each write carries a stale one over).
+    calls.clear()
+
+    def stale_again(stored):
+        calls.append(stored["review"])
+        return result(pending, "2026-12-07T10:00:03.000Z"), pending
+
+    with pytest.raises(ReviewKeptChanging):
+        store.put_result(
+            result(pending, "2026-12-07T10:00:03.000Z"), "3" * 32, carried_from=pending, carry_again=stale_again
+        )
+    assert len(calls) == REVIEW_WRITE_ATTEMPTS - 1
+    assert item(table, stack.bucket, key)["seq"] == newer  # nothing was written

@@ -3,13 +3,17 @@ audit history, the decisions topic, and what the review function then does to th
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import boto3
 import pytest
 
 from image_analysis.review.ids import ReviewId
+from image_analysis.runtime import aws_clients, build_runtime
+from local.driver import LambdaContext, load_function_module
 from tests.integration.review_support import MODERATOR, Uploads, ai_png, cli, plain_png, published
+from tests.integration.test_pipeline_end_to_end import sqs_event
 
 pytestmark = pytest.mark.integration
 
@@ -125,6 +129,50 @@ def test_an_unflagged_upload_needs_no_review_and_new_bytes_reopen_it(
     assert queue_item(review, stack.bucket, key)["status"] == "pending"
     uploads.put(key, plain_png(2))
     assert "review" not in result_item(stack, key) and queue_item(review, stack.bucket, key) is None
+
+
+@pytest.mark.parametrize("mode", ["flagged", "off"])
+def test_an_approval_taken_while_a_reprocess_writes_its_result_is_kept(
+    stack, review, review_handler, uploads, prefix, capsys, flagged_mode, monkeypatch, mode
+):
+    key = f"{prefix}raced-{mode}.png"
+    first = uploads.put(key, ai_png(8))
+    before = result_item(stack, key)
+    assert before["review"] == {"status": "pending", "appeals": 0}
+    assert uploads.tags(key)["moderation"] == "flagged"
+    # With review off the reprocess carries the review it read before the vendor calls; with it on, the
+    # review read again after them. Either way a moderator can decide before the result is written.
+    monkeypatch.setenv("REVIEW_MODE", mode)
+    pk, url, rid = f"{stack.bucket}/{key}", f"s3://{stack.bucket}/{key}", str(uuid.uuid4())
+    decided = []
+
+    def approve_before_the_write(params, **_):
+        body = json.loads(params["body"])
+        if decided or body["TableName"] != stack.table or body["Item"]["pk"]["S"] != pk:
+            return
+        decided.append("approve")  # first: the command line's own calls pass here too
+        decided.append(cli(stack, capsys, "review", "approve", url)[0])
+
+    # A fresh container whose DynamoDB client approves just before the result's write goes out.
+    module = load_function_module()
+    clients = aws_clients()
+    clients["dynamodb"].meta.events.register("before-call.dynamodb.PutItem", approve_before_the_write)
+    module._runtime = build_runtime(clients=clients, logger=module.logger, metrics=module.metrics)
+    reprocess = {**first["event"], "imageAnalysis": {"reprocess": {"id": rid, "reason": "calibrated"}}}
+    assert module.lambda_handler(sqs_event(reprocess), LambdaContext()) == {"batchItemFailures": []}
+    assert decided == ["approve", 0]
+
+    after = result_item(stack, key)
+    assert after["review"]["status"] == "approved" and after["review"]["decided_by"] == MODERATOR
+    # The rest of the item is the reprocess's own analysis.
+    assert after["reprocess"]["id"] == rid and after["analyzed_at"] > before["analyzed_at"]
+    assert after["flags"] == ["ai_generated"] and after["sha256"] == before["sha256"]
+    queued = queue_item(review, stack.bucket, key)
+    assert (queued["status"], queued["decided_by"]) == ("approved", MODERATOR)  # not reopened
+    assert [m["decision"] for m in published(review)] == ["approve"]
+    # The review function applies the approval to what the item says: the quarantine comes off.
+    review.drain_effects(review_handler)
+    assert "moderation" not in uploads.tags(key)
 
 
 def test_with_review_off_the_pipeline_makes_no_request_for_review(stack, review, uploads, prefix, monkeypatch):

@@ -112,7 +112,7 @@ class Store:
     def get(self, pk: str, sk: str) -> None:
         return None
 
-    def put_result(self, result: Any, sequence: str, event_time: str | None = None) -> WriteOutcome:
+    def put_result(self, result: Any, sequence: str, event_time: str | None = None, **review: Any) -> WriteOutcome:
         self.written.append(result)
         return WriteOutcome(True)
 

@@ -66,18 +66,18 @@ def intake(mode="flagged", stored=None, queue=None):
 
 def test_a_flagged_result_opens_a_pending_review_and_an_unflagged_one_none():
     made, reads = intake()
-    assert made.prepare(result(flags=["nsfw"], nsfw=0.9), None).review == Review(status="pending")
-    assert made.prepare(result(nsfw=0.7), None).review is None
+    assert made.prepare(result(flags=["nsfw"], nsfw=0.9), None).result.review == Review(status="pending")
+    assert made.prepare(result(nsfw=0.7), None).result.review is None
     assert reads == []  # nothing stored: nothing to read again
 
 
 def test_borderline_also_reviews_scores_within_the_margin_under_a_threshold():
     made, _ = intake(mode="borderline")
-    assert made.prepare(result(nsfw=0.66), None).review == Review(status="pending")  # 0.8 - 0.15 = 0.65
-    assert made.prepare(result(nsfw=0.64), None).review is None
-    assert made.prepare(result(ai=0.7), None).review == Review(status="pending")
+    assert made.prepare(result(nsfw=0.66), None).result.review == Review(status="pending")  # 0.8 - 0.15 = 0.65
+    assert made.prepare(result(nsfw=0.64), None).result.review is None
+    assert made.prepare(result(ai=0.7), None).result.review == Review(status="pending")
     # A rejected or failed result decided nothing a person could review.
-    assert made.prepare(result(status="rejected", nsfw=0.9), None).review is None
+    assert made.prepare(result(status="rejected", nsfw=0.9), None).result.review is None
     assert within_margin(result(nsfw=0.5), Thresholds(categories={"explicit": 0.6}), 0.15)
 
 
@@ -85,15 +85,19 @@ def test_the_same_bytes_keep_the_decision_read_again_before_the_write():
     approved = {"review": {"status": "approved", "decided_by": "arn:x", "appeals": 0}, "sha256": SHA}
     stale = {"pk": "photos/a#b.jpg", "sk": "null", "review": {"status": "pending"}, "sha256": SHA, "flags": ["nsfw"]}
     made, reads = intake(stored={**stale, **approved})
-    again = made.prepare(result(flags=["nsfw"], nsfw=0.9), stale)
-    # A moderator approved while the vendors answered: the write keeps the approval, not the stale pending.
+    again, carried_from = made.prepare(result(flags=["nsfw"], nsfw=0.9), stale)
+    # A moderator approved while the vendors answered: the write keeps the approval, not the stale pending,
+    # and holds only while the item still carries that approval.
     assert again.review.status == "approved" and reads == [("photos/a#b.jpg", "null")]
+    assert carried_from == approved["review"]
 
 
 def test_new_bytes_reopen_and_a_new_flag_reopens_an_approval():
     stored = {"pk": "p", "sk": "null", "review": {"status": "rejected", "appeals": 1}, "sha256": "b" * 64}
     made, _ = intake(stored=stored)
-    assert made.prepare(result(flags=["nsfw"], nsfw=0.9), stored).review == Review(status="pending")
+    reopened = made.prepare(result(flags=["nsfw"], nsfw=0.9), stored)
+    # A review of other bytes is not carried over: the write does not depend on it.
+    assert reopened.result.review == Review(status="pending") and reopened.carried_from is None
     approved = {"review": {"status": "approved", "appeals": 2}, "sha256": SHA, "flags": ["nsfw"]}
     assert carried(result(flags=["nsfw"]), approved).status == "approved"
     assert carried(result(flags=["nsfw", "ai_generated"]), approved) == Review(status="pending", appeals=2)
@@ -113,9 +117,10 @@ def test_the_queue_follows_the_result_open_reopen_close_and_nothing_for_a_carrie
 
 def test_off_keeps_an_earlier_decision_from_the_item_already_read_and_asks_nothing():
     stored = {"review": {"status": "rejected", "decided_by": "arn:y", "appeals": 0}, "sha256": SHA}
-    kept = PassiveReview().prepare(result(flags=["nsfw"]), stored)
+    kept, carried_from = PassiveReview().prepare(result(flags=["nsfw"]), stored)
     assert kept.review.status == "rejected" and kept.review.decided_by == "arn:y"
-    assert PassiveReview().prepare(result(flags=["nsfw"]), None).review is None
+    assert carried_from == stored["review"]
+    assert PassiveReview().prepare(result(flags=["nsfw"]), None).result.review is None
 
 
 @pytest.mark.parametrize(

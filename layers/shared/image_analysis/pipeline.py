@@ -252,9 +252,8 @@ class Pipeline:
             self.store.put_failure(failed, sequence, ref.ordering_time)
             self._count("ImagesFailed")
             return Outcome("retry", "failed", exc.error.message, result=failed)
-        result = self.review.prepare(result, existing)
         # The frames as decoded: a review that opens gets its thumbnails from them, not from a second decode.
-        return self._commit(ref, result, sequence, deadline, plans[0].frames if plans else ())
+        return self._commit(ref, result, existing, sequence, deadline, plans[0].frames if plans else ())
 
     def shared_answers(self, records: int) -> SharedAnswers:
         """Where a batch's ``records`` collect their fresh vendor answers, to be cached with one request
@@ -428,15 +427,32 @@ class Pipeline:
         return AnalysisResult(**base, size_bytes=size, status="rejected", error=exc.info(), analyzed_at=_now())
 
     def _commit(
-        self, ref: ObjectRef, result: AnalysisResult, sequence: str, deadline: Deadline, frames: Any = ()
+        self,
+        ref: ObjectRef,
+        analyzed: AnalysisResult,
+        existing: dict[str, Any] | None,
+        sequence: str,
+        deadline: Deadline,
+        frames: Any = (),
     ) -> Outcome:
         # Whatever the vendors answered, the item stays under DynamoDB's 400 KB: a put that is too big
-        # would fail on every delivery.
-        result = fit_result(result)
-        written = self.store.put_result(result, sequence, ref.ordering_time)
+        # would fail on every delivery. Fitted once before the review is carried over (a review is a couple
+        # of KB at most, well inside the budget's margin), so that each write below has the same content.
+        analyzed = fit_result(analyzed)
+        result, carried_from = self.review.prepare(analyzed, existing)
+        written = self.store.put_result(
+            result,
+            sequence,
+            ref.ordering_time,
+            carried_from=carried_from,
+            # A moderator decided after the review was read: the result carries the decision now stored.
+            carry_again=lambda stored: self.review.prepare(analyzed, stored),
+        )
         if not written:
             existing = self.store.get(ref.pk, ref.sk) or {}
             return self._duplicate(ref, existing, deadline, "a result for this or a newer event exists")
+        if written.result is not None:
+            result = written.result
         self._count(f"Images{result.status.capitalize()}")
         self.review.record(result, written.replaced, frames)
         settled = self.actions.after_write(ref, result, sequence, deadline, written.replaced)

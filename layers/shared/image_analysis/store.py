@@ -9,6 +9,11 @@ when the result it keeps had failed. ``alert_id`` is set after the alert
 went out (who may publish it is the alert ledger's to decide, ``alert_ledger``), so a later delivery can
 publish what a crash left unpublished.
 
+A result of the same bytes written again (a duplicate, a reprocess) carries over the human review the item
+had (``review.intake``); its write holds only while the item still carries that review, so that a
+moderator's decision taken in between is never overwritten: the result then carries the decision now
+stored and is written again (``put_result``).
+
 A result written without a sequencer (a backfill or reconcile message) is adopted by the real S3 event
 of the same bytes when it arrives (``adopt_sequence``), instead of being analyzed and alerted again. A
 deletion keeps a watermark even when results are deleted (``OnDelete=delete``): a content-free item that
@@ -39,17 +44,24 @@ FINAL_STATUSES = ("succeeded", "partial", "rejected", "skipped")
 # A failed item that a retry of its event completes. A deleted object's item never is, whatever status
 # its tombstone kept: a tombstone of a failed upload says ``failed`` and must still stay a tombstone.
 RETRYABLE = "(#status = :failed AND attribute_not_exists(deleted_at))"
+# Writes of one result when moderators' decisions keep landing between the read of the review it carries
+# over and the write (each a human action: a second one within milliseconds is already rare).
+REVIEW_WRITE_ATTEMPTS = 4
 # How long a deleted object's watermark outlives it with OnDelete=delete: longer than a message can live
 # in the queue and its dead-letter queue (14 days each) before it could be redriven.
 DELETE_WATERMARK_DAYS = 30
 
 
 class WriteOutcome:
-    """Whether a result write landed, and the item it replaced (None when there was none)."""
+    """Whether a result write landed, the item it replaced (None when there was none), and the result
+    written when it is not the one given (it carries a decision taken meanwhile; None otherwise)."""
 
-    def __init__(self, written: bool, replaced: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, written: bool, replaced: dict[str, Any] | None = None, result: AnalysisResult | None = None
+    ) -> None:
         self.written = written
         self.replaced = replaced
+        self.result = result
 
     def __bool__(self) -> bool:
         return self.written
@@ -129,6 +141,19 @@ def result_of(item: dict[str, Any]) -> AnalysisResult:
     return AnalysisResult.model_validate(document)
 
 
+class ReviewKeptChanging(RuntimeError):
+    """Every write of a result found a review other than the one it carried over (REVIEW_WRITE_ATTEMPTS
+    decisions in a row): nothing was written, and the event is delivered again."""
+
+
+class _ReviewMoved(Exception):
+    """A write lost only because the item no longer carries the review the result carried over."""
+
+    def __init__(self, current: dict[str, Any] | None) -> None:
+        super().__init__("the stored review changed")
+        self.current = current
+
+
 class ResultStore:
     def __init__(
         self,
@@ -198,7 +223,14 @@ class ResultStore:
                     found[key] = None
         return found
 
-    def put_result(self, result: AnalysisResult, sequence: str, event_time: str | None = None) -> WriteOutcome:
+    def put_result(
+        self,
+        result: AnalysisResult,
+        sequence: str,
+        event_time: str | None = None,
+        carried_from: dict[str, Any] | None = None,
+        carry_again: Callable[[dict[str, Any] | None], tuple[AnalysisResult, dict[str, Any] | None]] | None = None,
+    ) -> WriteOutcome:
         """Write a result unless a result for the same or a newer event is already final.
 
         False (``WriteOutcome.written``) when the write lost to such an item (a duplicate or an older
@@ -206,9 +238,36 @@ class ResultStore:
         off an object that is no longer flagged). A reprocess request may replace the result of the same
         event, once per request id. ``event_time`` (canonical, see ``events.canonical_time``) orders events
         that have no sequencer. A ``skipped`` result never replaces a final result of another ETag.
+
+        ``carried_from``: the stored review that ``result.review`` was carried over from. The write then
+        also needs the item to carry that review still: a decision taken since it was read (a moderator
+        approving while a reprocess analyzed the bytes) is never overwritten. When only that fails,
+        ``carry_again(item now stored)`` gives the result and what it carries over from the decision now
+        stored, and that is written (``WriteOutcome.result``); without ``carry_again`` the write is lost.
+        Raises ReviewKeptChanging after REVIEW_WRITE_ATTEMPTS such writes.
         """
-        item = self._item(result, sequence, event_time)
-        return self._conditional_put(item, result.reprocess, skipped=result.status == "skipped")
+        given = result
+        for attempt in range(1, REVIEW_WRITE_ATTEMPTS + 1):
+            item = self._item(result, sequence, event_time)
+            try:
+                written = self._conditional_put(
+                    item, result.reprocess, skipped=result.status == "skipped", carried_from=carried_from
+                )
+            except _ReviewMoved as moved:
+                if carry_again is not None and attempt < REVIEW_WRITE_ATTEMPTS:
+                    # The raw objects stay: the next write of the same answers points at them.
+                    result, carried_from = carry_again(moved.current)
+                    continue
+                self._release(item)
+                if carry_again is None:
+                    return WriteOutcome(False)
+                raise ReviewKeptChanging(
+                    f"the review of {item['pk']} ({item['sk']}) changed before each of {attempt} writes"
+                ) from None
+            if result is not given:
+                written.result = result
+            return written
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _item(self, result: AnalysisResult, sequence: str, event_time: str | None) -> dict[str, Any]:
         item = to_item(result, sequence, self._expiry())
@@ -228,10 +287,16 @@ class ResultStore:
         return self._conditional_put(self._item(result, sequence, event_time), skipped=True, failure=True)
 
     def _conditional_put(
-        self, item: dict[str, Any], reprocess: Any = None, skipped: bool = False, failure: bool = False
+        self,
+        item: dict[str, Any],
+        reprocess: Any = None,
+        skipped: bool = False,
+        failure: bool = False,
+        carried_from: dict[str, Any] | None = None,
     ) -> WriteOutcome:
         """``skipped``: a write that says nothing about the object's bytes (``skipped``, ``failed``);
-        ``failure``: a ``failed`` write."""
+        ``failure``: a ``failed`` write; ``carried_from``: the stored review the item's was carried over
+        from (raises _ReviewMoved when the write lost because the item no longer carries it)."""
         names = {"#status": "status"}
         values: dict[str, Any] = {":seq": item["seq"], ":failed": "failed"}
         if item["seq"] != UNSEQUENCED:
@@ -268,6 +333,12 @@ class ResultStore:
             condition = (
                 f"({condition}) AND NOT (etag = :etag AND #status IN ({finals}) AND attribute_not_exists(deleted_at))"
             )
+        if carried_from is not None:
+            # The whole map, compared as DynamoDB compares maps (every attribute, any order): any decision
+            # changes it (status, decided_by, decided_at, appeals).
+            condition = f"({condition}) AND #review = :carried"
+            names["#review"] = "review"
+            values[":carried"] = carried_from
         # DynamoDB refuses placeholders the expression does not use.
         names = {k: v for k, v in names.items() if k in condition}
         values = {k: v for k, v in values.items() if k in condition}
@@ -278,10 +349,18 @@ class ResultStore:
                 ConditionExpression=condition,
                 ExpressionAttributeValues=self._marshal(values),
                 ReturnValues="ALL_OLD",
+                # The item that made the condition fail: whether it was the review or a newer result.
+                **({"ReturnValuesOnConditionCheckFailure": "ALL_OLD"} if carried_from is not None else {}),
                 **({"ExpressionAttributeNames": names} if names else {}),
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                if carried_from is not None:
+                    raw = exc.response.get("Item")
+                    # No item in the answer: none is stored, or the database returns none; a read tells.
+                    current = self._unmarshal(raw) if raw else self.get(item["pk"], item["sk"])
+                    if (current or {}).get("review") != carried_from:
+                        raise _ReviewMoved(current) from None
                 self._release(item)  # this write's own raw objects: no item will ever point at them
                 return WriteOutcome(False)
             raise

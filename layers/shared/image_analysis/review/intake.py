@@ -4,11 +4,15 @@
 same bytes only keeps the decision the stored item already carries. ``ReviewIntake`` (flagged,
 borderline) also opens reviews and keeps the queue table in step with the results; a review it opens
 gets the console's thumbnails (``thumbnails``), made from the frames the pipeline decoded.
+
+``prepare`` also says which stored review a result carries over (``Prepared.carried_from``): the store
+writes the result only while the item still carries it, and otherwise prepares it again from the item
+then stored, so that a decision taken during the analysis is kept instead of reverted.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from image_analysis.merge import Thresholds, ai_reached, bar_for, flagging_categories
 from image_analysis.models import AnalysisResult, Review
@@ -56,6 +60,14 @@ def flagged_by(result: AnalysisResult, thresholds: Thresholds) -> list[str]:
     return sorted(names)
 
 
+class Prepared(NamedTuple):
+    """A result ready to be written, and the stored review its own was carried over from (None: none
+    was): the write holds only while the item still carries that review (``ResultStore.put_result``)."""
+
+    result: AnalysisResult
+    carried_from: dict[str, Any] | None = None
+
+
 def carried(result: AnalysisResult, prior: dict[str, Any] | None) -> Review | None:
     """The decision a stored item carries over to a new result of the same bytes (a duplicate, a
     reprocess); None for other bytes. An approval does not cover a flag it never saw: a new flag reopens
@@ -73,9 +85,11 @@ def carried(result: AnalysisResult, prior: dict[str, Any] | None) -> Review | No
 class PassiveReview:
     """REVIEW_MODE=off: keeps earlier decisions on a result written again, from the item already read."""
 
-    def prepare(self, result: AnalysisResult, existing: dict[str, Any] | None) -> AnalysisResult:
+    def prepare(self, result: AnalysisResult, existing: dict[str, Any] | None) -> Prepared:
         kept = carried(result, existing)
-        return result.model_copy(update={"review": kept}) if kept is not None else result
+        if kept is None:
+            return Prepared(result)
+        return Prepared(result.model_copy(update={"review": kept}), existing["review"])  # type: ignore[index]
 
     def record(self, result: AnalysisResult, existing: dict[str, Any] | None, frames: Any = ()) -> None:
         return None
@@ -118,16 +132,16 @@ class ReviewIntake:
             return True
         return self.mode == "borderline" and within_margin(result, self.thresholds, self.margin)
 
-    def prepare(self, result: AnalysisResult, existing: dict[str, Any] | None) -> AnalysisResult:
+    def prepare(self, result: AnalysisResult, existing: dict[str, Any] | None) -> Prepared:
         prior = existing
         if existing is not None and existing.get("review"):
             prior = self._read_item(existing["pk"], existing["sk"]) or existing
         kept = carried(result, prior)
         if kept is not None:
-            return result.model_copy(update={"review": kept})
+            return Prepared(result.model_copy(update={"review": kept}), prior["review"])  # type: ignore[index]
         if self.needs_review(result):
-            return result.model_copy(update={"review": Review(status="pending")})
-        return result.model_copy(update={"review": None})
+            return Prepared(result.model_copy(update={"review": Review(status="pending")}))
+        return Prepared(result.model_copy(update={"review": None}))
 
     def record(self, result: AnalysisResult, existing: dict[str, Any] | None, frames: Any = ()) -> None:
         """After the result was written: open, reopen or close the queue item. Best effort: a crash or
