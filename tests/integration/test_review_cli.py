@@ -7,6 +7,7 @@ import json
 import uuid
 
 import boto3
+from botocore.client import BaseClient
 import pytest
 
 from image_analysis.review.ids import ReviewId
@@ -177,18 +178,20 @@ def test_an_approval_taken_while_a_reprocess_writes_its_result_is_kept(
 
 def test_with_review_off_the_pipeline_makes_no_request_for_review(stack, review, uploads, prefix, monkeypatch):
     monkeypatch.setenv("REVIEW_MODE", "off")
-    calls = []
+    calls, seen = [], []
+    real_call = BaseClient._make_api_call
 
-    def record(params, model, **_):
-        if review.queue_table in str(params.get("body", b"")):
-            calls.append(model.name)
+    def recorded(client, operation, params):
+        # Every request of every client in this process: the function builds its own botocore clients.
+        seen.append(operation)
+        if review.queue_table in repr(params):
+            calls.append(operation)
+        return real_call(client, operation, params)
 
-    events = boto3._get_default_session().events
-    events.register("before-call.dynamodb", record)
-    try:
-        uploads.put(f"{prefix}off.png", ai_png(5))
-    finally:
-        events.unregister("before-call.dynamodb", record)
+    monkeypatch.setattr(BaseClient, "_make_api_call", recorded)
+    uploads.put(f"{prefix}off.png", ai_png(5))
+    monkeypatch.undo()
+    assert "PutItem" in seen  # the function's own requests were seen
     assert calls == []
     assert "review" not in result_item(stack, f"{prefix}off.png")
 
