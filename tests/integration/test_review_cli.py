@@ -7,8 +7,8 @@ import json
 import uuid
 
 import boto3
-from botocore.client import BaseClient
 import pytest
+from botocore.client import BaseClient
 
 from image_analysis.review.ids import ReviewId
 from image_analysis.runtime import aws_clients, build_runtime
