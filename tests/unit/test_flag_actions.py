@@ -12,7 +12,7 @@ from image_analysis.alert_ledger import MemoryAlertLedger
 from image_analysis.alerts import alert_id_for
 from image_analysis.events import ObjectRef
 from image_analysis.flag_actions import FlagActions
-from image_analysis.models import AIGenerated, AnalysisResult, Quarantine
+from image_analysis.models import AIGenerated, AnalysisResult, Quarantine, Review
 from image_analysis.objects import ObjectReader
 from image_analysis.providers.base import Deadline
 from image_analysis.store import to_item
@@ -222,6 +222,15 @@ def test_heal_takes_the_tags_off_a_clean_result_only_for_the_bytes_the_key_still
     actions.heal(ref_b, to_item(result([], etag="etag-a"), "2"), Deadline(60))
     partial = to_item(result([], etag="etag-b").model_copy(update={"status": "partial"}), "3")
     actions.heal(ref_b, partial, Deadline(60))
+    assert s3.tags == QUARANTINED
+
+
+def test_a_rejected_object_stays_quarantined_when_a_reprocess_finds_it_clean(world):
+    actions, s3, _, _, _, _ = world
+    s3.tags = list(QUARANTINED)
+    rejected = result([]).model_copy(update={"review": Review(status="rejected", decided_by="moderator")})
+    assert not actions.after_write(REF, rejected, "2", Deadline(60), replaced={"flags": ["nsfw"]}).retry
+    assert not actions.heal(REF, to_item(rejected, "2"), Deadline(60)).retry
     assert s3.tags == QUARANTINED
 
 

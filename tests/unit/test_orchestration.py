@@ -12,6 +12,7 @@ from PIL import Image
 from image_analysis.cache import CachedAnswer, config_fingerprint
 from image_analysis.errors import QuotaExhaustedError, ServerError
 from image_analysis.imaging import decode
+from image_analysis.merge import merge_ai_generated
 from image_analysis.models import AIGenerated, Label, ModerationCategory, Provenance
 from image_analysis.orchestration import Orchestrator
 from image_analysis.providers.base import AnalysisRequest, Deadline, Provider, ProviderOutput
@@ -111,6 +112,17 @@ def test_without_routing_every_provider_runs_and_all_answers_count():
     assert [r.name for r in plan.runs] == ["builtin", "a", "b"]
     assert {label.provider for o in plan.outputs() for label in o.labels} == {"a", "b"}
     assert plan.answered_by == {}
+
+
+def test_answers_come_in_the_order_providers_are_named_so_a_tie_goes_to_the_first():
+    # builtin and AI or Not equally certain (0.9 "ai" against 0.1, i.e. 0.9 "human"), in both orders.
+    def merged(*providers):
+        plan = orchestrator(list(providers)).run(request())
+        return [r.name for r in plan.runs], merge_ai_generated(plan.outputs()).provider
+
+    aiornot = Fake("aiornot", ("ai_generated",), verdict="human", confidence=0.1)
+    assert merged(aiornot, builtin("ai", 0.9)) == (["aiornot", "builtin"], "aiornot")
+    assert merged(builtin("ai", 0.9), aiornot) == (["builtin", "aiornot"], "builtin")
 
 
 def test_routing_asks_each_capability_of_its_first_provider_only():

@@ -99,8 +99,14 @@ class FlagActions:
         if result.flags:
             return self._finish(ref, result, sequence, deadline, tagged=_approved(result))
         untag_failed = False
-        if self.quarantine_tags and result.status == "succeeded" and (replaced or {}).get("flags"):
-            # No longer flagged by a complete answer: the quarantine must not outlive the flag.
+        if (
+            self.quarantine_tags
+            and result.status == "succeeded"
+            and (replaced or {}).get("flags")
+            and not _rejected(result)
+        ):
+            # No longer flagged by a complete answer: the quarantine must not outlive the flag (unless a
+            # person rejected these bytes: a rejection keeps the object quarantined, whatever a reprocess says).
             untag_failed = not self._untag(ref)
         self._gate(ref, result)
         if untag_failed:
@@ -108,8 +114,8 @@ class FlagActions:
         return Settled()
 
     def heal(self, ref: ObjectRef, item: dict[str, Any], deadline: Deadline) -> Settled:
-        """A final flagged item whose tags or alert a crash (or a failure) left undone; with the gate closed,
-        the verdict of a final unflagged one (set again only if it is not on the version already)."""
+        """A final flagged item whose tags or alert a crash (or a failure) left undone; for a final unflagged
+        one, the gate's verdict (with the gate closed) and our tags off when it is clean (``_untag_clean``)."""
         if not item or item.get("status") not in FINAL_STATUSES or item.get("deleted_at"):
             return Settled()
         if not item.get("flags"):
@@ -268,6 +274,8 @@ class FlagActions:
         tags that must come off could not."""
         if not self.quarantine_tags or item.get("status") != "succeeded" or item.get("etag") != ref.etag:
             return True
+        if (item.get("review") or {}).get("status") == "rejected":
+            return True  # a person rejected these bytes: they stay quarantined
         if not ref.version_id:
             try:
                 if not self.reader.holds(ref):
@@ -296,6 +304,10 @@ class FlagActions:
     def _count(self, name: str, value: float = 1) -> None:
         if self.metrics is not None:
             self.metrics.add_metric(name=name, unit="Count", value=value)
+
+
+def _rejected(result: AnalysisResult) -> bool:
+    return result.review is not None and result.review.status == "rejected"
 
 
 def _approved(result: AnalysisResult) -> bool:

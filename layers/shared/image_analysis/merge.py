@@ -136,7 +136,7 @@ def merge_ai_generated(outputs: Sequence[ProviderOutput]) -> AIGenerated | None:
         evidence = [e for v in verdicts for e in v.evidence]
         return verdicts[0].model_copy(update={"evidence": evidence})
     # The most certain decided verdict wins, "human" as well as "ai"; ``max`` keeps the first of equals, and
-    # outputs come in the order of PROVIDERS (builtin first).
+    # outputs come in the order PROVIDERS names them (builtin first unless named elsewhere).
     return max(decided, key=certainty)
 
 

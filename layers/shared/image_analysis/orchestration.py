@@ -424,11 +424,10 @@ class Orchestrator:
                 lane = self._builtin_lane.submit(self._builtin_when_prepared, request, traffic)
             answered = self._round(wanted, request, traffic)
             if lane is not None:
-                # builtin first, as when it ran before the others: the merge reads outputs in this order.
                 attempts["builtin"] = [lane.result()]
             for name, result in answered.items():
                 attempts[name] = [result]
-            return Orchestration({name: _combined(runs) for name, runs in attempts.items()}, writes=traffic.writes)
+            return Orchestration(self._in_order(attempts), writes=traffic.writes)
 
         answered_by: dict[str, str | None] = {}
         if skip_ai and "ai_generated" in self.routes:
@@ -457,8 +456,13 @@ class Orchestrator:
                 break
             for name, result in self._round({n: frozenset(c) for n, c in asks.items()}, request, traffic).items():
                 attempts.setdefault(name, []).append(result)
-        results = {name: _combined(runs) for name, runs in attempts.items()}
+        results = self._in_order(attempts)
         return Orchestration(results, {cap: answered_by.get(cap) for cap in self.routes}, writes=traffic.writes)
+
+    def _in_order(self, attempts: dict[str, list[ProviderResult]]) -> dict[str, ProviderResult]:
+        """Each provider's answer in the order PROVIDERS names them (whoever finished first): the merge
+        reads them in this order, and gives a tie to the provider named first."""
+        return {name: _combined(attempts[name]) for name in self.providers if name in attempts}
 
     def _vendors_skipped(self, builtin: ProviderResult, traffic: CacheTraffic) -> Orchestration:
         """builtin's answer alone; every other provider listed as skipped, without a call."""
