@@ -142,6 +142,37 @@ def test_the_pipeline_holds_the_decoded_size_while_it_decodes_and_what_it_keeps_
     assert memory.sizes[1] <= len(data) + (MASTER_MAX_PIXELS + 512 * 512) * 4  # no more than the master after
 
 
+def test_a_bank_rescan_holds_the_decoded_size_before_it_decodes():
+    from types import SimpleNamespace
+
+    from image_analysis.banks.rescan import rematch
+
+    class Matcher:
+        def refresh(self, force: bool = False) -> None:
+            pass
+
+        def match(self, hashes):
+            return SimpleNamespace(skipped="", matches=[])
+
+        def views(self):
+            return {}
+
+    data = png((6000, 4000))
+    memory = Memory()
+    existing = {"pk": "uploads/anim.gif", "sk": "null", "status": "succeeded", "etag": REF.etag, "flags": []}
+    done = rematch(
+        REF,
+        existing,
+        reader=Reader(data),
+        store=Store(),
+        banks=SimpleNamespace(matcher=Matcher()),
+        max_pixels=100_000_000,
+        memory=memory,
+    )
+    assert done.status == "unchanged"
+    assert memory.sizes == [len(data) + 6000 * 4000 * 4 + MASTER_MAX_PIXELS * 4]
+
+
 @pytest.mark.parametrize(
     "crash", [IndexError("tile index out of range"), RuntimeError("Invalid input: bad"), ZeroDivisionError()]
 )

@@ -191,7 +191,7 @@ class Pipeline:
         if existing is UNREAD:
             existing = self.store.get(ref.pk, ref.sk)
         if ref.rematch_banks is not None:
-            return self._rematch(ref, existing, deadline)  # type: ignore[arg-type]
+            return self._rematch(ref, existing, deadline, memory)  # type: ignore[arg-type]
         final = existing is not None and existing.get("status") in FINAL_STATUSES
         sequence = ref.sequence
         if ref.reprocess_id:
@@ -463,7 +463,9 @@ class Pipeline:
             return Outcome("retry", result.status, settled.reason, alerted=settled.alerted, result=result)
         return Outcome("done", result.status, alerted=settled.alerted, result=result)
 
-    def _rematch(self, ref: ObjectRef, existing: dict[str, Any] | None, deadline: Deadline) -> Outcome:
+    def _rematch(
+        self, ref: ObjectRef, existing: dict[str, Any] | None, deadline: Deadline, memory: MemoryHold | None = None
+    ) -> Outcome:
         """``bank rescan``: the stored result matched again; a new known_bad match tags, alerts (once more,
         with the id of the new flag set) and quarantines through the same steps as a fresh result."""
         from image_analysis.banks.rescan import rematch  # only rescans need it: kept off the cold path
@@ -476,6 +478,7 @@ class Pipeline:
             banks=self.banks,
             max_pixels=self.max_pixels,
             frame_limits=self.frame_limits,
+            memory=memory,
         )
         if done.result is None:
             if done.heal and existing:

@@ -29,13 +29,14 @@ from image_analysis.analyzers.pdq import MIN_QUALITY, dihedral_from_bits, parse_
 from image_analysis.banks.matcher import MAX_MATCHES, BankView
 from image_analysis.banks.screening import frame_hashes
 from image_analysis.errors import InputRejected, ObjectSkipped, ObjectUnreadable
-from image_analysis.imaging import FrameLimits, decode
+from image_analysis.imaging import FrameLimits, decode, probe
 from image_analysis.models import AnalysisResult, BankMatch
 from image_analysis.store import FINAL_STATUSES, result_of
 
 if TYPE_CHECKING:
     from image_analysis.banks.screening import BankScreening
     from image_analysis.events import ObjectRef
+    from image_analysis.memory import Hold as MemoryHold
     from image_analysis.objects import ObjectReader
     from image_analysis.store import ResultStore
 
@@ -65,10 +66,12 @@ def rematch(
     banks: BankScreening,
     max_pixels: int,
     frame_limits: FrameLimits | None = None,
+    memory: MemoryHold | None = None,
 ) -> Rematched:
     """The stored result of ``ref`` matched again against ``ref.rematch_banks`` (all banks if empty).
     ``frame_limits``: the pipeline's (FRAME_SAMPLES, FRAME_SCAN_LIMIT), so that an animation's frames
-    are the ones its analysis hashed, and a match in any of them is found."""
+    are the ones its analysis hashed, and a match in any of them is found. ``memory``: the record's share
+    of the batch's memory budget, grown to the decoded size before the decode, as an analysis does."""
     matcher = banks.matcher
     if matcher is None:
         return Rematched("skipped", "no hash banks are configured")
@@ -79,7 +82,12 @@ def rematch(
     if "known_bad" in (existing.get("flags") or []):
         return Rematched("duplicate", "the result is known_bad already", heal=True)
     try:
-        image = decode(reader.read(ref), max_pixels, frames=frame_limits or FrameLimits())
+        data = reader.read(ref)
+        if memory is not None:
+            # Counted in decoded bytes: a rescan lists every stored animation, and a batch of them must stay
+            # inside the same bound as a batch of uploads.
+            memory.resize(len(data) + probe(data, max_pixels).decoded_bytes)
+        image = decode(data, max_pixels, frames=frame_limits or FrameLimits())
     except (ObjectSkipped, ObjectUnreadable, InputRejected) as exc:
         return Rematched("skipped", f"the object cannot be hashed again: {exc}")
     hashes = frame_hashes(image.analyzed)
