@@ -61,7 +61,8 @@ def test_a_known_bad_match_skips_every_vendor_and_another_match_does_not(flag: s
     screening = BankScreening(StaticMatcher(view("list", flag, {BRIDGE.value: "seen"})), skip_vendors_on_match=True)
     vendor = Fake("imagga")
     per_image = screening.for_image()
-    plan = orchestrator([with_pdq(BRIDGE), vendor]).run(request(), skip_vendors=per_image.skip_vendors)
+    image = request().image
+    plan = orchestrator([with_pdq(BRIDGE), vendor]).run(request(), skip_vendors=per_image.skip_vendors_for(image))
     assert (vendor.calls == []) is skipped
     runs = {r.name: r for r in plan.runs}
     assert runs["imagga"].status == ("skipped" if skipped else "succeeded")
@@ -76,7 +77,7 @@ def test_without_skip_vendors_on_match_the_plan_is_unchanged_and_the_image_is_ma
     original = matcher.match
     matcher.match = lambda hashes: calls.append(1) or original(hashes)  # type: ignore[method-assign]
     per_image = BankScreening(matcher).for_image()
-    assert per_image.skip_vendors is None
+    assert per_image.skip_vendors_for(request().image) is None
     vendor = Fake("imagga")
     plan = orchestrator([with_pdq(BRIDGE), vendor]).run(request())
     assert vendor.calls == [None]

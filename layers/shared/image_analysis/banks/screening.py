@@ -48,14 +48,9 @@ class Screening:
         # The hashes ``_outcome`` is of: an outcome stands only for the hashes it matched.
         self._matched: frozenset[PdqHash] | None = None
 
-    @property
-    def skip_vendors(self) -> Callable[[ProviderOutput], bool] | None:
-        """For the orchestrator, for an image of one frame: given builtin's output, whether to skip the
-        vendors (None: never)."""
-        return self._known_bad if self._owner.skip_vendors_on_match else None
-
     def skip_vendors_for(self, image: DecodedImage) -> Callable[[ProviderOutput], bool] | None:
-        """``skip_vendors`` for every analyzed frame of ``image`` (None: never). For an animation, every
+        """For the orchestrator: given builtin's output for a frame of ``image``, whether to skip the
+        vendors (None: never). An image of one frame is decided by builtin's hash. For an animation, every
         frame's hash is matched first, so that a match in any frame keeps all of them from the vendors:
         the frames run at once, and a frame that asked its own hash alone would have sent its pixels
         before a later frame matched."""
