@@ -440,13 +440,14 @@ class Pipeline:
         # of KB at most, well inside the budget's margin), so that each write below has the same content.
         analyzed = fit_result(analyzed)
         result, carried_from = self.review.prepare(analyzed, existing)
-        written = self.store.put_result(
-            result,
-            sequence,
-            ref.ordering_time,
-            carried_from=carried_from,
+
+        def carry_again(stored: dict[str, Any] | None) -> Any:
             # A moderator decided after the review was read: the result carries the decision now stored.
-            carry_again=lambda stored: self.review.prepare(analyzed, stored),
+            self._count("ReviewCarriedAgain")
+            return self.review.prepare(analyzed, stored)
+
+        written = self.store.put_result(
+            result, sequence, ref.ordering_time, carried_from=carried_from, carry_again=carry_again
         )
         if not written:
             existing = self.store.get(ref.pk, ref.sk) or {}
