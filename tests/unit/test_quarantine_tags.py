@@ -87,6 +87,15 @@ def test_a_stale_flags_tag_goes_when_only_moderation_still_fits():
     assert outcome.left_out == ("flags",)
 
 
+def test_an_earlier_clean_verdict_makes_room_for_the_quarantine_of_bytes_now_flagged():
+    """Found by the model: with the delivery gate closed, bytes analyzed clean under other thresholds carry
+    verdict=clean beside nine of the user's tags; reprocessed and flagged, the verdict used to hold the last
+    slot while the tags were written, so no quarantine tag went on (and the gate then took the verdict off)."""
+    s3, outcome = tag([*user_tags(9), {"Key": "image-analysis:verdict", "Value": "clean"}], flags=("nsfw",))
+    assert s3.tags == [*user_tags(9), MODERATION]
+    assert (outcome.applied, outcome.left_out) == (("moderation",), ("flags",))
+
+
 def test_removing_takes_off_our_tags_and_keeps_the_users_own_moderation_tag():
     s3 = S3([*user_tags(2), {"Key": "moderation", "Value": "reviewed"}, {"Key": "flags", "Value": "nsfw+deepfake"}])
     reader = ObjectReader(s3, 1000)

@@ -165,9 +165,11 @@ class ObjectReader:
         target = _version_target(ref)
         existing = self._tag_set(ref)
         ours = {**QUARANTINE_TAG, FLAGS_TAG: "+".join(flags)}
-        # Our tags from an earlier decision make room; the user's tags are never dropped or changed, even
-        # one that uses one of our names (ours is then left out and reported).
-        tags = [dict(t) for t in existing if not _is_quarantine_tag(t)]
+        # Our tags from an earlier decision make room, and so does the delivery gate's verdict (a flagged
+        # object must not keep an earlier clean verdict; the gate's own step would take it off after this
+        # tagging, too late to make room). The user's tags are never dropped or changed, even one that uses
+        # one of our names (ours is then left out and reported).
+        tags = [dict(t) for t in existing if not _is_quarantine_tag(t) and t.get("Key") != VERDICT_KEY]
         applied: list[str] = []
         left_out: list[str] = []
         for name, value in ours.items():
