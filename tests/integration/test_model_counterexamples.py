@@ -259,3 +259,29 @@ def test_a_failure_of_new_bytes_replaces_the_result_of_the_old(stack, s3, table,
     assert handler(overwritten, LambdaContext()) == {"batchItemFailures": []}
     assert item(table, stack.bucket, key)["etag"] == second_etag
     assert item(table, stack.bucket, key)["status"] == "succeeded"
+
+
+def test_the_real_event_that_adopts_a_backfilled_result_records_the_alert_it_sends(stack, s3, table, alerts, prefix):
+    """Found by the model: a backfill message (no sequencer) analyzes flagged bytes but its alert does not
+    go out (here SNS is down). The real S3 event then adopts the result (it takes the event's sequencer)
+    and its heal publishes the alert, but recorded it on the item under the sequence read before the
+    adoption: the conditional write failed, and the item never said which alert went out."""
+    from tests.integration.test_reliability_alert_claim import handler_with_sns
+
+    key = f"{prefix}backfilled then adopted.png"
+    body = ai_png()
+    etag = s3.put_object(Bucket=stack.bucket, Key=key, Body=body)["ETag"].strip('"')
+    empty_queue(stack.queue_url)
+    backfill = json.loads(s3_notification(ListedObject(stack.bucket, key, len(body), etag)))
+
+    def sns_down(**_):
+        raise RuntimeError("SNS is unavailable")
+
+    assert handler_with_sns(sns_down)(sqs_event(backfill), LambdaContext())["batchItemFailures"]
+    assert item(table, stack.bucket, key)["flags"] and alerts() == []
+    real = s3_event(stack.bucket, key, etag, len(body), "0055AED6DCD9000003")
+    assert handler_with_sns(lambda **_: None)(sqs_event(real), LambdaContext()) == {"batchItemFailures": []}
+    (alert,) = alerts()
+    stored = item(table, stack.bucket, key)
+    assert stored["alert_id"] == alert["Message"]["alert_id"]
+    assert stored["seq"].startswith("0055AED6DCD9000003")

@@ -200,7 +200,12 @@ class Pipeline:
                 return self._duplicate(ref, existing, deadline, "this reprocess request was already carried out")  # type: ignore[arg-type]
             sequence = max(sequence, (existing or {}).get("seq", sequence))
         elif final and self._adopts(ref, existing):  # type: ignore[arg-type]
-            return self._duplicate(ref, existing, deadline, "the result of these bytes takes this event's sequencer")  # type: ignore[arg-type]
+            # Healed as the item now stands: what heal records (the alert id, the quarantine) is conditional
+            # on the item's sequence, which the adoption just changed.
+            adopted = {**existing, "seq": ref.sequence}  # type: ignore[dict-item]
+            if ref.ordering_time:
+                adopted["event_time"] = ref.ordering_time
+            return self._duplicate(ref, adopted, deadline, "the result of these bytes takes this event's sequencer")
         elif final and not supersedes(existing, sequence, ref.etag, ref.ordering_time):  # type: ignore[arg-type]
             return self._duplicate(ref, existing, deadline, "a result for this or a newer event exists")  # type: ignore[arg-type]
         elif existing is not None and not final and ref.etag and existing.get("etag") == ref.etag:
