@@ -225,6 +225,28 @@ def test_heal_takes_the_tags_off_a_clean_result_only_for_the_bytes_the_key_still
     assert s3.tags == QUARANTINED
 
 
+def test_heal_takes_our_tags_off_before_the_verdict_so_nine_tags_of_the_users_leave_it_room(world):
+    """Found by the model: a clean result written, then the invocation died before the untag. With nine tags
+    of the user's, our moderation tag held the tenth slot, so a verdict set before the untag found no
+    room, and the clean version stayed unreadable for good."""
+    _, s3, store, publisher, ledger, clock = world
+    gated = FlagActions(
+        reader=ObjectReader(s3, 10_000_000),
+        store=store,
+        publisher=publisher,
+        ledger=ledger,
+        quarantine_tags=True,
+        delivery_gate=True,
+        clock=clock,
+        sleep=lambda seconds: None,
+    )
+    versioned = ObjectRef("uploads", "a.png", "v1", "etag-a", 10, "0055AED6DCD90281E5", "ObjectCreated:Put")
+    users = [{"Key": f"user{i}", "Value": str(i)} for i in range(9)]
+    s3.tags = [*users, {"Key": "moderation", "Value": "flagged"}]
+    assert not gated.heal(versioned, to_item(result([]), "2"), Deadline(60)).retry
+    assert s3.tags == [*users, {"Key": "image-analysis:verdict", "Value": "clean"}]
+
+
 def test_a_rejected_object_stays_quarantined_when_a_reprocess_finds_it_clean(world):
     actions, s3, _, _, _, _ = world
     s3.tags = list(QUARANTINED)

@@ -119,11 +119,13 @@ class FlagActions:
         if not item or item.get("status") not in FINAL_STATUSES or item.get("deleted_at"):
             return Settled()
         if not item.get("flags"):
+            # Our tags off first, as after a write: while they are on they may hold the slot the verdict needs.
+            untagged = self._untag_clean(ref, item)
             if self.delivery_gate and ref.version_id:
                 # A crash between the write and the verdict left a clean version unreadable for good. By
                 # version id only: by key, the verdict could land on newer bytes than the item's.
                 self._gate(ref, result_of(item))
-            if not self._untag_clean(ref, item):
+            if not untagged:
                 return Settled(retry=True, reason=UNTAG_FAILED)
             return Settled()
         result = result_of(item)
