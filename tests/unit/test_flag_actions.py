@@ -106,20 +106,24 @@ def result(flags: list[str], etag: str = "etag-a") -> AnalysisResult:
     )
 
 
-@pytest.fixture
-def world():
-    clock, s3, store, publisher, ledger = Clock(), S3(), Store(), Publisher(), None
-    ledger = MemoryAlertLedger(clock)
-    actions = FlagActions(
+def actions_on(s3, store, publisher, ledger, clock, delivery_gate: bool = False) -> FlagActions:
+    return FlagActions(
         reader=ObjectReader(s3, 10_000_000),
         store=store,
         publisher=publisher,
         ledger=ledger,
         quarantine_tags=True,
+        delivery_gate=delivery_gate,
         clock=clock,
         sleep=lambda seconds: None,
     )
-    return actions, s3, store, publisher, ledger, clock
+
+
+@pytest.fixture
+def world():
+    clock, s3, store, publisher = Clock(), S3(), Store(), Publisher()
+    ledger = MemoryAlertLedger(clock)
+    return actions_on(s3, store, publisher, ledger, clock), s3, store, publisher, ledger, clock
 
 
 def test_tags_go_on_before_the_alert_and_a_failed_publish_is_finished_by_the_next_delivery(world):
@@ -230,16 +234,7 @@ def test_heal_takes_our_tags_off_before_the_verdict_so_nine_tags_of_the_users_le
     of the user's, our moderation tag held the tenth slot, so a verdict set before the untag found no
     room, and the clean version stayed unreadable for good."""
     _, s3, store, publisher, ledger, clock = world
-    gated = FlagActions(
-        reader=ObjectReader(s3, 10_000_000),
-        store=store,
-        publisher=publisher,
-        ledger=ledger,
-        quarantine_tags=True,
-        delivery_gate=True,
-        clock=clock,
-        sleep=lambda seconds: None,
-    )
+    gated = actions_on(s3, store, publisher, ledger, clock, delivery_gate=True)
     versioned = ObjectRef("uploads", "a.png", "v1", "etag-a", 10, "0055AED6DCD90281E5", "ObjectCreated:Put")
     users = [{"Key": f"user{i}", "Value": str(i)} for i in range(9)]
     s3.tags = [*users, {"Key": "moderation", "Value": "flagged"}]
