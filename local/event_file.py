@@ -151,10 +151,16 @@ def prepare(
         try:
             head = s3.head_object(Bucket=bucket, Key=key, **extra)
         except ClientError:
-            if provide is None or not provide(bucket, key):
+            if provide is None:
                 raise EventFileError(
                     f"{path}: no object s3://{bucket}/{key} in the local stack: upload it first, e.g. "
                     f"aws --endpoint-url {endpoint} s3 cp FILE {_s3_url(bucket, key)}"
+                ) from None
+            if not provide(bucket, key):
+                # A throwaway stack ends with this command: an upload to it would be gone before a rerun.
+                raise EventFileError(
+                    f"{path}: no object s3://{bucket}/{key}, and no sample in samples/ named like it: start "
+                    "make local-stack, upload the file there (docs/local-invoke.md), then run make invoke again"
                 ) from None
             head = s3.head_object(Bucket=bucket, Key=key)
         etag_field = "eTag" if encoded or "eTag" in obj else "etag"
