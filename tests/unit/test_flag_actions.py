@@ -211,6 +211,17 @@ def test_tags_that_could_not_come_off_a_clean_object_hand_the_record_back_until_
     assert not settled.retry and s3.tags == []
 
 
+def test_a_later_clean_result_of_the_same_bytes_takes_off_tags_an_earlier_one_could_not(world):
+    """Found by the model: a reprocess's untag failed and its record came back, but another reprocess of the
+    same bytes wrote first. The item it replaced was clean already, so nothing took the tags off."""
+    actions, s3, _, _, _, _ = world
+    s3.tags, s3.fail_tagging = list(QUARANTINED), True
+    assert actions.after_write(REF, result([]), "2", Deadline(60), replaced=to_item(result(["nsfw"]), "1")).retry
+    s3.fail_tagging = False
+    assert not actions.after_write(REF, result([]), "2", Deadline(60), replaced=to_item(result([]), "2")).retry
+    assert s3.tags == []
+
+
 def test_heal_takes_the_tags_off_a_clean_result_only_for_the_bytes_the_key_still_holds(world):
     actions, s3, _, _, _, _ = world
     # A crash between the clean result's write and the untag: the next delivery finishes it.

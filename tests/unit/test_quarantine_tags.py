@@ -228,13 +228,20 @@ def test_a_reprocessed_result_no_longer_flagged_takes_our_tags_off():
 
 @pytest.mark.parametrize(
     ("existing", "quarantine_tags"),
-    [(None, True), ({**PREVIOUSLY_FLAGGED, "flags": []}, True), (PREVIOUSLY_FLAGGED, False)],
+    [(None, True), ({**PREVIOUSLY_FLAGGED, "flags": [], "etag": "other bytes"}, True), (PREVIOUSLY_FLAGGED, False)],
     ids=["first-result", "was-not-flagged", "quarantine-off"],
 )
 def test_an_unflagged_result_reads_no_tags_unless_it_was_flagged_before(existing, quarantine_tags):
     s3 = S3([{"Key": "moderation", "Value": "flagged"}])
     process(s3, Store(existing=existing), ai_confidence=0.5, quarantine_tags=quarantine_tags, ref=REPROCESS)
     assert s3.targets == [] and s3.puts == []
+
+
+def test_a_clean_result_over_a_clean_result_of_the_same_bytes_takes_off_tags_a_failed_untag_left():
+    # A reprocess of the same bytes reads the tags (a reprocess is rare): an earlier untag may have failed.
+    s3 = S3([*user_tags(2), {"Key": "moderation", "Value": "flagged"}])
+    process(s3, Store(existing={**PREVIOUSLY_FLAGGED, "flags": []}), ai_confidence=0.5, ref=REPROCESS)
+    assert s3.tags == user_tags(2)
 
 
 def test_a_users_own_tag_under_one_of_our_names_is_neither_dropped_nor_changed():

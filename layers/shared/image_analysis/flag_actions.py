@@ -18,10 +18,11 @@ An object deleted before its tags went on has nothing left to quarantine: that i
 back for.
 
 For an unflagged complete result: our quarantine tags come off the object when the item this write
-replaced was flagged (a reprocess, or new bytes under the key), never on the word of an item read
-before the write. A partial or rejected result decided nothing, so it leaves the tags alone. Tags that
-could not come off hand the record back too: ``heal`` takes them off any object whose final result for
-the same bytes is a clean ``succeeded`` (a clean image must not stay quarantined for good).
+replaced was flagged (a reprocess, or new bytes under the key) or was a result of the same bytes (whose
+own untag may have failed), never on the word of an item read before the write. A partial or rejected
+result decided nothing, so it leaves the tags alone. Tags that could not come off hand the record back
+too: ``heal`` takes them off any object whose final result for the same bytes is a clean ``succeeded`` (a
+clean image must not stay quarantined for good).
 
 Unversioned buckets are tagged by key, and the key may be overwritten while we tag: after tagging, the
 object's ETag is checked again, and tags that landed on other bytes are taken off unless that object's
@@ -102,7 +103,7 @@ class FlagActions:
         if (
             self.quarantine_tags
             and result.status == "succeeded"
-            and (replaced or {}).get("flags")
+            and _may_carry_tags(replaced, result)
             and not _rejected(result)
         ):
             # No longer flagged by a complete answer: the quarantine must not outlive the flag (unless a
@@ -306,6 +307,15 @@ class FlagActions:
     def _count(self, name: str, value: float = 1) -> None:
         if self.metrics is not None:
             self.metrics.add_metric(name=name, unit="Count", value=value)
+
+
+def _may_carry_tags(replaced: dict[str, Any] | None, result: AnalysisResult) -> bool:
+    """Whether our tags may be on the object the clean ``result`` is of: the item it replaced was flagged,
+    or was a result of the same bytes (a reprocess or a retry), whose own untag may have failed and been
+    handed back before this write replaced it. New bytes under the key come without our tags."""
+    if not replaced:
+        return False
+    return bool(replaced.get("flags")) or replaced.get("etag") == result.etag
 
 
 def _rejected(result: AnalysisResult) -> bool:
