@@ -1,10 +1,8 @@
 """What the model uploads, what each upload should be found to be, and the moderation stand-in that finds it.
 
-The flags come from two real analyses: builtin reads generator metadata (``ai_generated``, at the
-confidence of generator fields: 0.85), and a stand-in moderation provider calls a mostly red picture
-explicit (``nsfw``, at 0.97). So the model knows each upload's flags from its bytes and the thresholds the
-function runs with (``BARS``): ``Content.flags`` are those under the defaults, ``flags_under`` those under
-any of the model's settings, where a raised bar lets a score pass that reached the default one.
+The flags come from two real analyses: builtin reads generator metadata (``ai_generated``), and a stand-in
+moderation provider calls a mostly red picture explicit (``nsfw``). So the model knows each upload's
+flags from its bytes alone.
 """
 
 from __future__ import annotations
@@ -48,33 +46,9 @@ class Content:
     def sha256(self) -> str:
         return hashlib.sha256(self.body).hexdigest()
 
-    def flags_under(self, bars: str) -> frozenset[str]:
-        """The flags of these bytes analyzed with the thresholds ``BARS[bars]``."""
-        return self.flags - BARS[bars].passes
-
-    def clean_under(self, bars: str) -> bool:
-        return self.status == "succeeded" and not self.flags_under(bars)
-
-
-@dataclass(frozen=True)
-class Bars:
-    """Thresholds the function may run with (its environment), and the flags whose score no longer reaches
-    them (so the same bytes analyzed again lose them; back at the defaults, they gain them again)."""
-
-    env: tuple[tuple[str, str], ...]
-    passes: frozenset[str]
-
-
-# Each raises one bar just above the score that reached the default 0.8: red's explicit 0.97, generator
-# fields' 0.85. Between any two, some contents go flagged -> clean, clean -> flagged, or change flag set.
-BARS: dict[str, Bars] = {
-    "default": Bars((), frozenset()),
-    "nsfw 0.98": Bars((("NSFW_THRESHOLD", "0.98"),), frozenset({"nsfw"})),
-    "ai 0.9": Bars((("AI_GENERATED_THRESHOLD", "0.9"),), frozenset({"ai_generated"})),
-    "both raised": Bars(
-        (("NSFW_THRESHOLD", "0.98"), ("AI_GENERATED_THRESHOLD", "0.9")), frozenset({"nsfw", "ai_generated"})
-    ),
-}
+    @property
+    def clean(self) -> bool:
+        return self.status == "succeeded" and not self.flags
 
 
 CONTENTS: dict[str, Content] = {

@@ -6,23 +6,18 @@ The world (``world``): two buckets (one versioned) and two keys each; uploads of
 overwrites and deletes (delete markers and permanent deletions of a version); S3's events through the
 analysis queue or as direct invocations, delivered in any order, in batches, duplicated, late, and again
 from the dead-letter queue after a redrive; backfill, reprocess and reconcile messages made by the
-command line's own functions; the thresholds the function runs with changed, then chosen objects
-reprocessed (so the same bytes go flagged -> clean, clean -> flagged, or change flag set), with a fault on
-the tag calls or not; faults of S3, DynamoDB, SNS and the vendor, before or after the call took
+command line's own functions; faults of S3, DynamoDB, SNS and the vendor, before or after the call took
 effect; invocations cut at any named call (the process dies) or paused there while others run; time
 passing on the clock the alert claims expire on.
 
 What must hold (each checked after every step unless it says "at quiescence"):
 - A result never goes back: the object upload an item describes never becomes an older one, and an item
   never vanishes; a deleted object's result never comes back from a late event.
-- A result written for an image has the flags of its bytes under the thresholds of the invocation that
-  analyzed them (``contents.BARS``). Once the event (or a reprocess request) of the bytes an object
-  version holds now has been acknowledged, its item is their result: those bytes, their status, and the
-  flags under the thresholds of its latest analysis.
+- Once the event (or a reprocess request) of the bytes an object version holds now has been acknowledged,
+  its item is their result: those bytes, their status, their flags.
 - At most one alert per object version (bytes) and flag set, always with the same ``alert_id``; only a
   publish whose success was never recorded (a crash or a lost answer after it) may be repeated, with the
-  same id; no alert for bytes that are not flagged, nor with flags no analysis of them found. A result
-  that adds a flag alerts again, with the id of the new flag set.
+  same id; no alert for bytes that are not flagged.
 - A delivery that meets no fault, while no other invocation is running or may still hold an alert claim,
   succeeds for every record it carries (a retry after an outage finishes the job at once).
 - A message goes to the dead-letter queue only with its reason on its item: ``failed`` with the error, or
@@ -31,21 +26,16 @@ What must hold (each checked after every step unless it says "at quiescence"):
 - At quiescence (every message delivered, nothing in the dead-letter queue): every object version's
   result is final and right, every flagged result has been announced with the ``alert_id`` on its item,
   and with quarantine tags on, a flagged object carries our tags (as many as the user's tags leave room
-  for, recorded on the item) and a clean one carries none of them, also when it was flagged before under
-  other thresholds and the untag failed (the record comes back until they are off); with them off, none
-  ever.
+  for, recorded on the item) and a clean one carries none of them; with them off, none ever.
 - With the delivery gate closed (every upload then goes to the versioned bucket, as the template makes the
-  gated bucket versioned): ``image-analysis:verdict=clean`` is only ever on bytes analyzed clean (under
-  some thresholds), and with it open never on anything; at quiescence a version whose latest analysis is
-  clean carries it, unless the user's tags take all ten slots or a failed tag write was counted
-  (``GateTagFailed``: the gate fails closed), and one whose latest analysis flags it does not, unless a
-  failed tag write was counted.
+  gated bucket versioned): ``image-analysis:verdict=clean`` is only ever on bytes analyzed clean, and
+  with it open never on anything; at quiescence a version analyzed clean carries it, unless the user's
+  tags take all ten slots or a failed tag write was counted (``GateTagFailed``: the gate fails closed).
 """
 
 from __future__ import annotations
 
 import collections
-import dataclasses
 import itertools
 import json
 import time
@@ -63,7 +53,7 @@ from image_analysis.handler import RecordsFailed, handle
 from image_analysis.objects import FLAGS_TAG, MAX_OBJECT_TAGS, QUARANTINE_TAG
 from image_analysis_cli.enqueue import ListedObject, reprocess_request, s3_notification
 from local.driver import LambdaContext
-from tests.model.contents import BARS, BY_ETAG, BY_SHA256, CONTENTS, Content
+from tests.model.contents import BY_SHA256, CONTENTS, Content
 from tests.model.instrument import Fault, Invocation, Stop
 from tests.model.world import (
     FIRST_SEQUENCER,
@@ -85,18 +75,7 @@ KEYS = ("photo.png", "albums/a b+c.png")
 GATE_TAG = "image-analysis:verdict"
 # Swarm testing: each example switches on a few kinds of step, so that it goes deep into their combinations
 # instead of spreading thin over all of them.
-FEATURES = (
-    "deletes",
-    "replays",
-    "command_line",
-    "thresholds",
-    "faults",
-    "cuts",
-    "pauses",
-    "time",
-    "batches",
-    "direct",
-)
+FEATURES = ("deletes", "replays", "command_line", "faults", "cuts", "pauses", "time", "batches", "direct")
 # Operations an outage may hit (the next call of one fails, in whichever invocation makes it).
 FAULT_OPS = (
     "s3.get_object",
@@ -264,10 +243,6 @@ class PipelineModel(RuleBasedStateMachine):
         self.alert_ids: dict[tuple[str, str, str, frozenset[str]], set[str]] = collections.defaultdict(set)
         self.publishes: collections.Counter[str] = collections.Counter()
         self.unrecorded: collections.Counter[str] = collections.Counter()
-        # Per result slot, the thresholds of the invocation whose result is the item now; per slot and bytes,
-        # the flag sets their results were written with (an alert must carry one of them).
-        self.analyzed_with: dict[tuple[str, str], str] = {}
-        self.written_flags: dict[tuple[tuple[str, str], str], set[frozenset[str]]] = collections.defaultdict(set)
         self.violations: list[str] = []
         self.logger = ModelLogger()
         self.metrics = Metrics()
@@ -289,8 +264,8 @@ class PipelineModel(RuleBasedStateMachine):
     def configure(self, quarantine: bool, on_delete: str, features: dict[str, bool], gate: bool) -> None:
         self.config = Config(quarantine_tags=quarantine, on_delete=on_delete, delivery_gate=gate)
         self.features = {name for name, on in features.items() if on}
-        self.clients = instrumented_clients(self.backend)
-        self.runtime = model_runtime(self.backend, self.config, *self.clients, self.metrics)
+        s3, dynamodb, sns = instrumented_clients(self.backend)
+        self.runtime = model_runtime(self.backend, self.config, s3, dynamodb, sns, self.metrics)
         STATS[f"config quarantine={quarantine} on_delete={on_delete} gate={'closed' if gate else 'open'}"] += 1
 
     def _bucket(self, kind: str) -> str:
@@ -411,52 +386,6 @@ class PipelineModel(RuleBasedStateMachine):
         body = s3_notification(upload.listed(), request)
         self.queues.send(body, queue="backfill", listed=upload, reprocess=reprocess)
         STATS["reprocess requests" if reprocess else "backfill messages"] += 1
-
-    @precondition(lambda self: "thresholds" in self.features and self.shadow.alive())
-    @rule(
-        bars=st.sampled_from(sorted(BARS)),
-        picks=st.lists(st.integers(0, 1000), min_size=1, max_size=2),
-        fault=st.sampled_from([None, "s3.put_object_tagging", "s3.delete_object_tagging", "s3.get_object_tagging"]),
-    )
-    def retune(self, bars: str, picks: list[int], fault: str | None) -> None:
-        """The operator changes NSFW_THRESHOLD / AI_GENERATED_THRESHOLD (invocations from now on run with
-        them; a paused one finishes with the old ones) and runs ``reprocess --key`` on chosen objects: those
-        whose result the new thresholds would change, if any. ``fault``: the requests are delivered at once,
-        and the first call of that tag operation fails: the untag of a result no longer flagged (its
-        GetObjectTagging, or the write that takes our tags off), or the tags of one newly flagged. Without
-        it they wait in the queue like any message."""
-        assert self.config is not None
-        self.consistent = False
-        self.config = dataclasses.replace(self.config, bars=bars)
-        self.runtime = model_runtime(self.backend, self.config, *self.clients, self.metrics)
-        alive = self.shadow.alive()
-        changing = [u for u in alive if self._result_flags(u) not in (None, u.content.flags_under(bars))]
-        chosen = {id(u): u for u in (_int_pick(changing or alive, pick) for pick in picks)}
-        requests = [
-            self.queues.send(
-                s3_notification(upload.listed(), reprocess_request(f"model: thresholds now {bars}")),
-                queue="backfill",
-                listed=upload,
-                reprocess=True,
-            )
-            for upload in chosen.values()
-        ]
-        if fault is not None:
-            # Armed for this delivery: any other would take it first. What it does not meet stays armed.
-            self.board.arm(Fault(fault))
-            fired = self.board.fired[fault]
-            self._deliver(requests, None)
-            if self.board.fired[fault] > fired:
-                STATS["reprocesses after a threshold change that met a tag fault"] += 1
-        STATS["threshold changes"] += 1
-        STATS["reprocess requests after a threshold change"] += len(chosen)
-
-    def _result_flags(self, upload: Upload) -> frozenset[str] | None:
-        """The flags of the upload's item, if it is a final result of its bytes."""
-        item = self._items(upload.slot[0]).get(upload.slot[1])
-        if item is None or item.get("etag") != upload.etag or item.get("status") != "succeeded":
-            return None
-        return frozenset(item.get("flags") or [])
 
     def _reconcile(self, bucket: str) -> None:
         """The objects without a result, and those whose result is for other bytes, to the backfill queue:
@@ -593,8 +522,6 @@ class PipelineModel(RuleBasedStateMachine):
             label=",".join(m.message_id for m in messages),
             fail_at=fail_at or {},
         )
-        assert self.config is not None
-        invocation.bars = self.config.bars  # what its results are analyzed with
         # Whether nothing else can stand in this delivery's way: no fault, no other invocation alive,
         # no claim a dead invocation may still hold.
         invocation.unhindered = stop is None and not self.paused and self.clock.time() > self.claims_until
@@ -701,18 +628,15 @@ class PipelineModel(RuleBasedStateMachine):
         """Every call the pipeline makes, as it is made (in the invocation's thread: never raises)."""
         if op.startswith("results.") and op.endswith(("put_item", "update_item", "delete_item")):
             self._dirty.add(((kwargs.get("Item") or kwargs.get("Key") or {}).get("pk") or {}).get("S", ""))
-            if op == "results.put_item":
-                self._written(kwargs["Item"])
         elif op == "sns.publish":
             alert = json.loads(kwargs["Message"])
             alert_id = alert["alert_id"]
             content = BY_SHA256.get(alert.get("sha256", ""))
-            version = alert.get("version_id") or "null"
-            slot, flags = (f"{alert['bucket']}/{alert['key']}", version), frozenset(alert["flags"])
-            if content is None or not flags or flags not in self.written_flags[(slot, content.etag)]:
-                self.violations.append(f"an alert whose flags no result of its bytes has: {alert}")
+            if content is None or set(alert["flags"]) != content.flags:
+                self.violations.append(f"an alert whose flags are not those of its bytes: {alert}")
                 return
-            ids = self.alert_ids[(*slot, content.etag, flags)]
+            version = alert.get("version_id") or "null"
+            ids = self.alert_ids[(f"{alert['bucket']}/{alert['key']}", version, content.etag, content.flags)]
             ids.add(alert_id)
             if len(ids) > 1:
                 self.violations.append(f"two alert ids for one object version and flag set: {sorted(ids)}")
@@ -725,36 +649,6 @@ class PipelineModel(RuleBasedStateMachine):
             STATS["alerts published"] += 1
         elif op == "ledger.update_item" and "sent" in json.dumps(kwargs.get("ExpressionAttributeValues", {})):
             self.unrecorded[kwargs["Key"]["pk"]["S"]] = 0
-
-    def _written(self, raw: dict[str, Any]) -> None:
-        """A result item written (the write took effect): an image's flags must be those of its bytes under
-        the thresholds of the invocation that analyzed them."""
-        item = {k: self._deserializer.deserialize(v) for k, v in raw.items()}
-        active = self.board.active
-        bars = getattr(active, "bars", None)
-        content = BY_ETAG.get(item.get("etag") or "")
-        if bars is None or content is None or item.get("deleted_at"):
-            return
-        slot = (item["pk"], item["sk"])
-        self.analyzed_with[slot] = bars
-        if item.get("status") != "succeeded":
-            return
-        flags, expected = frozenset(item.get("flags") or []), content.flags_under(bars)
-        if flags != expected:
-            self.violations.append(
-                f"a result of {content.name} analyzed with thresholds {bars!r} has flags {sorted(flags)}, "
-                f"not {sorted(expected)}: {_shown(item)}"
-            )
-        before = self.written_flags[(slot, content.etag)]
-        if before and flags not in before:
-            was = "flagged" if any(before) else "clean"
-            now = "flagged" if flags else "clean"
-            STATS[f"results of the same bytes {was} -> {now}" if was != now else "flag sets changed"] += 1
-        before.add(flags)
-
-    def _expected_flags(self, upload: Upload) -> frozenset[str]:
-        """The flags of the upload's bytes under the thresholds of its item's latest analysis."""
-        return upload.content.flags_under(self.analyzed_with.get(upload.slot, "default"))
 
     def _check_alerts(self) -> None:
         if self.violations:
@@ -850,8 +744,8 @@ class PipelineModel(RuleBasedStateMachine):
             problems.append(f"describes other bytes (etag {item.get('etag')}, not {content.name})")
         elif item.get("status") != content.status:
             problems.append(f"status {item.get('status')}, not {content.status}")
-        elif set(item.get("flags") or []) != self._expected_flags(upload):
-            problems.append(f"flags {item.get('flags')}, not {sorted(self._expected_flags(upload))}")
+        elif set(item.get("flags") or []) != content.flags:
+            problems.append(f"flags {item.get('flags')}, not {sorted(content.flags)}")
         if problems:
             raise ModelViolation(
                 f"{slot} holds {content.name} (upload #{upload.number}), whose event was acknowledged, but its "
@@ -918,13 +812,11 @@ class PipelineModel(RuleBasedStateMachine):
         assert self.config is not None
         tags = self._tags(upload)
         ours = {k: v for k, v in tags.items() if k not in upload.user_tags and k != GATE_TAG}
-        flags = self._expected_flags(upload)
+        flags = upload.content.flags
         if not (self.config.quarantine_tags and flags):
             if ours.get("moderation") == QUARANTINE_TAG["moderation"] or FLAGS_TAG in ours:
                 raise ModelViolation(
-                    f"upload #{upload.number} ({upload.content.name}, analyzed with thresholds "
-                    f"{self.analyzed_with.get(upload.slot)!r}) carries quarantine tags it should not: {tags}: "
-                    f"{_shown(item)}{self._logged()}"
+                    f"upload #{upload.number} ({upload.content.name}) carries quarantine tags it should not: {tags}"
                 )
             return
         room = MAX_OBJECT_TAGS - len(upload.user_tags)
@@ -944,16 +836,14 @@ class PipelineModel(RuleBasedStateMachine):
 
     def check_delivery_gate(self) -> None:
         """DELIVERY GATE: with the gate closed, ``image-analysis:verdict=clean`` is only ever on bytes
-        analyzed clean (under some thresholds: a result that flags them takes it off only after its write);
-        with it open, never on anything."""
+        analyzed clean; with it open, never on anything."""
         if self.config is None:
             return
         for upload in self.shadow.alive():
             verdict = self._tags(upload).get(GATE_TAG)
             if verdict is None:
                 continue
-            analyzed_clean = frozenset() in self.written_flags[(upload.slot, upload.etag)]
-            if not self.config.delivery_gate or not analyzed_clean:
+            if not self.config.delivery_gate or not upload.content.clean:
                 raise ModelViolation(
                     f"upload #{upload.number} ({upload.content.name}) carries {GATE_TAG}={verdict} with the gate "
                     f"{'closed' if self.config.delivery_gate else 'open'}"
@@ -964,12 +854,7 @@ class PipelineModel(RuleBasedStateMachine):
         unless the user's tags take all ten slots or a failed tag write was counted (GateTagFailed: the
         gate fails closed, and the operator is told)."""
         assert self.config is not None
-        if not self.config.delivery_gate:
-            return
-        if not upload.content.clean_under(self.analyzed_with.get(upload.slot, "default")):
-            # Flagged (or rejected) by its latest analysis: the verdict an earlier clean one set is off.
-            if self._tags(upload).get(GATE_TAG) == "clean" and not self.metrics.totals.get("GateTagFailed"):
-                raise ModelViolation(f"upload #{upload.number} ({upload.content.name}) kept {GATE_TAG}=clean")
+        if not (self.config.delivery_gate and upload.content.clean):
             return
         if self._tags(upload).get(GATE_TAG) == "clean" or len(upload.user_tags) >= MAX_OBJECT_TAGS:
             return

@@ -31,7 +31,7 @@ from image_analysis.providers.builtin import BuiltinProvider
 from image_analysis.runtime import Runtime
 from image_analysis.settings import Settings
 from image_analysis.store import ResultStore
-from tests.model.contents import BARS, RedScanProvider
+from tests.model.contents import RedScanProvider
 from tests.model.fakes import Clock, FakeS3, FakeSNS
 from tests.model.instrument import Instrumented, Switchboard
 
@@ -94,8 +94,6 @@ class Config:
     # DELIVERY_GATE=closed: ``image-analysis:verdict=clean`` on the versions that may be served. The gated
     # bucket is versioned (the template turns versioning on with the gate), so uploads go there only.
     delivery_gate: bool = False
-    # The thresholds the function runs with (``contents.BARS``): the model changes them between deliveries.
-    bars: str = "default"
 
 
 # -- where AWS lives --------------------------------------------------------------------------------------
@@ -144,7 +142,6 @@ def model_settings(config: Config, results_table: str, topic_arn: str, ledger_ta
             # One record at a time: interleavings come from the model (paused and cut invocations), so that
             # every run is reproducible.
             "RECORD_CONCURRENCY": "1",
-            **dict(BARS[config.bars].env),
         }
     )
 
