@@ -318,19 +318,24 @@ def test_the_rejected_bank_is_created_on_first_use_and_an_appeal_takes_the_hash_
         add_to_rejected(store, None, None)
 
 
+def skipping_handler(fresh_handler, base_url):
+    """builtin and the Imagga sandbox, with SKIP_VENDORS_ON_MATCH on."""
+    return fresh_handler(
+        PROVIDERS="builtin,imagga",
+        IMAGGA_BASE_URL=base_url,
+        IMAGGA_API_KEY="sandbox-key",
+        IMAGGA_API_SECRET="sandbox-secret",
+        SKIP_VENDORS_ON_MATCH="true",
+    )
+
+
 def test_skip_vendors_on_match_skips_the_paid_calls_for_a_known_bad_image_only(
     stack, s3, table, banks, fresh_handler, prefix, tmp_path
 ):
     name = banks("known_bad")
     cli_run(stack, "import", name, str(hash_list(tmp_path, bridge(), "known")))
     with VendorSandbox("imagga") as base_url:
-        handler = fresh_handler(
-            PROVIDERS="builtin,imagga",
-            IMAGGA_BASE_URL=base_url,
-            IMAGGA_API_KEY="sandbox-key",
-            IMAGGA_API_SECRET="sandbox-secret",
-            SKIP_VENDORS_ON_MATCH="true",
-        )
+        handler = skipping_handler(fresh_handler, base_url)
         upload(stack, s3, handler, f"{prefix}known.jpg", jpeg(bridge(), 75))
         known = item(table, stack.bucket, f"{prefix}known.jpg")
         upload(stack, s3, handler, f"{prefix}other.jpg", (PDQ / "q0291.jpg").read_bytes())
@@ -349,13 +354,7 @@ def test_skip_vendors_on_match_sends_no_frame_of_an_animation_whose_later_frame_
     name = banks("known_bad")
     cli_run(stack, "import", name, str(hash_list(tmp_path, bridge(), "known")))
     with VendorSandbox("imagga") as base_url:
-        handler = fresh_handler(
-            PROVIDERS="builtin,imagga",
-            IMAGGA_BASE_URL=base_url,
-            IMAGGA_API_KEY="sandbox-key",
-            IMAGGA_API_SECRET="sandbox-secret",
-            SKIP_VENDORS_ON_MATCH="true",
-        )
+        handler = skipping_handler(fresh_handler, base_url)
         upload(stack, s3, handler, f"{prefix}anim.gif", animation(bad_frame=3))
     stored = item(table, stack.bucket, f"{prefix}anim.gif")
     assert stored["flags"] == ["known_bad"]
