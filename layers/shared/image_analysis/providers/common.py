@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import re
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+import msgspec
 
 from image_analysis.errors import AuthError, BadResponseError
 
@@ -16,30 +17,76 @@ if TYPE_CHECKING:
     from image_analysis.credentials import Credentials
 
 
-class VendorPayload(BaseModel):
-    """Base of the private models vendor answers are parsed into: fields may be added at any time."""
+class VendorPayload(msgspec.Struct, kw_only=True):
+    """Base of the private models vendor answers are parsed into (with ``parse``): fields may be added at
+    any time and are ignored; numbers may come as strings (v1-era answers), read in msgspec's lax mode."""
 
-    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+
+# What ``parse`` raises when a payload does not fit its model.
+PayloadError = msgspec.ValidationError
+
+
+def parse[M](payload: Any, model: type[M]) -> M:
+    """Decoded JSON read into a private payload model; ``PayloadError`` when it does not fit.
+
+    Not-a-number and infinity are refused in whatever the model reads (the rest of the body is not
+    looked at): they can be neither stored nor compared with a threshold."""
+    parsed = msgspec.convert(payload, model, strict=False)
+    _refuse_non_finite(msgspec.to_builtins(parsed))
+    return parsed
+
+
+def _refuse_non_finite(value: Any, path: str = "$") -> None:
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise msgspec.ValidationError(f"Expected a finite number - at `{path}`")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_non_finite(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _refuse_non_finite(item, f"{path}[{index}]")
+
+
+def aliased(payload: Any, names: Mapping[str, tuple[str, ...]]) -> Any:
+    """A vendor object with each field under the first of its accepted spellings that is present
+    (``names``: field -> spellings, the field's own name among them); other values pass through."""
+    if not isinstance(payload, dict):
+        return payload
+    out = {k: v for k, v in payload.items() if not any(k in spellings for spellings in names.values())}
+    for field, spellings in names.items():
+        for spelling in spellings:
+            if spelling in payload:
+                out[field] = payload[spelling]
+                break
+    return out
 
 
 _CHANGED = "; the API may have changed"
 
 
+def _located(exc: msgspec.ValidationError) -> tuple[str, str]:
+    """msgspec's "Expected `float`, got `str` - at `$.tags[0].confidence`" as ("tags.0.confidence", what)."""
+    text, _, at = str(exc).partition(" - at `")
+    path = at.rstrip("`").removeprefix("$").lstrip(".")
+    return re.sub(r"\[(\d+)\]", r".\1", path).lstrip("."), text
+
+
 def unexpected_payload(
-    provider: str, exc: ValidationError, context: str = "", what: str = "answer", where: str = "body"
+    provider: str, exc: msgspec.ValidationError, context: str = "", what: str = "answer", where: str = "body"
 ) -> BadResponseError:
     """A vendor body that does not fit its payload model: where and how, in one message for every vendor."""
-    first = exc.errors()[0]
-    at = ".".join(str(p) for p in first.get("loc", ())) or where
+    at, kind = _located(exc)
     lead = f"{context}: " if context else ""
-    return BadResponseError(provider, f"{lead}unexpected {what} at {at} ({first.get('type')}){_CHANGED}")
+    return BadResponseError(provider, f"{lead}unexpected {what} at {at or where} ({kind}){_CHANGED}")
 
 
-def unfit_result(provider: str, exc: ValidationError, context: str = "") -> BadResponseError:
+def unfit_result(provider: str, exc: msgspec.ValidationError, context: str = "") -> BadResponseError:
     """A vendor value that parsed but does not fit the house result model (e.g. a confidence out of range)."""
     lead = f"{context}: " if context else ""
-    kind = exc.errors()[0].get("type")
-    return BadResponseError(provider, f"{lead}a value does not fit the result model ({kind}){_CHANGED}")
+    at, kind = _located(exc)
+    where = f" at {at}" if at else ""
+    return BadResponseError(provider, f"{lead}a value does not fit the result model{where} ({kind}){_CHANGED}")
 
 
 # Plain http only to this machine: a local sandbox or a stand-in for the vendor in tests.
