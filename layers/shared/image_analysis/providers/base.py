@@ -13,9 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, InstanceOf
-
-from image_analysis.analyzers.pdq import PdqHash
 from image_analysis.models import (
     AIGenerated,
     AltText,
@@ -29,6 +26,7 @@ from image_analysis.models import (
     Quality,
     TextItem,
 )
+from image_analysis.structs import HouseModel
 
 if TYPE_CHECKING:
     import httpx
@@ -55,10 +53,8 @@ Capability = Literal[
 ]
 
 
-class ProviderOutput(BaseModel):
+class ProviderOutput(HouseModel, kw_only=True, forbid_unknown_fields=True):
     """What one provider found: only the sections it produces are set."""
-
-    model_config = ConfigDict(extra="forbid")
 
     labels: list[Label] = []
     objects: list[Detection] = []
@@ -74,8 +70,9 @@ class ProviderOutput(BaseModel):
     quality: Quality | None = None
     provenance: Provenance | None = None
     phash: str | None = None
-    # PDQ hashes of the analyzed frames (builtin), matched against the hash banks.
-    pdq: list[InstanceOf[PdqHash]] = []
+    # PDQ hashes (analyzers.pdq.PdqHash) of the analyzed frames (builtin), matched against the hash banks;
+    # never cached or stored, so never read back from JSON.
+    pdq: list[Any] = []
     # The vendor's own answers, by endpoint, kept for re-normalization.
     raw: dict[str, Any] = {}
 

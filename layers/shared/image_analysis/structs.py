@@ -1,0 +1,130 @@
+"""The base of the house models (``models.py``, ``ProviderOutput``): msgspec structs with the few ways of
+copying, dumping and reading them that the pipeline uses.
+
+msgspec rather than a validating model library, because a cold start pays for the import and for every
+model class: msgspec imports in a few milliseconds and builds a class in microseconds. The difference
+that matters: constructing a struct checks nothing. Values are checked where they come in: a vendor's
+answer through ``checked`` (the adapters) and a stored item through ``model_validate`` (the store).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any, Self
+
+import msgspec
+
+# What ``model_validate`` and ``checked`` raise when a value does not fit.
+ValidationError = msgspec.ValidationError
+
+_NO_DEFAULT = object()
+
+
+class HouseModel(msgspec.Struct, kw_only=True):
+    """Keyword-only fields; ``frozen`` and ``forbid_unknown_fields`` are set by each family of models."""
+
+    # Field names in declaration order (the struct's own ``__struct_fields__``, under a readable name).
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return cls.__struct_fields__
+
+    def model_copy(self, *, update: dict[str, Any] | None = None) -> Self:
+        """A copy with ``update``'s fields replaced (not checked, as construction is not)."""
+        return msgspec.structs.replace(self, **update) if update else self
+
+    def model_dump(
+        self,
+        *,
+        mode: str = "python",
+        exclude_none: bool = False,
+        exclude_defaults: bool = False,
+        exclude: set[str] | frozenset[str] = frozenset(),
+    ) -> dict[str, Any]:
+        """The fields as a dict, nested models as dicts. ``exclude_none`` leaves out fields that are None
+        and ``exclude_defaults`` fields equal to their default, at every level (not entries of a map);
+        ``exclude`` names top-level fields to leave out. Both modes give plain JSON values: the models
+        hold nothing else (``mode`` is accepted for the readers used to it)."""
+        del mode
+        return _dump(self, exclude_none, exclude_defaults, exclude)
+
+    def model_dump_json(self, *, exclude_none: bool = False, exclude_defaults: bool = False) -> str:
+        if not exclude_none and not exclude_defaults:
+            return msgspec.json.encode(self).decode()
+        return msgspec.json.encode(_dump(self, exclude_none, exclude_defaults, frozenset())).decode()
+
+    @classmethod
+    def model_validate(cls, data: Any) -> Self:
+        """``data`` (a dict of plain values, e.g. a stored item) read and checked; ``ValidationError``
+        when it does not fit. Integers are accepted for floats."""
+        return msgspec.convert(data, cls)
+
+    @classmethod
+    def model_validate_json(cls, data: bytes | str) -> Self:
+        return msgspec.json.decode(data, type=cls)
+
+
+def checked[T](value: T) -> T:
+    """``value`` (a house model, a list of them, or None) after checking every field against its type
+    and constraints, as reading it from JSON would; ``ValidationError`` names the first that fails.
+    Not-a-number fails a range; it is refused in any float, as JSON cannot carry it."""
+    if value is None:
+        return value
+    if isinstance(value, list):
+        for item in value:
+            checked(item)
+        return value
+    plain = msgspec.to_builtins(value)
+    _refuse_non_finite(plain, "$")
+    msgspec.convert(plain, type(value))
+    return value
+
+
+def _refuse_non_finite(value: Any, path: str) -> None:
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValidationError(f"Expected a finite number - at `{path}`")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_non_finite(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _refuse_non_finite(item, f"{path}[{index}]")
+
+
+@cache
+def _defaults(cls: type) -> tuple[tuple[str, Any], ...]:
+    """(name, default) per field; a field without one gets a marker no value equals."""
+    out = []
+    for info in msgspec.structs.fields(cls):
+        if info.default is not msgspec.NODEFAULT:
+            default = info.default
+        elif info.default_factory is not msgspec.NODEFAULT:
+            default = info.default_factory()
+        else:
+            default = _NO_DEFAULT
+        out.append((info.name, default))
+    return tuple(out)
+
+
+def _dump(model: msgspec.Struct, exclude_none: bool, exclude_defaults: bool, exclude: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, default in _defaults(type(model)):
+        if name in exclude:
+            continue
+        value = getattr(model, name)
+        if exclude_none and value is None:
+            continue
+        if exclude_defaults and default is not _NO_DEFAULT and value == default:
+            continue
+        out[name] = _plain(value, exclude_none, exclude_defaults)
+    return out
+
+
+def _plain(value: Any, exclude_none: bool, exclude_defaults: bool) -> Any:
+    if isinstance(value, msgspec.Struct):
+        return _dump(value, exclude_none, exclude_defaults, frozenset())
+    if isinstance(value, list | tuple):
+        return [_plain(item, exclude_none, exclude_defaults) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item, exclude_none, exclude_defaults) for key, item in value.items()}
+    return value
