@@ -7,19 +7,29 @@ import json
 import sys
 from pathlib import Path
 
+import msgspec
+
 from image_analysis.models import SCHEMA_VERSION, Alert, AnalysisResult
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "docs" / "schema"
 
 
+def model_schema(model: type) -> dict:
+    """The model's JSON Schema with the model itself at the top (its nested models under ``$defs``)."""
+    generated = msgspec.json.schema(model)
+    defs = generated["$defs"]
+    top = defs.pop(model.__name__)
+    return {**top, "$defs": defs} if defs else top
+
+
 def schemas() -> dict[str, str]:
-    result = AnalysisResult.model_json_schema(mode="serialization")
+    result = model_schema(AnalysisResult)
     result["$id"] = "https://github.com/image-analysis/image-analysis/docs/schema/result.schema.json"
     result["description"] = (
         f"One item of the results table (schema_version {SCHEMA_VERSION}). Stored with three more attributes: "
         "pk = '<bucket>/<key>', sk = version id or 'null', seq = the S3 sequencer padded to 32 characters."
     )
-    alert = Alert.model_json_schema(mode="serialization")
+    alert = model_schema(Alert)
     alert["$id"] = "https://github.com/image-analysis/image-analysis/docs/schema/alert.schema.json"
     return {
         "result.schema.json": json.dumps(result, indent=2, sort_keys=True) + "\n",

@@ -23,7 +23,7 @@ RUNNER = """
 import json, sys
 sys.path[:0] = [sys.argv[1], sys.argv[2]]
 import app
-for name in ("image_analysis", "pydantic", "PIL", "httpx", "aws_lambda_powertools"):
+for name in ("image_analysis", "msgspec", "PIL", "httpx", "aws_lambda_powertools"):
     module = sys.modules.get(name) or __import__(name)
     assert module.__file__.startswith(sys.argv[1]) or name not in ("image_analysis",), (name, module.__file__)
 class Context:
@@ -53,6 +53,7 @@ LAZY_MODULES = (
     "multiprocessing",
     "aws_lambda_powertools.utilities.data_classes",
     "aws_lambda_powertools.utilities.parser",
+    "pydantic",
 )
 # Modules loaded by the cold first invocation (interpreter, botocore and two clients, httpx, Pillow,
 # pydantic, Powertools, the pipeline): 538 when this was set (582 before boto3 and Powertools' event

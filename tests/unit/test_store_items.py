@@ -10,12 +10,12 @@ from decimal import Decimal
 
 import pytest
 from boto3.dynamodb.types import TypeSerializer
-from pydantic import ValidationError
 
 from image_analysis.merge import MAX_LABELS, merged_sections, pack_raw
 from image_analysis.models import AnalysisResult, Label, Quality
 from image_analysis.providers.base import ProviderOutput
 from image_analysis.store import from_item, to_item
+from image_analysis.structs import ValidationError
 
 ITEM_LIMIT = 400 * 1024
 
@@ -39,8 +39,8 @@ def test_floats_become_decimal_and_round_trip():
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
 def test_nan_and_infinity_are_refused_before_they_reach_the_table(bad):
-    with pytest.raises(ValidationError):
-        Quality(sharpness=bad, provider="builtin")
+    with pytest.raises(ValidationError, match="quality.sharpness"):
+        to_item(result(quality=Quality(sharpness=bad, provider="builtin")), "0" * 32)
 
 
 def test_a_huge_vendor_answer_never_pushes_the_item_near_400_kb():

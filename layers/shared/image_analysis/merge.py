@@ -19,8 +19,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel
-
 from image_analysis.models import (
     AIGenerated,
     AnalysisResult,
@@ -32,6 +30,7 @@ from image_analysis.models import (
 )
 from image_analysis.providers.base import Provider, ProviderOutput
 from image_analysis.settings import Settings
+from image_analysis.structs import HouseModel
 
 MAX_LABELS = 50
 MAX_LIST = 100
@@ -308,9 +307,9 @@ def cap_text(value: str, limit: int) -> str:
 
 def capped(value: Any, field: str = "") -> Any:
     """The same house model (or list or map of them) with every string, string list and map bounded."""
-    if isinstance(value, BaseModel):
+    if isinstance(value, HouseModel):
         updates = {}
-        for name in type(value).model_fields:
+        for name in type(value).field_names():
             current = getattr(value, name)
             new = capped(current, name)
             if new is not current:

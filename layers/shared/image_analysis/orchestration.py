@@ -703,7 +703,7 @@ def _combined(results: list[ProviderResult]) -> ProviderResult:
         capabilities=sorted({c for r in runs for c in r.capabilities}),
     )
     merged: dict[str, Any] = {}
-    for name in ProviderOutput.model_fields:
+    for name in ProviderOutput.field_names():
         present = [value for r in results if (value := getattr(r.output, name)) is not None]
         if name == "raw":
             merged[name] = {k: v for value in present for k, v in value.items()}

@@ -39,6 +39,7 @@ from botocore.exceptions import ClientError
 from image_analysis.events import UNSEQUENCED
 from image_analysis.models import AnalysisResult, Quarantine
 from image_analysis.raw_archive import RawArchive, referenced_objects
+from image_analysis.structs import checked
 
 FINAL_STATUSES = ("succeeded", "partial", "rejected", "skipped")
 # A failed item that a retry of its event completes. A deleted object's item never is, whatever status
@@ -88,8 +89,11 @@ def compact_document(result: AnalysisResult) -> dict[str, Any]:
 
 
 def to_item(result: AnalysisResult, sequence: str, expires_at: int | None = None) -> dict[str, Any]:
-    """The DynamoDB item: JSON numbers become Decimal (floats are refused by boto3), Nones dropped."""
-    document = compact_document(result)
+    """The DynamoDB item: JSON numbers become Decimal (floats are refused by boto3), Nones dropped.
+
+    The result is checked against its schema first (``ValidationError``): models are not checked when
+    built, and NaN or a value out of range must never reach the table."""
+    document = compact_document(checked(result))
     item = json.loads(json.dumps(document), parse_float=Decimal)
     item["pk"] = f"{result.bucket}/{result.key}"
     item["sk"] = result.version_id or "null"
@@ -558,7 +562,7 @@ WATERMARK_KEEPS = frozenset(
 WATERMARK_REMOVES = tuple(
     dict.fromkeys(
         [
-            *(name for name in AnalysisResult.model_fields if name not in WATERMARK_KEEPS),
+            *(name for name in AnalysisResult.field_names() if name not in WATERMARK_KEEPS),
             *CONTENT_ATTRIBUTES,
             "alert_claimed_at",
         ]

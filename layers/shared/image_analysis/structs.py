@@ -9,6 +9,7 @@ answer through ``checked`` (the adapters) and a stored item through ``model_vali
 
 from __future__ import annotations
 
+from decimal import Decimal
 from functools import cache
 from typing import Any, Self
 
@@ -55,12 +56,26 @@ class HouseModel(msgspec.Struct, kw_only=True):
     @classmethod
     def model_validate(cls, data: Any) -> Self:
         """``data`` (a dict of plain values, e.g. a stored item) read and checked; ``ValidationError``
-        when it does not fit. Integers are accepted for floats."""
-        return msgspec.convert(data, cls)
+        when it does not fit. Integers are accepted for floats; DynamoDB's Decimals for either."""
+        try:
+            return msgspec.convert(data, cls)
+        except ValidationError as exc:
+            if "got `decimal`" not in str(exc):
+                raise
+        return msgspec.convert(_without_decimals(data), cls)
 
     @classmethod
     def model_validate_json(cls, data: bytes | str) -> Self:
         return msgspec.json.decode(data, type=cls)
+
+
+def non_default_fields(model: msgspec.Struct) -> list[tuple[str, Any]]:
+    """(name, value) of the fields whose value is not their default, values as they are."""
+    return [
+        (name, value)
+        for name, default in _defaults(type(model))
+        if (value := getattr(model, name)) is not default and (default is _NO_DEFAULT or value != default)
+    ]
 
 
 def checked[T](value: T) -> T:
@@ -76,6 +91,16 @@ def checked[T](value: T) -> T:
     plain = msgspec.to_builtins(value)
     _refuse_non_finite(plain, "$")
     msgspec.convert(plain, type(value))
+    return value
+
+
+def _without_decimals(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {key: _without_decimals(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_decimals(item) for item in value]
     return value
 
 

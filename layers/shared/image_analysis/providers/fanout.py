@@ -20,6 +20,7 @@ from typing import Any, Protocol, TypeVar
 from image_analysis.errors import ProviderError
 from image_analysis.models import ErrorInfo
 from image_analysis.providers.base import ProviderOutput
+from image_analysis.structs import non_default_fields
 
 
 class PartialAnswer(Exception):
@@ -154,9 +155,7 @@ def combine(outputs: Sequence[ProviderOutput]) -> ProviderOutput:
     """Outputs of disjoint sections put together; their raw answers side by side."""
     merged: dict[str, Any] = {"raw": {}}
     for output in outputs:
-        for name in output.model_fields_set:
-            if name == "raw":
-                merged["raw"].update(output.raw)
-            else:
-                merged[name] = getattr(output, name)
+        merged["raw"].update(output.raw)
+        # A section an output left at its default (empty, None) is one it does not produce.
+        merged.update((name, value) for name, value in non_default_fields(output) if name != "raw")
     return ProviderOutput(**merged)

@@ -21,7 +21,7 @@ reached the concurrency limit of your current subscription plan" (``/usage`` rep
 the trigger's ``MaximumConcurrency`` the containers. Set ``IMAGGA_MAX_CONCURRENCY`` to 1 for sequential
 calls on a plan with a concurrency of one.
 
-Normalization is pure (``normalize_*``): payload -> private pydantic model -> house models.
+Normalization is pure (``normalize_*``): payload -> private payload struct -> house models.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 from PIL import Image
-from pydantic import BaseModel, ValidationError
 
 from image_analysis.errors import BadImageError, BadResponseError
 from image_analysis.models import Box, Color, Detection, HouseCategory, Label, ModerationCategory, TextItem
@@ -47,11 +46,19 @@ from image_analysis.providers.base import (
     ProviderDeps,
     ProviderOutput,
 )
-from image_analysis.providers.common import ProviderKeys, base_url, unexpected_payload, unfit_result
+from image_analysis.providers.common import (
+    PayloadError,
+    ProviderKeys,
+    base_url,
+    parse,
+    unexpected_payload,
+    unfit_result,
+)
 from image_analysis.providers.common import VendorPayload as _Loose
 from image_analysis.providers.common import opaque_name as _opaque_name
 from image_analysis.providers.fanout import EndpointPool, combine, fan_out
 from image_analysis.providers.http import VendorClient, VendorProfile
+from image_analysis.structs import checked
 
 if TYPE_CHECKING:
     from image_analysis.credentials import Credentials
@@ -151,25 +158,25 @@ PROFILE = VendorProfile(
 # Private payload models: tolerant of added fields and of v1-era strings for numbers.
 
 
-class _Tag(_Loose):
+class _Tag(_Loose, kw_only=True):
     confidence: float
     tag: dict[str, str | None] | str | None = None
 
 
-class _TagsResult(_Loose):
+class _TagsResult(_Loose, kw_only=True):
     tags: list[_Tag]
 
 
-class _Category(_Loose):
+class _Category(_Loose, kw_only=True):
     confidence: float
     name: dict[str, str | None] | str | None = None
 
 
-class _CategoriesResult(_Loose):
+class _CategoriesResult(_Loose, kw_only=True):
     categories: list[_Category]
 
 
-class _ColorEntry(_Loose):
+class _ColorEntry(_Loose, kw_only=True):
     r: int | None = None
     g: int | None = None
     b: int | None = None
@@ -179,17 +186,17 @@ class _ColorEntry(_Loose):
     html_color_name: str | None = None
 
 
-class _Colors(_Loose):
+class _Colors(_Loose, kw_only=True):
     image_colors: list[_ColorEntry] = []
     background_colors: list[_ColorEntry] = []
     foreground_colors: list[_ColorEntry] = []
 
 
-class _ColorsResult(_Loose):
+class _ColorsResult(_Loose, kw_only=True):
     colors: _Colors
 
 
-class _Coordinates(_Loose):
+class _Coordinates(_Loose, kw_only=True):
     xmin: float | None = None
     ymin: float | None = None
     xmax: float | None = None
@@ -198,21 +205,21 @@ class _Coordinates(_Loose):
     height: float | None = None
 
 
-class _Face(_Loose):
+class _Face(_Loose, kw_only=True):
     confidence: float
     coordinates: _Coordinates | None = None
 
 
-class _FacesResult(_Loose):
+class _FacesResult(_Loose, kw_only=True):
     faces: list[_Face]
 
 
-class _TextEntry(_Loose):
+class _TextEntry(_Loose, kw_only=True):
     data: str | None = None
     coordinates: _Coordinates | None = None
 
 
-class _TextResult(_Loose):
+class _TextResult(_Loose, kw_only=True):
     text: list[_TextEntry]
 
 
@@ -250,7 +257,7 @@ def _v1_result(payload: dict[str, Any], endpoint: str) -> Any:
     raise BadResponseError(PROVIDER, f"{endpoint}: the answer has neither results nor unsuccessful images")
 
 
-def _result[M: BaseModel](payload: Any, model: type[M], endpoint: str) -> M:
+def _result[M](payload: Any, model: type[M], endpoint: str) -> M:
     """The ``result`` of a v2 answer (or the v1 equivalent) parsed into ``model``.
 
     A ``status`` whose type is not "success" is a failure. A body without a status object is read when it
@@ -273,8 +280,8 @@ def _result[M: BaseModel](payload: Any, model: type[M], endpoint: str) -> M:
     else:
         raise BadResponseError(PROVIDER, f"{endpoint}: the answer says success but holds no result")
     try:
-        return model.model_validate(result)
-    except ValidationError as exc:
+        return parse(result, model)
+    except PayloadError as exc:
         raise unexpected_payload(PROVIDER, exc, endpoint, what="result", where="result") from None
 
 
@@ -302,8 +309,8 @@ def _guarded[**P, R](endpoint: str) -> Callable[[Callable[P, R]], Callable[P, R]
         @functools.wraps(func)
         def inner(*args: P.args, **kwargs: P.kwargs) -> R:
             try:
-                return func(*args, **kwargs)
-            except ValidationError as exc:
+                return checked(func(*args, **kwargs))
+            except PayloadError as exc:
                 raise unfit_result(PROVIDER, exc, endpoint) from None
 
         return inner
