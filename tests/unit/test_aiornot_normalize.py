@@ -417,6 +417,17 @@ def test_malformed_payloads_raise_bad_response(payload: object) -> None:
     assert caught.value.code == "bad_response"
 
 
+def test_a_non_finite_number_in_a_field_not_read_is_refused_before_it_reaches_raw() -> None:
+    # Python's json reads Infinity and NaN; the payload model never looks at this field, but the answer
+    # is kept whole in raw, which is stored and sent as JSON and cannot carry it. Building the result
+    # checks nothing, so the adapter must check it before handing it on.
+    payload = mutated("v2_image_sync_1.json", lambda p: p.update(credits_used=float("inf")))
+    with pytest.raises(BadResponseError) as caught:
+        normalize(payload)
+    assert caught.value.code == "bad_response"
+    assert "does not fit the result model at raw.image_sync.credits_used" in caught.value.message
+
+
 # ---------------------------------------------------------------------------------------------------
 # Documented HTTP errors -> typed errors (the adapter over an httpx mock transport)
 

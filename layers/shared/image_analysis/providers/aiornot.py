@@ -26,8 +26,8 @@ documents no smaller size it needs. Other formats are converted to JPEG. An EXIF
 re-encoded upright only when deepfake regions can come back, so that their boxes refer to the pixels as
 displayed.
 
-Normalization is pure (``normalize``): payload -> private pydantic model -> house models. It reads the
-v2 shape and, because it is the same data one level up, the v1 ``/v1/reports/image`` shape
+Normalization is pure (``normalize``): payload -> private payload struct -> house models, checked. It
+reads the v2 shape and, because it is the same data one level up, the v1 ``/v1/reports/image`` shape
 (``report.{verdict, ai, human, generator}`` plus ``facets.{nsfw, quality}``).
 """
 
@@ -41,7 +41,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from PIL import Image
-from pydantic import BaseModel, ValidationError
 
 from image_analysis.errors import BadImageError, BadResponseError, ServerError
 from image_analysis.models import (
@@ -61,10 +60,18 @@ from image_analysis.providers.base import (
     ProviderDeps,
     ProviderOutput,
 )
-from image_analysis.providers.common import ProviderKeys, base_url, unexpected_payload, unfit_result
+from image_analysis.providers.common import (
+    PayloadError,
+    ProviderKeys,
+    base_url,
+    parse,
+    unexpected_payload,
+    unfit_result,
+)
 from image_analysis.providers.common import VendorPayload as _Loose
 from image_analysis.providers.common import opaque_name as _opaque_name
 from image_analysis.providers.http import VendorClient, VendorProfile
+from image_analysis.structs import checked
 
 if TYPE_CHECKING:
     from image_analysis.credentials import Credentials
@@ -238,22 +245,23 @@ class SentImage:
 
 
 def _guarded[**P, R](func: Callable[P, R]) -> Callable[P, R]:
-    """A house model refusing a value (out of range, NaN) is a bad response, not a crash."""
+    """A value the house models refuse (out of range, NaN) is a bad response, not a crash. Constructing
+    a house model checks nothing, so the result is checked here, before it leaves the adapter."""
 
     @functools.wraps(func)
     def inner(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            return func(*args, **kwargs)
-        except ValidationError as exc:
+            return checked(func(*args, **kwargs))
+        except PayloadError as exc:
             raise unfit_result(PROVIDER, exc) from None
 
     return inner
 
 
-def _parse[M: BaseModel](payload: Any, model: type[M]) -> M:
+def _parse[M](payload: Any, model: type[M]) -> M:
     try:
-        return model.model_validate(payload)
-    except ValidationError as exc:
+        return parse(payload, model)
+    except PayloadError as exc:
         raise unexpected_payload(PROVIDER, exc, where="the body") from None
 
 
@@ -302,8 +310,8 @@ def _generator_score(name: str, entry: Any, evidence: list[str]) -> float | None
         return _unit(float(entry), f"generator.{name}")
     if isinstance(entry, dict):
         try:
-            prediction = _Prediction.model_validate(entry)
-        except ValidationError:
+            prediction = parse(entry, _Prediction)
+        except PayloadError:
             return None
         score = _unit(prediction.confidence, f"generator.{name}.confidence")
         if score is None and prediction.is_detected:
