@@ -39,7 +39,7 @@ def test_floats_become_decimal_and_round_trip():
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
 def test_nan_and_infinity_are_refused_before_they_reach_the_table(bad):
-    with pytest.raises(ValidationError, match="quality.sharpness"):
+    with pytest.raises(ValidationError, match=r"quality\.sharpness"):
         to_item(result(quality=Quality(sharpness=bad, provider="builtin")), "0" * 32)
 
 
