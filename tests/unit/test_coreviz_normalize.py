@@ -251,6 +251,24 @@ def test_malformed_payloads_raise_bad_response(mode: str, payload: object) -> No
     assert caught.value.code == "bad_response"
 
 
+@pytest.mark.parametrize(
+    ("mode", "payload"),
+    [
+        ("tags", {"tags": [{"tag": "sea", "confidence": 0.9}], "debug": {"latency": float("nan")}}),
+        ("classification", {"classification": "invoice", "confidence": 0.9, "debug": {"latency": float("nan")}}),
+    ],
+)
+def test_a_non_finite_number_in_a_field_not_read_is_a_bad_response(mode: str, payload: dict) -> None:
+    # The answer is kept whole in ``raw`` and stored with the result; DynamoDB cannot hold NaN or infinity,
+    # so such an answer is refused here rather than failing the write later.
+    with pytest.raises(BadResponseError) as caught:
+        normalize(mode, payload)
+    assert caught.value.message == (
+        f"coreviz: {mode}: a value does not fit the result model at raw.{mode}.debug.latency "
+        "(Expected a finite number); the API may have changed"
+    )
+
+
 # ---------------------------------------------------------------------------------------------------
 # The adapter over a mock transport, with a recording S3 stand-in
 

@@ -235,6 +235,17 @@ def test_malformed_payloads_raise_bad_response(payload: object) -> None:
     assert caught.value.code == "bad_response"
 
 
+def test_a_non_finite_number_in_a_field_not_read_is_a_bad_response() -> None:
+    # The answer is kept whole in ``raw`` and stored with the result; DynamoDB cannot hold NaN or infinity,
+    # so such an answer is refused here rather than failing the write later.
+    with pytest.raises(BadResponseError) as caught:
+        normalize(mutated(lambda p: p.update(credits_left=float("inf"))))
+    assert caught.value.message == (
+        "imageseo: a value does not fit the result model at raw.images.credits_left (Expected a finite number); "
+        "the API may have changed"
+    )
+
+
 # ---------------------------------------------------------------------------------------------------
 # HTTP answers -> typed errors (the adapter over an httpx mock transport)
 

@@ -48,8 +48,6 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from pydantic import AliasChoices, Field, ValidationError
-
 from image_analysis.errors import BadImageError, BadResponseError, ServerError
 from image_analysis.models import Classification, ClassScore, Label
 from image_analysis.providers.base import (
@@ -59,11 +57,20 @@ from image_analysis.providers.base import (
     ProviderDeps,
     ProviderOutput,
 )
-from image_analysis.providers.common import ProviderKeys, base_url, unexpected_payload
+from image_analysis.providers.common import (
+    PayloadError,
+    ProviderKeys,
+    aliased,
+    base_url,
+    parse,
+    unexpected_payload,
+    unfit_result,
+)
 from image_analysis.providers.common import VendorPayload as _Loose
 from image_analysis.providers.common import int_setting as _int_setting
 from image_analysis.providers.common import opaque_name as _opaque_name
 from image_analysis.providers.http import ErrorKind, VendorClient, VendorProfile
+from image_analysis.structs import ValidationError, checked
 
 if TYPE_CHECKING:
     from image_analysis.credentials import Credentials
@@ -148,9 +155,13 @@ PROFILE = VendorProfile(
 
 
 class _ScoredTag(_Loose):
-    # Docs: ``{tag, confidence}``; ``{name, score}`` (and ``label``) are read the same way.
-    tag: str | None = Field(None, validation_alias=AliasChoices("tag", "name", "label"))
-    confidence: float | None = Field(None, validation_alias=AliasChoices("confidence", "score", "probability"))
+    # Docs: ``{tag, confidence}``; ``{name, score}`` (and ``label``) are read the same way (``_TAG_NAMES``).
+    tag: str | None = None
+    confidence: float | None = None
+
+
+# Field -> the spellings read into it, the first present winning.
+_TAG_NAMES = {"tag": ("tag", "name", "label"), "confidence": ("confidence", "score", "probability")}
 
 
 class _Tags(_Loose):
@@ -160,9 +171,13 @@ class _Tags(_Loose):
 
 
 class _Score(_Loose):
-    # Docs: ``all_scores[{choice, score}]``; ``label``/``name`` and ``confidence`` are read the same way.
-    choice: str | None = Field(None, validation_alias=AliasChoices("choice", "label", "name", "class"))
-    score: float | None = Field(None, validation_alias=AliasChoices("score", "confidence", "probability"))
+    # Docs: ``all_scores[{choice, score}]``; ``label``/``name`` and ``confidence`` are read the same way
+    # (``_SCORE_NAMES``).
+    choice: str | None = None
+    score: float | None = None
+
+
+_SCORE_NAMES = {"choice": ("choice", "label", "name", "class"), "score": ("score", "confidence", "probability")}
 
 
 class _Classified(_Loose):
@@ -176,19 +191,36 @@ class _Classified(_Loose):
 
 
 def _guarded[**P, R](mode: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """A payload or house model refusing a value is a bad response, not a crash."""
+    """A house model refusing a value is a bad response, not a crash.
+
+    Constructing a house model checks nothing, so what the normalizer returns is checked here."""
 
     def wrap(func: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(func)
         def inner(*args: P.args, **kwargs: P.kwargs) -> R:
             try:
-                return func(*args, **kwargs)
+                return checked(func(*args, **kwargs))
             except ValidationError as exc:
-                raise unexpected_payload(PROVIDER, exc, mode) from None
+                raise unfit_result(PROVIDER, exc, mode) from None
 
         return inner
 
     return wrap
+
+
+def _parsed[M](
+    payload: dict[str, Any], model: type[M], mode: str, lists: Mapping[str, Mapping[str, tuple[str, ...]]]
+) -> M:
+    """``payload`` read into ``model``, after the objects in each of ``lists`` (key -> field spellings)
+    have their fields under the names the model reads; ``BadResponseError`` when it does not fit."""
+    prepared = dict(payload)
+    for key, names in lists.items():
+        if isinstance(prepared.get(key), list):
+            prepared[key] = [aliased(item, names) for item in prepared[key]]
+    try:
+        return parse(prepared, model)
+    except PayloadError as exc:
+        raise unexpected_payload(PROVIDER, exc, mode) from None
 
 
 def _scale(values: list[float | None]) -> float:
@@ -217,7 +249,7 @@ def normalize_tags(payload: Any, mode: str = "tags") -> list[Label]:
     """
     if not isinstance(payload, dict):
         raise BadResponseError(PROVIDER, f"{mode}: the answer is not a JSON object")
-    parsed = _Tags.model_validate(payload)
+    parsed = _parsed(payload, _Tags, mode, {"tags": _TAG_NAMES, "result": _TAG_NAMES})
     if parsed.tags is not None:
         items: list[_ScoredTag | str] = list(parsed.tags)
     elif parsed.result is not None:
@@ -253,7 +285,7 @@ def normalize_classification(payload: Any) -> Classification:
     """
     if not isinstance(payload, dict):
         raise BadResponseError(PROVIDER, "classification: the answer is not a JSON object")
-    parsed = _Classified.model_validate(payload)
+    parsed = _parsed(payload, _Classified, "classification", {"all_scores": _SCORE_NAMES})
     scale = _scale([parsed.confidence, *(s.score for s in parsed.all_scores or [])])
     scores = [
         ClassScore(label=s.choice.strip(), score=_unit(s.score, "classification", "score", scale))
@@ -285,10 +317,17 @@ def normalize(mode: str, payload: Any) -> ProviderOutput:
     """One answer as a ProviderOutput (with the payload kept in ``raw`` under the mode)."""
     raw = {mode: payload}
     if mode in ("tags", "prompt"):
-        return ProviderOutput(labels=normalize_tags(payload, mode), raw=raw)
-    if mode == "classification":
-        return ProviderOutput(classification=normalize_classification(payload), raw=raw)
-    raise ValueError(f"unknown CoreViz mode {mode!r}")
+        output = ProviderOutput(labels=normalize_tags(payload, mode), raw=raw)
+    elif mode == "classification":
+        output = ProviderOutput(classification=normalize_classification(payload), raw=raw)
+    else:
+        raise ValueError(f"unknown CoreViz mode {mode!r}")
+    # The labels are checked already; this is for ``raw``: a NaN or infinity in a field not read would
+    # otherwise reach the store, which cannot write it.
+    try:
+        return checked(output)
+    except ValidationError as exc:
+        raise unfit_result(PROVIDER, exc, mode) from None
 
 
 def scrub(value: Any, secrets: tuple[str, ...]) -> Any:

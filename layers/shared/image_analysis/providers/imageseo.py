@@ -21,7 +21,7 @@ made for this image, a ``BadImageError`` (not retried). Any other ``success: fal
 ``BadResponseError`` naming the vendor's code. The docs name no accepted formats or size limit: JPEG and
 PNG up to 10 MB are sent (the formats every client example uses); anything else is converted to JPEG.
 
-Normalization is pure (``normalize``): payload -> private pydantic model -> house models.
+Normalization is pure (``normalize``): payload -> private payload model -> house models.
 """
 
 from __future__ import annotations
@@ -32,8 +32,6 @@ import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import ValidationError
-
 from image_analysis.errors import BadImageError, BadResponseError
 from image_analysis.models import AltText, Label
 from image_analysis.providers.base import (
@@ -43,10 +41,18 @@ from image_analysis.providers.base import (
     ProviderDeps,
     ProviderOutput,
 )
-from image_analysis.providers.common import ProviderKeys, base_url, unexpected_payload, unfit_result
+from image_analysis.providers.common import (
+    PayloadError,
+    ProviderKeys,
+    base_url,
+    parse,
+    unexpected_payload,
+    unfit_result,
+)
 from image_analysis.providers.common import VendorPayload as _Loose
 from image_analysis.providers.common import opaque_name as _opaque_name
 from image_analysis.providers.http import VendorClient, VendorProfile
+from image_analysis.structs import ValidationError, checked
 
 if TYPE_CHECKING:
     from image_analysis.credentials import Credentials
@@ -147,12 +153,14 @@ class _Body(_Loose):
 
 
 def _guarded[**P, R](func: Callable[P, R]) -> Callable[P, R]:
-    """A house model refusing a value is a bad response, not a crash."""
+    """A house model refusing a value is a bad response, not a crash.
+
+    Constructing a house model checks nothing, so what the normalizer returns is checked here."""
 
     @functools.wraps(func)
     def inner(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            return func(*args, **kwargs)
+            return checked(func(*args, **kwargs))
         except ValidationError as exc:
             raise unfit_result(PROVIDER, exc) from None
 
@@ -195,8 +203,8 @@ def normalize(payload: Any) -> ProviderOutput:
     payloads raise ``BadResponseError``.
     """
     try:
-        body = _Body.model_validate(payload)
-    except ValidationError as exc:
+        body = parse(payload, _Body)
+    except PayloadError as exc:
         raise unexpected_payload(PROVIDER, exc, where="the body") from None
     if body.success is False:
         code = (body.code or "").strip()[:50] or "(no code)"
