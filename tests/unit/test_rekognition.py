@@ -128,6 +128,23 @@ def test_a_changed_payload_is_a_bad_response():
         normalize("labels", {"Labels": [{"Confidence": 12}]})
 
 
+@pytest.mark.parametrize(
+    ("feature", "payload"),
+    [
+        ("labels", {"Labels": [{"Name": "Car", "Confidence": 250.0}]}),
+        ("moderation", {"ModerationLabels": [{"Name": "Explicit Nudity", "ParentName": "", "Confidence": 180.0}]}),
+        ("text", {"TextDetections": [{"DetectedText": "STOP", "Type": "LINE", "Confidence": -4.0}]}),
+    ],
+)
+def test_a_confidence_outside_0_to_100_is_a_bad_response_not_a_score(feature, payload):
+    # Building a house model checks nothing: unchecked, 250 would be stored as a confidence of 2.5 and
+    # pass every threshold (a moderation verdict no image earned).
+    with pytest.raises(BadResponseError) as caught:
+        normalize(feature, payload)
+    assert "does not fit the result model" in caught.value.message
+    assert "confidence" in caught.value.message
+
+
 def image_request(size=(400, 300), fmt="PNG", bucket="uploads", key="a/b.png"):
     out = io.BytesIO()
     Image.new("RGB", size, (10, 200, 30)).save(out, format=fmt)

@@ -20,7 +20,7 @@ Every answer carries its status in the body (``{"status": 401, "status_message":
 "data": null}``; success ``{"status": 200, "message": "Success", "data": {...}}``). The body status wins
 over the HTTP one and is mapped once, in ``STATUS_KINDS``.
 
-Normalization is pure (``normalize_*``): payload -> private pydantic model -> house models. Confidences
+Normalization is pure (``normalize_*``): payload -> private payload model -> house models. Confidences
 are on the vendor's 0-100 scale (the example: 99.87); boxes are already fractions of the image (the
 example: ``{"x": 0.35, "y": 0.88, "width": 0.07, "height": 0.11}``).
 """
@@ -33,8 +33,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
-
 from image_analysis.errors import BadImageError, BadResponseError, ServerError
 from image_analysis.models import Box, Detection, HouseCategory, Label, ModerationCategory, TextItem
 from image_analysis.providers.base import (
@@ -44,12 +42,21 @@ from image_analysis.providers.base import (
     ProviderDeps,
     ProviderOutput,
 )
-from image_analysis.providers.common import ProviderKeys, base_url, unexpected_payload, unfit_result
+from image_analysis.providers.common import (
+    PayloadError,
+    ProviderKeys,
+    aliased,
+    base_url,
+    parse,
+    unexpected_payload,
+    unfit_result,
+)
 from image_analysis.providers.common import VendorPayload as _Loose
 from image_analysis.providers.common import int_setting as _int_setting
 from image_analysis.providers.common import opaque_name as _opaque_name
 from image_analysis.providers.fanout import EndpointPool, combine, fan_out
 from image_analysis.providers.http import ErrorKind, VendorClient, VendorProfile
+from image_analysis.structs import checked
 
 if TYPE_CHECKING:
     from image_analysis.credentials import Credentials
@@ -292,31 +299,47 @@ PROFILE = VendorProfile(
 
 
 class _Coordinates(_Loose):
-    # The docs' example: {"x", "y", "width", "height"} as fractions; Rekognition-style names accepted too.
-    x: float | None = Field(None, validation_alias=AliasChoices("x", "left", "Left"))
-    y: float | None = Field(None, validation_alias=AliasChoices("y", "top", "Top"))
-    width: float | None = Field(None, validation_alias=AliasChoices("width", "Width", "w"))
-    height: float | None = Field(None, validation_alias=AliasChoices("height", "Height", "h"))
+    # The docs' example: {"x", "y", "width", "height"} as fractions; Rekognition-style names accepted too
+    # (``_COORDINATE_NAMES``).
+    x: float | None = None
+    y: float | None = None
+    width: float | None = None
+    height: float | None = None
 
 
 class _Item(_Loose):
     # Docs: each identified object is {name, confidence, coordinates}. A text, a face or an NSFW label may
-    # carry its words or its label under another name; an item missing what its section needs is left
-    # out by the normalizer, not fatal.
-    name: str | None = Field(
-        None, validation_alias=AliasChoices("name", "label", "Name", "text", "DetectedText", "value", "class")
-    )
-    confidence: float | None = Field(
-        None, validation_alias=AliasChoices("confidence", "Confidence", "score", "probability")
-    )
-    coordinates: list[_Coordinates | None] | None = Field(
-        None, validation_alias=AliasChoices("coordinates", "box", "bbox", "bounding_box", "BoundingBox")
-    )
+    # carry its words or its label under another name (``_ITEM_NAMES``); an item missing what its section
+    # needs is left out by the normalizer, not fatal.
+    name: str | None = None
+    confidence: float | None = None
+    coordinates: list[_Coordinates | None] | None = None
 
-    @field_validator("coordinates", mode="before")
-    @classmethod
-    def _one_box_is_a_list_of_one(cls, value: Any) -> Any:
-        return [value] if isinstance(value, dict) else value
+
+# The spellings each field is accepted under, the first present winning (read by ``_item``).
+_COORDINATE_NAMES: Mapping[str, tuple[str, ...]] = {
+    "x": ("x", "left", "Left"),
+    "y": ("y", "top", "Top"),
+    "width": ("width", "Width", "w"),
+    "height": ("height", "Height", "h"),
+}
+_ITEM_NAMES: Mapping[str, tuple[str, ...]] = {
+    "name": ("name", "label", "Name", "text", "DetectedText", "value", "class"),
+    "confidence": ("confidence", "Confidence", "score", "probability"),
+    "coordinates": ("coordinates", "box", "bbox", "bounding_box", "BoundingBox"),
+}
+
+
+def _item(raw: Any) -> _Item:
+    """One finding read into ``_Item``: its fields under their own names, one box as a list of one."""
+    item = aliased(raw, _ITEM_NAMES)
+    if isinstance(item, dict):
+        boxes = item.get("coordinates")
+        if isinstance(boxes, dict):
+            boxes = [boxes]
+        if isinstance(boxes, list):
+            item["coordinates"] = [aliased(box, _COORDINATE_NAMES) for box in boxes]
+    return parse(item, _Item)
 
 
 class _Data(_Loose):
@@ -357,14 +380,19 @@ TYPE_ALIASES: Mapping[str, frozenset[str]] = {
 
 
 def _guarded[**P, R](kind: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """A house model refusing a value (NaN, out of range) is a bad response, not a crash."""
+    """A value the house models refuse (NaN, out of range) is a bad response, not a crash. Constructing
+    a house model checks nothing, so what the normalizer returns (house models, lists of them, or a
+    tuple of those) is checked here."""
 
     def wrap(func: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(func)
         def inner(*args: P.args, **kwargs: P.kwargs) -> R:
             try:
-                return func(*args, **kwargs)
-            except ValidationError as exc:
+                result = func(*args, **kwargs)
+                for part in result if isinstance(result, tuple) else (result,):
+                    checked(part)
+                return result
+            except PayloadError as exc:
                 raise unfit_result(PROVIDER, exc, kind) from None
 
         return inner
@@ -407,7 +435,7 @@ def _items(payload: Any, kind: str) -> list[_Item | str]:
         error = ServerError if _is_transient(failure) else BadImageError
         raise error(PROVIDER, f'{kind}: the answer reports an error: "{reason}"')
     try:
-        envelope = _Envelope.model_validate(payload)
+        envelope = parse(payload, _Envelope)
         data = envelope.data
         if data is None or not any(k in data for k in RESULT_KEYS[kind]):
             held = ", ".join(sorted(data)[:8]) if data else "no data"
@@ -416,8 +444,8 @@ def _items(payload: Any, kind: str) -> list[_Item | str]:
                 f"{kind}: the answer holds none of the result keys we know ({', '.join(RESULT_KEYS[kind])}; "
                 f"it has {held}); the API may have changed",
             )
-        answered = _Data.model_validate(data).type
-    except ValidationError as exc:
+        answered = parse(data, _Data).type
+    except PayloadError as exc:
         raise unexpected_payload(PROVIDER, exc, kind) from None
     if answered is not None and answered.strip().lower() not in TYPE_ALIASES[kind]:
         raise BadResponseError(PROVIDER, f"{kind}: the answer is for type {answered[:40]!r}, not the one asked for")
@@ -428,8 +456,8 @@ def _items(payload: Any, kind: str) -> list[_Item | str]:
             items.append(raw)
             continue
         try:
-            items.append(_Item.model_validate(raw))
-        except ValidationError as exc:
+            items.append(_item(raw))
+        except PayloadError as exc:
             raise unexpected_payload(PROVIDER, exc, kind, what="finding", where="item") from None
     return items
 

@@ -30,7 +30,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
-from pydantic import ValidationError
 
 from image_analysis.errors import (
     AuthError,
@@ -43,7 +42,15 @@ from image_analysis.errors import (
 )
 from image_analysis.models import Box, Detection, Label, ModerationCategory, TextItem
 from image_analysis.providers.base import AnalysisRequest, Capability, Provider, ProviderDeps, ProviderOutput
-from image_analysis.providers.common import VendorPayload, int_setting
+from image_analysis.providers.common import (
+    PayloadError,
+    VendorPayload,
+    int_setting,
+    parse,
+    unexpected_payload,
+    unfit_result,
+)
+from image_analysis.structs import checked
 
 if TYPE_CHECKING:
     from image_analysis.imaging import DecodedImage
@@ -240,52 +247,60 @@ def moderation_category(name: str, parent: str | None, parents: Mapping[str, str
 
 
 def normalize(feature: str, payload: Any) -> ProviderOutput:
-    """Pure: one API answer -> the house schema."""
+    """Pure: one API answer -> the house schema. An answer that does not fit its payload model, or a value
+    the house models refuse (a confidence above 100), is a bad response: constructing a house model
+    checks nothing, so the output is checked here."""
     try:
-        if feature == "labels":
-            labels = _Labels.model_validate(payload).Labels
-            return ProviderOutput(
-                labels=[
-                    Label(name=lab.Name.lower(), confidence=lab.Confidence / 100, provider=PROVIDER) for lab in labels
-                ],
-                objects=[
-                    Detection(
-                        name=lab.Name.lower(), confidence=i.Confidence / 100, box=_box(i.BoundingBox), provider=PROVIDER
-                    )
-                    for lab in labels
-                    for i in lab.Instances
-                    if i.BoundingBox is not None
-                ],
-            )
-        if feature == "moderation":
-            found = _Moderation.model_validate(payload).ModerationLabels
-            answered = {m.Name.strip().lower(): (m.ParentName or "").strip().lower() for m in found if m.ParentName}
-            return ProviderOutput(
-                moderation=[
-                    ModerationCategory(
-                        name=moderation_category(m.Name, m.ParentName, answered),  # type: ignore[arg-type]
-                        confidence=m.Confidence / 100,
-                        provider=PROVIDER,
-                        source_label=m.Name if not m.ParentName else f"{m.ParentName}/{m.Name}",
-                    )
-                    for m in found
-                ]
-            )
-        if feature == "text":
-            lines = [t for t in _Text.model_validate(payload).TextDetections if t.Type == "LINE"]
-            return ProviderOutput(
-                text=[
-                    TextItem(
-                        text=t.DetectedText,
-                        confidence=None if t.Confidence is None else t.Confidence / 100,
-                        box=_box(t.Geometry.BoundingBox) if t.Geometry and t.Geometry.BoundingBox else None,
-                        provider=PROVIDER,
-                    )
-                    for t in lines
-                ]
-            )
-    except ValidationError as exc:
-        raise BadResponseError(PROVIDER, f"unexpected {feature} answer: {exc.errors()[0]['msg']}") from None
+        output = _normalize(feature, payload)
+    except PayloadError as exc:
+        raise unexpected_payload(PROVIDER, exc, feature) from None
+    try:
+        return checked(output)
+    except PayloadError as exc:
+        raise unfit_result(PROVIDER, exc, feature) from None
+
+
+def _normalize(feature: str, payload: Any) -> ProviderOutput:
+    if feature == "labels":
+        labels = parse(payload, _Labels).Labels
+        return ProviderOutput(
+            labels=[Label(name=lab.Name.lower(), confidence=lab.Confidence / 100, provider=PROVIDER) for lab in labels],
+            objects=[
+                Detection(
+                    name=lab.Name.lower(), confidence=i.Confidence / 100, box=_box(i.BoundingBox), provider=PROVIDER
+                )
+                for lab in labels
+                for i in lab.Instances
+                if i.BoundingBox is not None
+            ],
+        )
+    if feature == "moderation":
+        found = parse(payload, _Moderation).ModerationLabels
+        answered = {m.Name.strip().lower(): (m.ParentName or "").strip().lower() for m in found if m.ParentName}
+        return ProviderOutput(
+            moderation=[
+                ModerationCategory(
+                    name=moderation_category(m.Name, m.ParentName, answered),  # type: ignore[arg-type]
+                    confidence=m.Confidence / 100,
+                    provider=PROVIDER,
+                    source_label=m.Name if not m.ParentName else f"{m.ParentName}/{m.Name}",
+                )
+                for m in found
+            ]
+        )
+    if feature == "text":
+        lines = [t for t in parse(payload, _Text).TextDetections if t.Type == "LINE"]
+        return ProviderOutput(
+            text=[
+                TextItem(
+                    text=t.DetectedText,
+                    confidence=None if t.Confidence is None else t.Confidence / 100,
+                    box=_box(t.Geometry.BoundingBox) if t.Geometry and t.Geometry.BoundingBox else None,
+                    provider=PROVIDER,
+                )
+                for t in lines
+            ]
+        )
     raise ValueError(f"unknown Rekognition feature {feature!r}")
 
 
