@@ -233,7 +233,10 @@ def run_child(build: Build, mode: str, arg: str, env: dict[str, str]) -> tuple[d
         child = subprocess.Popen(
             # BENCH_CHILD_FLAGS: interpreter flags for looking into a figure, e.g. "-X importtime" (stderr is
             # kept in BENCH_CHILD_STDERR's file) or "-m cProfile -o /tmp/{mode}.prof" (the last child's per mode).
+            # BENCH_CHILD_WRAPPER: a command the child runs under, e.g. a sampling profiler that sees every
+            # thread ("py-spy record -f raw -o /tmp/{mode}.raw --"), which cProfile does not.
             [
+                *shlex.split(os.environ.get("BENCH_CHILD_WRAPPER", "").replace("{mode}", mode)),
                 build.runtime_python,
                 "-I",
                 "-B",
