@@ -38,6 +38,7 @@ from functools import cached_property
 from PIL import Image, ImageOps, ImageStat, UnidentifiedImageError
 
 from image_analysis.errors import InputRejected
+from image_analysis.jpeg_metadata import without_metadata
 
 # The working copy the offline analyzer reads: big enough for colors, hashes and quality signals.
 WORKING_SIDE = 512
@@ -285,19 +286,27 @@ class DecodedImage:
         """The bytes to send to a vendor that accepts ``formats`` up to ``max_bytes``.
 
         The original goes as it is when the vendor takes it and it is what a viewer sees (one frame, no
-        transparency); otherwise a copy is made from the master, flattened onto the image's backdrop:
+        transparency); an upright JPEG whose personal metadata is to be stripped goes without those
+        segments, its pixels untouched (``jpeg_metadata``); otherwise a copy is made from the master, flattened onto the image's backdrop:
         PNG when the original is PNG and the vendor takes PNG, else JPEG; downscaled when asked or when the
         file would still be too big. Never rejected for a reason we can fix.
         """
         fits_side = max_side is None or max(self.width, self.height) <= max_side
         clean = not self.strip_metadata or not self.has_personal_metadata
         as_seen = self.frames == 1 and self.backdrop is None
-        if self.format in formats and len(self.data) <= max_bytes and fits_side and as_seen and clean:
+        as_is = self.format in formats and len(self.data) <= max_bytes and fits_side and as_seen
+        if as_is and clean:
             return self.data, self.content_type
         wanted = (formats, max_bytes, max_side, self.strip_metadata)
         with self._copies_lock:
             if wanted in self._copies:
                 return self._copies[wanted]
+        upright = self.orientation in (None, 1)  # without its EXIF, a turned JPEG would be shown unturned
+        if as_is and upright and self.format == "jpeg" and (stripped := without_metadata(self.data)) is not None:
+            # Only the metadata stands in the way: dropped from the file, the pixels untouched.
+            with self._copies_lock:
+                self._copies[wanted] = (stripped, self.content_type)
+            return stripped, self.content_type
         side = max_side or max(self.width, self.height)
         while True:
             payload, mime = self._reencode(formats, side)
@@ -333,6 +342,10 @@ class DecodedImage:
         elif image is self.working or image is self.draft or image is self._master._image:
             image = image.copy()
         image = _to_rgb(image, self.backdrop or "white")
+        if self.strip_metadata:
+            # Pillow carries a decoded file's comment and XMP on every image made from it and writes them
+            # back when one is saved: a copy without personal metadata must not take them along.
+            image.info = {k: v for k, v in image.info.items() if k not in ("comment", "xmp", "exif", "photoshop")}
         out = io.BytesIO()
         # A PNG stays a PNG (lossless) when the vendor takes PNG.
         if "png" in formats and (self.format == "png" or "jpeg" not in formats):
