@@ -287,9 +287,10 @@ class DecodedImage:
 
         The original goes as it is when the vendor takes it and it is what a viewer sees (one frame, no
         transparency); an upright JPEG whose personal metadata is to be stripped goes without those
-        segments, its pixels untouched (``jpeg_metadata``); otherwise a copy is made from the master, flattened onto the image's backdrop:
-        PNG when the original is PNG and the vendor takes PNG, else JPEG; downscaled when asked or when the
-        file would still be too big. Never rejected for a reason we can fix.
+        segments, its pixels untouched (``jpeg_metadata``). Otherwise a copy is made from the master,
+        flattened onto the image's backdrop: PNG when the original is PNG and the vendor takes PNG, else
+        JPEG; downscaled when asked or when the file would still be too big. Never rejected for a reason
+        we can fix.
         """
         fits_side = max_side is None or max(self.width, self.height) <= max_side
         clean = not self.strip_metadata or not self.has_personal_metadata
