@@ -161,3 +161,17 @@ def test_exif_rotated_jpeg_is_analyzed_upright() -> None:
     assert output.phash is not None
     assert hamming(output.phash, dhash(upright)) <= 4
     assert hamming(output.phash, dhash(stored)) > 10
+
+
+def test_a_measure_out_of_its_range_fails_the_builtin_run_not_the_records_write(monkeypatch) -> None:
+    # Models are not checked when built: the provider checks its own sections, as a vendor's adapter does,
+    # so that a bad measure is this provider's failure (a partial result), never an item the store refuses.
+    from image_analysis.models import Quality
+    from image_analysis.providers import builtin
+    from image_analysis.structs import ValidationError
+
+    monkeypatch.setattr(
+        builtin, "measure_quality", lambda working, provider: Quality(brightness=1.5, provider=provider)
+    )
+    with pytest.raises(ValidationError, match=r"quality\.brightness"):
+        _analyze(_save(Image.new("RGB", (64, 48), "grey"), "PNG"))

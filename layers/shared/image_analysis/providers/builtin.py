@@ -18,6 +18,7 @@ from image_analysis.analyzers.phash import dhash
 from image_analysis.analyzers.provenance import inspect
 from image_analysis.analyzers.quality import measure_quality
 from image_analysis.providers.base import AnalysisRequest, Capability, Provider, ProviderDeps, ProviderOutput
+from image_analysis.structs import checked
 
 
 class BuiltinProvider(Provider):
@@ -39,13 +40,17 @@ class BuiltinProvider(Provider):
         image = request.image
         working = image.working
         provenance, ai_generated = inspect(image.file, provider=self.name) if image.frame_index == 0 else (None, None)
-        return ProviderOutput(
-            colors=dominant_colors(working, provider=self.name),
-            quality=measure_quality(working, provider=self.name),
-            phash=dhash(working),
-            # This frame's hash; ``frame`` is set for the frames of a file of several (the banks say which).
-            # Made once per frame: the hash banks' screening of an animation may have made it already.
-            pdq=[image_hash(image)],
-            provenance=provenance,
-            ai_generated=ai_generated,
+        # Checked as a vendor's answer is: a value out of its range (a metadata field, a measure of an odd
+        # image) fails this provider's run, not the record's write.
+        sections = checked(
+            ProviderOutput(
+                colors=dominant_colors(working, provider=self.name),
+                quality=measure_quality(working, provider=self.name),
+                phash=dhash(working),
+                provenance=provenance,
+                ai_generated=ai_generated,
+            )
         )
+        # This frame's hash; ``frame`` is set for the frames of a file of several (the banks say which).
+        # Made once per frame: the hash banks' screening of an animation may have made it already.
+        return sections.model_copy(update={"pdq": [image_hash(image)]})
