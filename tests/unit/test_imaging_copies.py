@@ -119,3 +119,15 @@ def test_the_metadata_check_parses_the_file_once_for_every_vendor(monkeypatch):
     for side in (300, 350, 400):
         image.for_vendor(keep_metadata=False).encoded_for(JPEG, 5_000_000, max_side=side)
     assert opened == [1]
+
+
+def test_a_vendor_copy_never_waits_for_the_working_copy_which_is_made_once_on_first_use(monkeypatch):
+    # The vendors' requests go out while the offline analyzer makes the working copy in its own thread.
+    image = decode(_jpeg(1000, 800), max_pixels=100_000_000)
+    made = []
+    real_resize = Image.Image.resize
+    monkeypatch.setattr(Image.Image, "resize", lambda self, *a, **k: made.append(a[0]) or real_resize(self, *a, **k))
+    sent, _ = image.for_vendor(keep_metadata=False).encoded_for(JPEG, 5_000_000)
+    assert sent == image.data and made == []
+    assert image.working.size == (512, 410) and image.for_vendor(keep_metadata=True).working is image.working
+    assert made == [(512, 410)]

@@ -153,7 +153,8 @@ class Probe:
 
 
 class _Master:
-    """The bounded copy vendor copies are made from, made at most once even when threads ask at once."""
+    """A decoded copy made at most once, on first use, even when threads ask at once: the bounded master
+    vendor copies are made from, and the working copy."""
 
     def __init__(self, image: Image.Image | None = None, load: Callable[[], Image.Image] | None = None) -> None:
         self._image = image
@@ -179,8 +180,8 @@ class DecodedImage:
     mode: str
     frames: int
     orientation: int | None
-    # RGB, EXIF-rotated, flattened, this frame, at most WORKING_SIDE on its long side.
-    working: Image.Image = field(repr=False, compare=False)
+    # The working copy (``working``), made on first use: a vendor's request need not wait for it.
+    _working: _Master = field(repr=False, compare=False)
     # Whether copies for vendors drop EXIF (location, camera serials), XMP, comments and text chunks.
     strip_metadata: bool = True
     # A JPEG decoded once at a reduced scale (draft mode), EXIF-rotated: vendor copies up to its size are
@@ -206,6 +207,12 @@ class DecodedImage:
     # This image's PDQ hash once computed (``analyzers.pdq.image_hash``), shared with its vendor copies:
     # the hash banks' screening of an animation and builtin both want it, and it is made once.
     _pdq: list = field(default_factory=list, repr=False, compare=False)
+
+    @property
+    def working(self) -> Image.Image:
+        """RGB, EXIF-rotated, flattened, this frame, at most WORKING_SIDE on its long side. Made by the
+        first to ask (the offline analyzer, in its own thread), not by the decode."""
+        return self._working.get()
 
     def for_vendor(self, keep_metadata: bool) -> DecodedImage:
         """The same image under a vendor's metadata policy (AI detectors may want the metadata)."""
@@ -263,14 +270,20 @@ class DecodedImage:
     def retained_bytes(self) -> int:
         """Memory this image keeps once decoded: its bytes, the working copy, the draft, the master (or the
         most a JPEG's master, made on demand, can take) and its frames'."""
-        images = [self.working, self.draft]
-        held = len(self.data) + sum(_image_bytes(i) for i in images if i is not None)
+        working = self._working._image
+        # Counted before it is made: it is made from pixels already held, within the same budget.
+        held = len(self.data) + (_image_bytes(working) if working is not None else self._working_bytes())
+        held += _image_bytes(self.draft) if self.draft is not None else 0
         master = self._master._image
-        if master is not None and master is not self.working:
+        if master is not None and master is not working:
             held += _image_bytes(master)
         elif master is None:
             held += min(self.width * self.height, 4 * MASTER_MAX_PIXELS) * 4
         return held + sum(view.retained_bytes for view in self.views)
+
+    def _working_bytes(self) -> int:
+        width, height = _fitted((self.width, self.height), WORKING_SIDE)
+        return width * height * 3
 
     def open(self) -> Image.Image:
         """A fresh Pillow image on the original bytes (for metadata readers)."""
@@ -340,7 +353,7 @@ class DecodedImage:
             # boxes map back exactly. BOX (area averaging) does not alias when it shrinks and takes two
             # thirds of bilinear's time; unlike the working copy, nothing we measure reads these pixels.
             image = image.resize(target, Image.Resampling.BOX, reducing_gap=2.0)
-        elif image is self.working or image is self.draft or image is self._master._image:
+        elif image is self._working._image or image is self.draft or image is self._master._image:
             image = image.copy()
         image = _to_rgb(image, self.backdrop or "white")
         if self.strip_metadata:
@@ -523,16 +536,24 @@ def _decode(data: bytes, max_pixels: int, limits: FrameLimits | None) -> Decoded
         first = image.copy()
     backdrop = best_backdrop(first) if is_transparent(first) else None
     pdq_source = _pdq_source(first) if mode in _PDQ_OWN_COPY else None
-    working = _to_rgb(
-        first.resize(_fitted(first.size, WORKING_SIDE), Image.Resampling.BILINEAR, reducing_gap=1.0),
-        backdrop or "white",
-    )
+    working_size = _fitted(first.size, WORKING_SIDE)
+
+    def make_working() -> Image.Image:
+        return _to_rgb(first.resize(working_size, Image.Resampling.BILINEAR, reducing_gap=1.0), backdrop or "white")
+
     if reduced:
         draft = _to_rgb(first)
         master = _Master(load=lambda: _jpeg_master(data, orientation))
-    else:
+        working = _Master(load=make_working)
+    elif first.size != working_size or first.mode != "RGB":
         draft = None
-        master = _Master(first if first.size != working.size or first.mode != "RGB" else working)
+        master = _Master(first)
+        working = _Master(load=make_working)
+    else:
+        # Already the working size: one copy is both (resizing to the same size copies).
+        draft = None
+        working = _Master(make_working())
+        master = _Master(working.get())
     if orientation in (5, 6, 7, 8):
         # Rotated a quarter turn by its EXIF orientation: report the dimensions people see.
         width, height = height, width
@@ -544,7 +565,7 @@ def _decode(data: bytes, max_pixels: int, limits: FrameLimits | None) -> Decoded
         mode=mode,
         frames=frames,
         orientation=orientation,
-        working=working,
+        _working=working,
         draft=draft,
         backdrop=backdrop,
         pdq_source=pdq_source,
@@ -645,7 +666,7 @@ def _frame_view(image: Image.Image, file: DecodedImage, orientation: int | None,
         mode=frame.mode,  # as decoded: which copy PDQ reads depends on it
         frames=1,
         orientation=None,
-        working=working,
+        _working=_Master(working),
         pdq_source=pdq_source,
         frame_index=index,
         source=file,
