@@ -40,8 +40,9 @@ from local.stack import LocalStack, deploy, empty_queue
 CHILD = ROOT / "local" / "bench_child.py"
 # B1: fresh processes per side and run, of which the quickest counts.
 COLD_STARTS_PER_RUN = 3
-# B2: warm records per process and round (each process also has its cold one first).
-WARM_RECORDS_PER_ROUND = 4
+# B2: warm records per process and round (each process also has its cold one first). A record takes
+# about 30 ms, so the median of 4 swung by a quarter between processes; of 12 it holds within a tenth.
+WARM_RECORDS_PER_ROUND = 12
 LAMBDA_LAYER_LIMIT_BYTES = 250 * 1024 * 1024
 
 # Prices, us-east-1, as AWS lists them on its pricing pages (last read 2025-06; the machine this runs on
@@ -114,6 +115,8 @@ def paired(
     detail: str,
 ) -> Figure:
     """A figure from repeats run in pairs: ``values[i]`` beside ``baselines[i]``."""
+    if os.environ.get("BENCH_PAIRS"):  # each pair as measured, for telling drift from noise
+        print(id, [f"{v * 1000:.1f}/{b * 1000:.1f}" for v, b in zip(values, baselines, strict=True)], file=sys.stderr)
     return Figure(
         id,
         what,
