@@ -30,6 +30,7 @@ from image_analysis.errors import (
     ServerError,
 )
 from image_analysis.imaging import decode
+from image_analysis.merge import pack_raw
 from image_analysis.providers import provider_class
 from image_analysis.providers.aiornot import (
     DEFAULT_ONLY,
@@ -417,15 +418,14 @@ def test_malformed_payloads_raise_bad_response(payload: object) -> None:
     assert caught.value.code == "bad_response"
 
 
-def test_a_non_finite_number_in_a_field_not_read_is_refused_before_it_reaches_raw() -> None:
-    # Python's json reads Infinity and NaN; the payload model never looks at this field, but the answer
-    # is kept whole in raw, which is stored and sent as JSON and cannot carry it. Building the result
-    # checks nothing, so the adapter must check it before handing it on.
+def test_a_non_finite_number_in_a_field_not_read_leaves_the_answer_usable() -> None:
+    # Python's json reads Infinity and NaN. A field the adapter never reads is no reason to refuse (and
+    # retry, and pay for) the answer: raw keeps it as it came, packed as text, which can carry it.
     payload = mutated("v2_image_sync_1.json", lambda p: p.update(credits_used=float("inf")))
-    with pytest.raises(BadResponseError) as caught:
-        normalize(payload)
-    assert caught.value.code == "bad_response"
-    assert "does not fit the result model at raw.image_sync.credits_used" in caught.value.message
+    output = normalize(payload)
+    assert output.ai_generated == normalize(mutated("v2_image_sync_1.json", lambda p: None)).ai_generated
+    assert output.raw["image_sync"]["credits_used"] == float("inf")
+    assert isinstance(pack_raw(output.raw, budget_bytes=100_000)["image_sync"], str)
 
 
 # ---------------------------------------------------------------------------------------------------

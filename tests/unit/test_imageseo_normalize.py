@@ -26,6 +26,7 @@ from image_analysis.errors import (
     ServerError,
 )
 from image_analysis.imaging import decode
+from image_analysis.merge import pack_raw
 from image_analysis.providers import provider_class
 from image_analysis.providers.base import AnalysisRequest, Deadline, ProviderDeps
 from image_analysis.providers.http import RetryPolicy, new_client
@@ -235,15 +236,12 @@ def test_malformed_payloads_raise_bad_response(payload: object) -> None:
     assert caught.value.code == "bad_response"
 
 
-def test_a_non_finite_number_in_a_field_not_read_is_a_bad_response() -> None:
-    # The answer is kept whole in ``raw`` and stored with the result; DynamoDB cannot hold NaN or infinity,
-    # so such an answer is refused here rather than failing the write later.
-    with pytest.raises(BadResponseError) as caught:
-        normalize(mutated(lambda p: p.update(credits_left=float("inf"))))
-    assert caught.value.message == (
-        "imageseo: a value does not fit the result model at raw.images.credits_left (Expected a finite number); "
-        "the API may have changed"
-    )
+def test_a_non_finite_number_in_a_field_not_read_leaves_the_answer_usable() -> None:
+    # A field the adapter never reads is no reason to refuse (and retry, and pay for) the answer: raw keeps
+    # it as it came, packed as text, which can carry it.
+    output = normalize(mutated(lambda p: p.update(credits_left=float("inf"))))
+    assert output.labels == normalize(mutated(lambda p: None)).labels and output.labels
+    assert isinstance(pack_raw(output.raw, budget_bytes=100_000)["images"], str)
 
 
 # ---------------------------------------------------------------------------------------------------

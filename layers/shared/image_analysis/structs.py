@@ -81,7 +81,9 @@ def non_default_fields(model: msgspec.Struct) -> list[tuple[str, Any]]:
 def checked[T](value: T) -> T:
     """``value`` (a house model, a list of them, or None) after checking every field against its type
     and constraints, as reading it from JSON would; ``ValidationError`` names the first that fails.
-    Not-a-number fails a range; it is refused in any float, as JSON cannot carry it."""
+    Not-a-number fails a range; it is refused in any float, as JSON cannot carry it, except within
+    ``raw``: the vendors' answers are kept as they came (packed as text), and a value in a field nobody
+    reads is no reason to refuse an answer."""
     if value is None:
         return value
     if isinstance(value, list):
@@ -89,7 +91,7 @@ def checked[T](value: T) -> T:
             checked(item)
         return value
     plain = msgspec.to_builtins(value)
-    _refuse_non_finite(plain, "$")
+    _refuse_non_finite({k: v for k, v in plain.items() if k != "raw"} if isinstance(plain, dict) else plain, "$")
     msgspec.convert(plain, type(value))
     return value
 

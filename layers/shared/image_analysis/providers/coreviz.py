@@ -322,8 +322,7 @@ def normalize(mode: str, payload: Any) -> ProviderOutput:
         output = ProviderOutput(classification=normalize_classification(payload), raw=raw)
     else:
         raise ValueError(f"unknown CoreViz mode {mode!r}")
-    # The labels are checked already; this is for ``raw``: a NaN or infinity in a field not read would
-    # otherwise reach the store, which cannot write it.
+    # The sections as put together here, checked as every adapter checks what it hands on.
     try:
         return checked(output)
     except ValidationError as exc:
