@@ -16,10 +16,20 @@ SCHEMA_DIR = Path(__file__).resolve().parent.parent / "docs" / "schema"
 
 def model_schema(model: type) -> dict:
     """The model's JSON Schema with the model itself at the top (its nested models under ``$defs``)."""
-    generated = msgspec.json.schema(model)
+    generated = _without_empty_required(msgspec.json.schema(model))
     defs = generated["$defs"]
     top = defs.pop(model.__name__)
     return {**top, "$defs": defs} if defs else top
+
+
+def _without_empty_required(node: object) -> object:
+    """msgspec writes ``"required": []`` for a model whose fields all have defaults; draft-04 validators
+    refuse an empty list there, and it says nothing."""
+    if isinstance(node, dict):
+        return {k: _without_empty_required(v) for k, v in node.items() if not (k == "required" and v == [])}
+    if isinstance(node, list):
+        return [_without_empty_required(v) for v in node]
+    return node
 
 
 def schemas() -> dict[str, str]:

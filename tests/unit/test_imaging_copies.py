@@ -131,3 +131,12 @@ def test_a_vendor_copy_never_waits_for_the_working_copy_which_is_made_once_on_fi
     assert sent == image.data and made == []
     assert image.working.size == (512, 410) and image.for_vendor(keep_metadata=True).working is image.working
     assert made == [(512, 410)]
+
+
+def test_a_copy_larger_than_the_working_size_is_made_without_the_working_copy():
+    out = io.BytesIO()
+    Image.linear_gradient("L").resize((1000, 800)).convert("RGB").save(out, format="PNG")
+    image = decode(out.getvalue(), max_pixels=100_000_000)
+    sent, mime = image.for_vendor(keep_metadata=False).encoded_for(JPEG, 5_000_000, max_side=900)
+    assert mime == "image/jpeg" and Image.open(io.BytesIO(sent)).size == (900, 720)
+    assert image._working._image is None  # the builtin analyzer makes it, in its own thread

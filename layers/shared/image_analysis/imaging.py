@@ -156,10 +156,17 @@ class _Master:
     """A decoded copy made at most once, on first use, even when threads ask at once: the bounded master
     vendor copies are made from, and the working copy."""
 
-    def __init__(self, image: Image.Image | None = None, load: Callable[[], Image.Image] | None = None) -> None:
+    def __init__(
+        self,
+        image: Image.Image | None = None,
+        load: Callable[[], Image.Image] | None = None,
+        size: tuple[int, int] | None = None,
+    ) -> None:
         self._image = image
         self._load = load
         self._lock = threading.Lock()
+        # Known before the copy is made (for the working copy), so that asking its size makes nothing.
+        self.size = image.size if image is not None else size
 
     def get(self) -> Image.Image:
         with self._lock:
@@ -338,7 +345,7 @@ class DecodedImage:
         ``_reencode`` flattens after resizing."""
         # Shared between threads: _reencode resizes or copies it before saving (save writes encoder
         # settings onto the image it is called on).
-        if side <= max(self.working.size):
+        if self._working.size is not None and side <= max(self._working.size):
             return self.working
         if self.draft is not None and side <= max(self.draft.size):
             return self.draft
@@ -546,11 +553,11 @@ def _decode(data: bytes, max_pixels: int, limits: FrameLimits | None) -> Decoded
     if reduced:
         draft = _to_rgb(first)
         master = _Master(load=lambda: _jpeg_master(data, orientation))
-        working = _Master(load=make_working)
+        working = _Master(load=make_working, size=working_size)
     elif first.size != working_size or first.mode != "RGB":
         draft = None
         master = _Master(first)
-        working = _Master(load=make_working)
+        working = _Master(load=make_working, size=working_size)
     else:
         # Already the working size: one copy is both (resizing to the same size copies).
         draft = None
