@@ -9,6 +9,7 @@ answer through ``checked`` (the adapters) and a stored item through ``model_vali
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from functools import cache
 from typing import Any, Self
@@ -84,15 +85,25 @@ def checked[T](value: T) -> T:
     Not-a-number fails a range; it is refused in any float, as JSON cannot carry it, except within
     ``raw``: the vendors' answers are kept as they came (packed as text), and a value in a field nobody
     reads is no reason to refuse an answer."""
-    if value is None:
+    if value is None or value == []:
         return value
     if isinstance(value, list):
-        for item in value:
-            checked(item)
-        return value
+        kinds = {type(item) for item in value}
+        if len(kinds) > 1:
+            for item in value:
+                checked(item)
+            return value
+        # A list of one model in one pass (a vendor's answer can hold hundreds of labels).
+        target: Any = list[kinds.pop()]
+    else:
+        target = type(value)
     plain = msgspec.to_builtins(value)
-    _refuse_non_finite({k: v for k, v in plain.items() if k != "raw"} if isinstance(plain, dict) else plain, "$")
-    msgspec.convert(plain, type(value))
+    sections = {k: v for k, v in plain.items() if k != "raw"} if isinstance(plain, dict) else plain
+    try:
+        json.dumps(sections, allow_nan=False)  # in C: the walk below runs only to say where
+    except ValueError:
+        _refuse_non_finite(sections, "$")
+    msgspec.convert(plain, target)
     return value
 
 
