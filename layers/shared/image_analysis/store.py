@@ -39,7 +39,7 @@ from botocore.exceptions import ClientError
 from image_analysis.events import UNSEQUENCED
 from image_analysis.models import AnalysisResult, Quarantine
 from image_analysis.raw_archive import RawArchive, referenced_objects
-from image_analysis.structs import checked
+from image_analysis.structs import checked, plain_numbers
 
 FINAL_STATUSES = ("succeeded", "partial", "rejected", "skipped")
 # A failed item that a retry of its event completes. A deleted object's item never is, whatever status
@@ -108,17 +108,7 @@ def to_item(result: AnalysisResult, sequence: str, expires_at: int | None = None
 
 def from_item(item: dict[str, Any]) -> dict[str, Any]:
     """A stored item as plain JSON types (Decimal -> int or float)."""
-
-    def plain(value: Any) -> Any:
-        if isinstance(value, Decimal):
-            return int(value) if value == value.to_integral_value() else float(value)
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [plain(v) for v in value]
-        return value
-
-    return plain(item)
+    return plain_numbers(item)
 
 
 # Attributes the store adds for its own keys, guards and indexes; not part of the result document.

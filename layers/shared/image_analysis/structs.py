@@ -63,7 +63,7 @@ class HouseModel(msgspec.Struct, kw_only=True):
         except ValidationError as exc:
             if "got `decimal`" not in str(exc):
                 raise
-        return msgspec.convert(_without_decimals(data), cls)
+        return msgspec.convert(plain_numbers(data), cls)
 
     @classmethod
     def model_validate_json(cls, data: bytes | str) -> Self:
@@ -98,22 +98,27 @@ def checked[T](value: T) -> T:
     else:
         target = type(value)
     plain = msgspec.to_builtins(value)
-    sections = {k: v for k, v in plain.items() if k != "raw"} if isinstance(plain, dict) else plain
-    try:
-        json.dumps(sections, allow_nan=False)  # in C: the walk below runs only to say where
-    except ValueError:
-        _refuse_non_finite(sections, "$")
+    refuse_non_finite({k: v for k, v in plain.items() if k != "raw"} if isinstance(plain, dict) else plain)
     msgspec.convert(plain, target)
     return value
 
 
-def _without_decimals(value: Any) -> Any:
+def refuse_non_finite(plain: Any) -> None:
+    """``ValidationError`` naming where plain JSON values hold a NaN or an infinity."""
+    try:
+        json.dumps(plain, allow_nan=False)  # in C: the walk below runs only to say where
+    except ValueError:
+        _refuse_non_finite(plain, "$")
+
+
+def plain_numbers(value: Any) -> Any:
+    """JSON-like values with DynamoDB's Decimals as int (when whole) or float."""
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, dict):
-        return {key: _without_decimals(item) for key, item in value.items()}
+        return {key: plain_numbers(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [_without_decimals(item) for item in value]
+        return [plain_numbers(item) for item in value]
     return value
 
 

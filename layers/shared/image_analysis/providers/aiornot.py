@@ -33,10 +33,9 @@ reads the v2 shape and, because it is the same data one level up, the v1 ``/v1/r
 
 from __future__ import annotations
 
-import functools
 import io
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -64,14 +63,13 @@ from image_analysis.providers.common import (
     PayloadError,
     ProviderKeys,
     base_url,
+    guarded,
     parse,
     unexpected_payload,
-    unfit_result,
 )
 from image_analysis.providers.common import VendorPayload as _Loose
 from image_analysis.providers.common import opaque_name as _opaque_name
 from image_analysis.providers.http import VendorClient, VendorProfile
-from image_analysis.structs import checked
 
 if TYPE_CHECKING:
     from image_analysis.credentials import Credentials
@@ -242,20 +240,6 @@ class SentImage:
 
 # ---------------------------------------------------------------------------------------------------
 # Pure normalization
-
-
-def _guarded[**P, R](func: Callable[P, R]) -> Callable[P, R]:
-    """A value the house models refuse (out of range, NaN) is a bad response, not a crash. Constructing
-    a house model checks nothing, so the result is checked here, before it leaves the adapter."""
-
-    @functools.wraps(func)
-    def inner(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return checked(func(*args, **kwargs))
-        except PayloadError as exc:
-            raise unfit_result(PROVIDER, exc) from None
-
-    return inner
 
 
 def _parse[M](payload: Any, model: type[M]) -> M:
@@ -429,7 +413,7 @@ def _is_v1(payload: Any) -> bool:
     return isinstance(report, dict) and "verdict" in report and "ai_generated" not in report and "meta" not in report
 
 
-@_guarded
+@guarded(PROVIDER)
 def normalize(
     payload: Any, *, sent: SentImage | None = None, asked: frozenset[str] | tuple[str, ...] | None = None
 ) -> ProviderOutput:

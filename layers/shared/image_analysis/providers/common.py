@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import math
 import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from image_analysis.errors import AuthError, BadResponseError
+from image_analysis.structs import checked, refuse_non_finite
 
 if TYPE_CHECKING:
     from image_analysis.credentials import Credentials
@@ -32,20 +33,8 @@ def parse[M](payload: Any, model: type[M]) -> M:
     Not-a-number and infinity are refused in whatever the model reads (the rest of the body is not
     looked at): they can be neither stored nor compared with a threshold."""
     parsed = msgspec.convert(payload, model, strict=False)
-    _refuse_non_finite(msgspec.to_builtins(parsed))
+    refuse_non_finite(msgspec.to_builtins(parsed))
     return parsed
-
-
-def _refuse_non_finite(value: Any, path: str = "$") -> None:
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise msgspec.ValidationError(f"Expected a finite number - at `{path}`")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _refuse_non_finite(item, f"{path}.{key}")
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _refuse_non_finite(item, f"{path}[{index}]")
 
 
 def aliased(payload: Any, names: Mapping[str, tuple[str, ...]]) -> Any:
@@ -79,6 +68,31 @@ def unexpected_payload(
     at, kind = _located(exc)
     lead = f"{context}: " if context else ""
     return BadResponseError(provider, f"{lead}unexpected {what} at {at or where} ({kind}){_CHANGED}")
+
+
+def fitted[T](provider: str, value: T, context: str = "") -> T:
+    """What a normalizer made (house models, lists of them, a tuple of those), checked against the house
+    models (``structs.checked``), which check nothing when built: a value they refuse (out of range, NaN)
+    is a bad response, not a crash."""
+    try:
+        for part in value if isinstance(value, tuple) else (value,):
+            checked(part)
+    except PayloadError as exc:
+        raise unfit_result(provider, exc, context) from None
+    return value
+
+
+def guarded[**P, R](provider: str, context: str = "") -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """A normalizer whose result goes through ``fitted``."""
+
+    def wrap(func: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(func)
+        def inner(*args: P.args, **kwargs: P.kwargs) -> R:
+            return fitted(provider, func(*args, **kwargs), context)
+
+        return inner
+
+    return wrap
 
 
 def unfit_result(provider: str, exc: msgspec.ValidationError, context: str = "") -> BadResponseError:

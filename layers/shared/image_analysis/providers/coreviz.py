@@ -38,12 +38,11 @@ shared/fixtures/SOURCES.md "CoreViz"). A plain string has no score: it gets ``UN
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import parse_qs, quote, unquote, urlsplit
@@ -62,15 +61,14 @@ from image_analysis.providers.common import (
     ProviderKeys,
     aliased,
     base_url,
+    guarded,
     parse,
     unexpected_payload,
-    unfit_result,
 )
 from image_analysis.providers.common import VendorPayload as _Loose
 from image_analysis.providers.common import int_setting as _int_setting
 from image_analysis.providers.common import opaque_name as _opaque_name
 from image_analysis.providers.http import ErrorKind, VendorClient, VendorProfile
-from image_analysis.structs import ValidationError, checked
 
 if TYPE_CHECKING:
     from image_analysis.credentials import Credentials
@@ -190,24 +188,6 @@ class _Classified(_Loose):
 # Pure normalization
 
 
-def _guarded[**P, R](mode: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """A house model refusing a value is a bad response, not a crash.
-
-    Constructing a house model checks nothing, so what the normalizer returns is checked here."""
-
-    def wrap(func: Callable[P, R]) -> Callable[P, R]:
-        @functools.wraps(func)
-        def inner(*args: P.args, **kwargs: P.kwargs) -> R:
-            try:
-                return checked(func(*args, **kwargs))
-            except ValidationError as exc:
-                raise unfit_result(PROVIDER, exc, mode) from None
-
-        return inner
-
-    return wrap
-
-
 def _parsed[M](
     payload: dict[str, Any], model: type[M], mode: str, lists: Mapping[str, Mapping[str, tuple[str, ...]]]
 ) -> M:
@@ -240,7 +220,7 @@ def _unit(value: float, mode: str, what: str, scale: float = 1.0) -> float:
     return round(min(max(value / scale, 0.0), 1.0), 6)
 
 
-@_guarded("tags")
+@guarded(PROVIDER, "tags")
 def normalize_tags(payload: Any, mode: str = "tags") -> list[Label]:
     """Tags -> labels, highest first (the vendor's order among equals); a name once, at its best score.
 
@@ -274,7 +254,7 @@ def normalize_tags(payload: Any, mode: str = "tags") -> list[Label]:
     return [Label(name=name, confidence=conf, provider=PROVIDER) for name, conf in ordered]
 
 
-@_guarded("classification")
+@guarded(PROVIDER, "classification")
 def normalize_classification(payload: Any) -> Classification:
     """``{classification, confidence, all_scores[{choice, score}]}`` -> Classification.
 
@@ -322,11 +302,7 @@ def normalize(mode: str, payload: Any) -> ProviderOutput:
         output = ProviderOutput(classification=normalize_classification(payload), raw=raw)
     else:
         raise ValueError(f"unknown CoreViz mode {mode!r}")
-    # The sections as put together here, checked as every adapter checks what it hands on.
-    try:
-        return checked(output)
-    except ValidationError as exc:
-        raise unfit_result(PROVIDER, exc, mode) from None
+    return output  # its sections were checked as the normalizers returned them
 
 
 def scrub(value: Any, secrets: tuple[str, ...]) -> Any:

@@ -27,9 +27,8 @@ example: ``{"x": 0.35, "y": 0.88, "width": 0.07, "height": 0.11}``).
 
 from __future__ import annotations
 
-import functools
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -47,16 +46,15 @@ from image_analysis.providers.common import (
     ProviderKeys,
     aliased,
     base_url,
+    guarded,
     parse,
     unexpected_payload,
-    unfit_result,
 )
 from image_analysis.providers.common import VendorPayload as _Loose
 from image_analysis.providers.common import int_setting as _int_setting
 from image_analysis.providers.common import opaque_name as _opaque_name
 from image_analysis.providers.fanout import EndpointPool, combine, fan_out
 from image_analysis.providers.http import ErrorKind, VendorClient, VendorProfile
-from image_analysis.structs import checked
 
 if TYPE_CHECKING:
     from image_analysis.credentials import Credentials
@@ -379,27 +377,6 @@ TYPE_ALIASES: Mapping[str, frozenset[str]] = {
 # Pure normalization
 
 
-def _guarded[**P, R](kind: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """A value the house models refuse (NaN, out of range) is a bad response, not a crash. Constructing
-    a house model checks nothing, so what the normalizer returns (house models, lists of them, or a
-    tuple of those) is checked here."""
-
-    def wrap(func: Callable[P, R]) -> Callable[P, R]:
-        @functools.wraps(func)
-        def inner(*args: P.args, **kwargs: P.kwargs) -> R:
-            try:
-                result = func(*args, **kwargs)
-                for part in result if isinstance(result, tuple) else (result,):
-                    checked(part)
-                return result
-            except PayloadError as exc:
-                raise unfit_result(PROVIDER, exc, kind) from None
-
-        return inner
-
-    return wrap
-
-
 def _raw_items(found: Any, kind: str) -> list[Any]:
     """The findings as a list: a list as it is, ``{name: confidence}`` as items, text as its lines."""
     if found is None:
@@ -505,7 +482,7 @@ def _scored(items: list[_Item | str], kind: str) -> list[tuple[str, float, _Item
 _WHOLE_IMAGE = Box(x=0.0, y=0.0, width=1.0, height=1.0)
 
 
-@_guarded("objects")
+@guarded(PROVIDER, "objects")
 def normalize_objects(payload: Any) -> tuple[list[Label], list[Detection]]:
     """objects -> labels (a name once, at its highest confidence, highest first) and, for every usable box
     given, an object detection with that name."""
@@ -521,7 +498,7 @@ def normalize_objects(payload: Any) -> tuple[list[Label], list[Detection]]:
     return labels, sorted(detections, key=lambda d: -d.confidence)
 
 
-@_guarded("celebrities")
+@guarded(PROVIDER, "celebrities")
 def normalize_celebrities(payload: Any) -> list[Detection]:
     """celebrities -> one detection per box; a recognized person without a box gets the whole image
     (the identity is the finding; the place is unknown)."""
@@ -532,7 +509,7 @@ def normalize_celebrities(payload: Any) -> list[Detection]:
     return sorted(found, key=lambda d: -d.confidence)
 
 
-@_guarded("detect_faces")
+@guarded(PROVIDER, "detect_faces")
 def normalize_faces(payload: Any) -> list[Detection]:
     """detect_faces -> face boxes. A face is where it is: one without a usable box or a confidence is left
     out. Names are not kept: a face detection says where a face is, not who (that is ``celebrities``)."""
@@ -545,7 +522,7 @@ def normalize_faces(payload: Any) -> list[Detection]:
     return sorted(faces, key=lambda d: -d.confidence)
 
 
-@_guarded("detect_text")
+@guarded(PROVIDER, "detect_text")
 def normalize_text(payload: Any) -> list[TextItem]:
     """detect_text -> text items in the order given (reading order): the text in ``name`` (or ``text``),
     or plain strings; confidence and box when given."""
@@ -563,7 +540,7 @@ def normalize_text(payload: Any) -> list[TextItem]:
     return texts
 
 
-@_guarded("nsfw")
+@guarded(PROVIDER, "nsfw")
 def normalize_nsfw(payload: Any) -> list[ModerationCategory]:
     """nsfw -> house categories through ``NSFW_CATEGORIES``; an unknown label lands in "other"."""
     categories = [

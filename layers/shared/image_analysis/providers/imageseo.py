@@ -26,10 +26,9 @@ Normalization is pure (``normalize``): payload -> private payload model -> house
 
 from __future__ import annotations
 
-import functools
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from image_analysis.errors import BadImageError, BadResponseError
@@ -45,14 +44,13 @@ from image_analysis.providers.common import (
     PayloadError,
     ProviderKeys,
     base_url,
+    guarded,
     parse,
     unexpected_payload,
-    unfit_result,
 )
 from image_analysis.providers.common import VendorPayload as _Loose
 from image_analysis.providers.common import opaque_name as _opaque_name
 from image_analysis.providers.http import VendorClient, VendorProfile
-from image_analysis.structs import ValidationError, checked
 
 if TYPE_CHECKING:
     from image_analysis.credentials import Credentials
@@ -152,21 +150,6 @@ class _Body(_Loose):
 # Pure normalization
 
 
-def _guarded[**P, R](func: Callable[P, R]) -> Callable[P, R]:
-    """A house model refusing a value is a bad response, not a crash.
-
-    Constructing a house model checks nothing, so what the normalizer returns is checked here."""
-
-    @functools.wraps(func)
-    def inner(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return checked(func(*args, **kwargs))
-        except ValidationError as exc:
-            raise unfit_result(PROVIDER, exc) from None
-
-    return inner
-
-
 def _confidence(entry: _Entry, section: str) -> float | None:
     """``score`` (0-100) as 0..1, else ``scoring`` (0..1), else None; values a rounding error out are clamped."""
     if entry.score is not None:
@@ -195,7 +178,7 @@ def _best(entries: list[_Entry] | None, section: str) -> list[tuple[str, float]]
     return sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
-@_guarded
+@guarded(PROVIDER)
 def normalize(payload: Any) -> ProviderOutput:
     """The image report as labels and alt texts (with the payload kept in ``raw``).
 

@@ -26,11 +26,10 @@ Normalization is pure (``normalize_*``): payload -> private payload struct -> ho
 
 from __future__ import annotations
 
-import functools
 import io
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -50,15 +49,14 @@ from image_analysis.providers.common import (
     PayloadError,
     ProviderKeys,
     base_url,
+    guarded,
     parse,
     unexpected_payload,
-    unfit_result,
 )
 from image_analysis.providers.common import VendorPayload as _Loose
 from image_analysis.providers.common import opaque_name as _opaque_name
 from image_analysis.providers.fanout import EndpointPool, combine, fan_out
 from image_analysis.providers.http import VendorClient, VendorProfile
-from image_analysis.structs import checked
 
 if TYPE_CHECKING:
     from image_analysis.credentials import Credentials
@@ -302,23 +300,7 @@ def _localized(value: dict[str, str | None] | str | None, language: str) -> str:
     return names.get(language) or names.get("en") or next(iter(names.values()), "")
 
 
-def _guarded[**P, R](endpoint: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """A house model refusing a value (NaN, out of range) is a bad response, not a crash."""
-
-    def wrap(func: Callable[P, R]) -> Callable[P, R]:
-        @functools.wraps(func)
-        def inner(*args: P.args, **kwargs: P.kwargs) -> R:
-            try:
-                return checked(func(*args, **kwargs))
-            except PayloadError as exc:
-                raise unfit_result(PROVIDER, exc, endpoint) from None
-
-        return inner
-
-    return wrap
-
-
-@_guarded("tags")
+@guarded(PROVIDER, "tags")
 def normalize_tags(payload: Any, language: str = "en") -> list[Label]:
     """/v2/tags -> labels, highest first; a name repeated keeps its highest confidence."""
     result = _result(payload, _TagsResult, "tags")
@@ -333,7 +315,7 @@ def normalize_tags(payload: Any, language: str = "en") -> list[Label]:
     return [Label(name=name, confidence=conf, provider=PROVIDER) for name, conf in ordered]
 
 
-@_guarded("nsfw")
+@guarded(PROVIDER, "nsfw")
 def normalize_nsfw(payload: Any) -> list[ModerationCategory]:
     """/v2/categories/nsfw_beta -> house categories through ``NSFW_CATEGORIES``; unknown -> "other"."""
     result = _result(payload, _CategoriesResult, "nsfw")
@@ -356,7 +338,7 @@ def normalize_nsfw(payload: Any) -> list[ModerationCategory]:
 _HEX = re.compile(r"^#?([0-9a-fA-F]{6})$")
 
 
-@_guarded("colors")
+@guarded(PROVIDER, "colors")
 def normalize_colors(payload: Any) -> list[Color]:
     """/v2/colors -> the overall image colors (``image_colors``), largest share first."""
     result = _result(payload, _ColorsResult, "colors")
@@ -404,7 +386,7 @@ def _box(coords: _Coordinates, sent: SentImage, endpoint: str) -> Box:
     return Box(x=round(left, 6), y=round(top, 6), width=round(right - left, 6), height=round(bottom - top, 6))
 
 
-@_guarded("faces")
+@guarded(PROVIDER, "faces")
 def normalize_faces(payload: Any, sent: SentImage) -> list[Detection]:
     """/v2/faces/detections -> face boxes in 0..1 of the sent image; face ids are not kept."""
     result = _result(payload, _FacesResult, "faces")
@@ -417,7 +399,7 @@ def normalize_faces(payload: Any, sent: SentImage) -> list[Detection]:
     return sorted(faces, key=lambda d: -d.confidence)
 
 
-@_guarded("text")
+@guarded(PROVIDER, "text")
 def normalize_text(payload: Any, sent: SentImage) -> list[TextItem]:
     """/v2/text -> text items in reading order as given; Imagga gives no confidence for text."""
     result = _result(payload, _TextResult, "text")

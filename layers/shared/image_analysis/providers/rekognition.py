@@ -45,12 +45,11 @@ from image_analysis.providers.base import AnalysisRequest, Capability, Provider,
 from image_analysis.providers.common import (
     PayloadError,
     VendorPayload,
+    fitted,
     int_setting,
     parse,
     unexpected_payload,
-    unfit_result,
 )
-from image_analysis.structs import checked
 
 if TYPE_CHECKING:
     from image_analysis.imaging import DecodedImage
@@ -254,10 +253,7 @@ def normalize(feature: str, payload: Any) -> ProviderOutput:
         output = _normalize(feature, payload)
     except PayloadError as exc:
         raise unexpected_payload(PROVIDER, exc, feature) from None
-    try:
-        return checked(output)
-    except PayloadError as exc:
-        raise unfit_result(PROVIDER, exc, feature) from None
+    return fitted(PROVIDER, output, feature)
 
 
 def _normalize(feature: str, payload: Any) -> ProviderOutput:
