@@ -353,8 +353,9 @@ class Bench:
             env = self.env(PROVIDERS="builtin,imagga", **vendor_env)
             # A fresh process per side and round, the sides taking turns (and turns at going first), so
             # that the machine's drift hits both alike; each process's first record is its cold one.
-            # Round -1 is not counted: the vendor sandbox has just started, and its first requests (lazy
-            # imports, first connections) went to whichever side went first, always the handler.
+            # Round -1 is not counted. Without it the first measured pair (the handler going first, after
+            # the figure's new vendor sandbox started) was the slowest in 4 runs of 4; with it that pair
+            # was still slow in 2 runs of 2, so the cause is not known; BENCH_PAIRS shows each pair.
             for round_ in range(-1, self.repeats):
                 for mode in ("handler", "by-hand") if round_ % 2 == 0 else ("by-hand", "handler"):
                     events = single_events(upload_events(self.stack, self.photo, WARM_RECORDS_PER_ROUND + 1))
