@@ -10,6 +10,7 @@ ratios. Writes ``docs/performance.md``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import math
@@ -38,6 +39,8 @@ from local.sandbox import FaultPlan, VendorSandbox
 from local.stack import LocalStack, deploy, empty_queue
 
 CHILD = ROOT / "local" / "bench_child.py"
+# What a child running in step with another prints when its event is done (bench_child.STEP_DONE).
+STEP_DONE = "-- step done --"
 # B1: fresh processes per side and run, of which the quickest counts.
 COLD_STARTS_PER_RUN = 3
 # B2: warm records per process and round (each process also has its cold one first). A record takes
@@ -225,45 +228,26 @@ class Build:
     runtime_python: str
 
 
-def run_child(build: Build, mode: str, arg: str, env: dict[str, str]) -> tuple[dict[str, Any], float]:
-    """(the child's report, its wall time from spawn to its report). The report is the child's last act
-    before the interpreter exits: what comes after (threads joined, modules torn down) is no part of a
-    cold start, since Lambda keeps the process for the next event, and nobody waits for it."""
-    import tempfile
+def _child_command(build: Build, mode: str, arg: str) -> list[str]:
+    # BENCH_CHILD_FLAGS: interpreter flags for looking into a figure, e.g. "-X importtime" (stderr is
+    # kept in BENCH_CHILD_STDERR's file) or "-m cProfile -o /tmp/{mode}.prof" (the last child's per mode).
+    # BENCH_CHILD_WRAPPER: a command the child runs under, e.g. a sampling profiler that sees every
+    # thread ("py-spy record -f raw -o /tmp/{mode}.raw --"), which cProfile does not.
+    return [
+        *shlex.split(os.environ.get("BENCH_CHILD_WRAPPER", "").replace("{mode}", mode)),
+        build.runtime_python,
+        "-I",
+        "-B",
+        *shlex.split(os.environ.get("BENCH_CHILD_FLAGS", "").replace("{mode}", mode)),
+        str(CHILD),
+        mode,
+        str(build.layer),
+        str(build.function),
+        arg,
+    ]
 
-    with tempfile.TemporaryFile(mode="w+") as errors:
-        began = time.perf_counter()
-        child = subprocess.Popen(
-            # BENCH_CHILD_FLAGS: interpreter flags for looking into a figure, e.g. "-X importtime" (stderr is
-            # kept in BENCH_CHILD_STDERR's file) or "-m cProfile -o /tmp/{mode}.prof" (the last child's per mode).
-            # BENCH_CHILD_WRAPPER: a command the child runs under, e.g. a sampling profiler that sees every
-            # thread ("py-spy record -f raw -o /tmp/{mode}.raw --"), which cProfile does not.
-            [
-                *shlex.split(os.environ.get("BENCH_CHILD_WRAPPER", "").replace("{mode}", mode)),
-                build.runtime_python,
-                "-I",
-                "-B",
-                *shlex.split(os.environ.get("BENCH_CHILD_FLAGS", "").replace("{mode}", mode)),
-                str(CHILD),
-                mode,
-                str(build.layer),
-                str(build.function),
-                arg,
-            ],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=errors,
-            text=True,
-        )
-        assert child.stdout is not None
-        lines, wall = [], math.inf
-        for line in child.stdout:
-            lines.append(line)
-            if line.startswith('{"') and '"total_s"' in line:
-                wall = time.perf_counter() - began
-        returncode = child.wait()
-        errors.seek(0)
-        stderr = errors.read()
+
+def _child_report(mode: str, returncode: int, lines: list[str], stderr: str, wall: float) -> dict[str, Any]:
     if os.environ.get("BENCH_CHILD_STDERR"):
         Path(os.environ["BENCH_CHILD_STDERR"].replace("{mode}", mode)).write_text(stderr)
     if returncode != 0 or math.isinf(wall):
@@ -275,7 +259,94 @@ def run_child(build: Build, mode: str, arg: str, env: dict[str, str]) -> tuple[d
     for response in report.get("responses", []):
         if response.get("batchItemFailures"):
             raise SystemExit(f"bench child {mode}: the handler handed records back: {response}")
-    return report, wall
+    return report
+
+
+def run_child(build: Build, mode: str, arg: str, env: dict[str, str]) -> tuple[dict[str, Any], float]:
+    """(the child's report, its wall time from spawn to its report). The report is the child's last act
+    before the interpreter exits: what comes after (threads joined, modules torn down) is no part of a
+    cold start, since Lambda keeps the process for the next event, and nobody waits for it."""
+    import tempfile
+
+    with tempfile.TemporaryFile(mode="w+") as errors:
+        began = time.perf_counter()
+        child = subprocess.Popen(
+            _child_command(build, mode, arg), env=env, stdout=subprocess.PIPE, stderr=errors, text=True
+        )
+        assert child.stdout is not None
+        lines, wall = [], math.inf
+        for line in child.stdout:
+            lines.append(line)
+            if line.startswith('{"') and '"total_s"' in line:
+                wall = time.perf_counter() - began
+        returncode = child.wait()
+        errors.seek(0)
+        stderr = errors.read()
+    return _child_report(mode, returncode, lines, stderr, wall), wall
+
+
+def run_children_in_step(
+    build: Build, sides: list[tuple[str, str]], env: dict[str, str], events: int
+) -> list[dict[str, Any]]:
+    """Reports of two fresh children, one per (mode, events file) side, that handle their events in step:
+    each waits for a go before an event and says when it is done, and the side that goes
+    first alternates from event to event. Only one runs at a time, so neither slows the other, and a
+    slow spell of the machine or the emulator falls on both sides' records alike, not on whichever
+    process happened to run in it."""
+    import tempfile
+
+    env = {**env, "BENCH_STEP_FROM_STDIN": "1"}
+    with tempfile.TemporaryFile(mode="w+") as errors_a, tempfile.TemporaryFile(mode="w+") as errors_b:
+        children = [
+            subprocess.Popen(
+                _child_command(build, mode, arg),
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=errors,
+                text=True,
+            )
+            for (mode, arg), errors in zip(sides, (errors_a, errors_b), strict=True)
+        ]
+        outputs: list[list[str]] = [[], []]
+        try:
+            _take_steps(children, outputs, events)
+            reports = []
+            for (mode, _arg), child, output, errors in zip(sides, children, outputs, (errors_a, errors_b), strict=True):
+                assert child.stdout is not None
+                with contextlib.suppress(BrokenPipeError):
+                    child.stdin.close()  # type: ignore[union-attr]
+                output.extend(child.stdout)
+                returncode = child.wait()
+                errors.seek(0)
+                done = any(line.startswith('{"') and '"total_s"' in line for line in output)
+                reports.append(_child_report(mode, returncode, output, errors.read(), 0.0 if done else math.inf))
+            return reports
+        finally:
+            for child in children:
+                if child.poll() is None:
+                    child.kill()
+                    child.wait()
+
+
+def _take_steps(children: list[subprocess.Popen], outputs: list[list[str]], events: int) -> None:
+    """Give the children their go one event at a time; stop at the first that ends early (its report
+    says why)."""
+    for n in range(events):
+        for index in (0, 1) if n % 2 == 0 else (1, 0):
+            child = children[index]
+            assert child.stdin is not None and child.stdout is not None
+            try:
+                child.stdin.write("go\n")
+                child.stdin.flush()
+            except BrokenPipeError:
+                return
+            for line in child.stdout:  # the child's own output up to its event's end
+                outputs[index].append(line)
+                if line == STEP_DONE + "\n":
+                    break
+            else:
+                return
 
 
 def events_file(tmp: Path, events: list[dict[str, Any]]) -> str:
@@ -351,17 +422,22 @@ class Bench:
         cpu: dict[str, list[float]] = {"handler": [], "by-hand": []}
         with self.vendors(["imagga"], 0.0) as vendor_env:
             env = self.env(PROVIDERS="builtin,imagga", **vendor_env)
-            # A fresh process per side and round, the sides taking turns (and turns at going first), so
-            # that the machine's drift hits both alike; each process's first record is its cold one.
-            # Round -1 is not counted. Without it the first measured pair (the handler going first, after
-            # the figure's new vendor sandbox started) was the slowest in 4 runs of 4; with it that pair
-            # was still slow in 2 runs of 2, so the cause is not known; BENCH_PAIRS shows each pair.
+            # A fresh process per side and round. The two run in step, one event at a time and the side
+            # that goes first alternating, so that a slow spell of the machine or the emulator falls on
+            # both alike. Run one after the other, each process's median swung by a fifth with the spell
+            # it ran in, on either side, and one pair in most runs was over by that alone. Each
+            # process's first record is its cold one. Round -1 is not counted: the first pair after the
+            # figure's new vendor sandbox started was slow more often than not (cause not known).
             for round_ in range(-1, self.repeats):
-                for mode in ("handler", "by-hand") if round_ % 2 == 0 else ("by-hand", "handler"):
+                order = ("handler", "by-hand") if round_ % 2 == 0 else ("by-hand", "handler")
+                sides = []
+                for mode in order:
                     events = single_events(upload_events(self.stack, self.photo, WARM_RECORDS_PER_ROUND + 1))
-                    report, _ = run_child(self.build, mode, events_file(self.tmp, events), env)
-                    if round_ < 0:
-                        continue
+                    sides.append((mode, events_file(self.tmp, events)))
+                reports = run_children_in_step(self.build, sides, env, WARM_RECORDS_PER_ROUND + 1)
+                if round_ < 0:
+                    continue
+                for mode, report in zip(order, reports, strict=True):
                     runs[mode].append(statistics.median(report["durations_s"][1:]))
                     cpu[mode].extend(report["cpu_s"][1:])
         cpu_handler, cpu_by_hand = statistics.median(cpu["handler"]), statistics.median(cpu["by-hand"])
@@ -1108,7 +1184,9 @@ B2 in context: CPU time per warm record, {notes["warm_record_cpu_s"][0] * 1000:.
 colors, sharpness, hashes) and the vendor copy, which the hand-written baseline does not do; the pipeline
 hides most of it behind its calls (the cache lookup goes out while the image is decoded, builtin runs
 while the vendor is asked, the cache write while the result is written), which the
-straight-line baseline makes one after the other.
+straight-line baseline makes one after the other. The two sides' processes of a repeat run in step, one
+record at a time and taking turns at going first, so that a slow spell of the machine or the emulator falls
+on both; the medians are each process's own.
 
 B4 in context: with the vendor answering at once, one record takes {notes["batch_work_s"][0] * 1000:.0f} ms
 and a batch of ten {notes["batch_work_s"][1] * 1000:.0f} ms: the ten records' own work (a GET, a cache

@@ -31,6 +31,16 @@ from contextlib import contextmanager
 from typing import Any
 
 STARTED = time.perf_counter()
+# BENCH_STEP_FROM_STDIN=1: the child runs in step with another (local.bench.run_children_in_step): it
+# reads a line from stdin before each event and prints this line when the event is done.
+STEP_DONE = "-- step done --"
+
+
+def _in_step() -> tuple[Callable[[], None], Callable[[], None]]:
+    """(wait for the go, say the event is done): both do nothing unless the child runs in step."""
+    if not os.environ.get("BENCH_STEP_FROM_STDIN"):
+        return (lambda: None), (lambda: None)
+    return sys.stdin.readline, lambda: print(STEP_DONE, flush=True)
 
 
 def _reset_peak_rss() -> None:
@@ -72,15 +82,18 @@ def run_handler(events: list[dict], tally: RequestTally | None = None) -> dict:
 
     imported = time.perf_counter()
     durations, cpu_times, responses, requests = [], [], [], []
+    wait_for_go, done = _in_step()
     with _profiled("handler") as warm:
         for n, event in enumerate(events):
             if n == 1:
                 warm()
+            wait_for_go()
             began, cpu = time.perf_counter(), time.process_time()
             with redirect_stdout(io.StringIO()):  # EMF metric lines
                 responses.append(app.lambda_handler(event, _Context(n)))
             durations.append(time.perf_counter() - began)
             cpu_times.append(time.process_time() - cpu)
+            done()
             if tally is not None:
                 requests.append(tally.take())
     return {
@@ -140,13 +153,16 @@ def run_by_hand(events: list[dict]) -> dict:
     auth = (os.environ["IMAGGA_API_KEY"], os.environ["IMAGGA_API_SECRET"])
     imported = time.perf_counter()
     durations, cpu_times = [], []
+    wait_for_go, done = _in_step()
     with _profiled("by-hand") as warm:
         for n, event in enumerate(events):
             if n == 1:
                 warm()
+            wait_for_go()
             began, cpu = time.perf_counter(), time.process_time()
             durations.append(_by_hand_record(event, s3, dynamodb, http, auth) - began)
             cpu_times.append(time.process_time() - cpu)
+            done()
     return {"import_s": imported - STARTED, "durations_s": durations, "cpu_s": cpu_times}
 
 
