@@ -140,3 +140,22 @@ def test_a_copy_larger_than_the_working_size_is_made_without_the_working_copy():
     sent, mime = image.for_vendor(keep_metadata=False).encoded_for(JPEG, 5_000_000, max_side=900)
     assert mime == "image/jpeg" and Image.open(io.BytesIO(sent)).size == (900, 720)
     assert image._working._image is None  # the builtin analyzer makes it, in its own thread
+
+
+def test_a_small_copy_of_a_photo_under_twice_the_working_size_is_made_from_the_decode_at_once():
+    # A 640 px photo for Imagga's 300 px short side: resizing the decoded image costs a little more than
+    # resizing the working copy, but waiting for the working copy would put its making on the request's path.
+    image = decode(_jpeg(640, 427), max_pixels=100_000_000)
+    sent, mime = image.for_vendor(keep_metadata=False).encoded_for(JPEG, 5_000_000, max_side=450)
+    assert mime == "image/jpeg" and Image.open(io.BytesIO(sent)).size == (450, 300)
+    assert image._working._image is None
+
+
+def test_a_small_copy_of_a_large_image_is_made_from_the_working_copy():
+    # From a 2000 px PNG, the 512 px working copy saves the large resize: it is made (once) and used.
+    out = io.BytesIO()
+    Image.linear_gradient("L").resize((2000, 1500)).convert("RGB").save(out, format="PNG")
+    image = decode(out.getvalue(), max_pixels=100_000_000)
+    sent, _ = image.for_vendor(keep_metadata=False).encoded_for(JPEG, 5_000_000, max_side=400)
+    assert Image.open(io.BytesIO(sent)).size == (400, 300)
+    assert image._working._image is not None and image._working._image.size == (512, 384)

@@ -345,10 +345,16 @@ class DecodedImage:
         ``_reencode`` flattens after resizing."""
         # Shared between threads: _reencode resizes or copies it before saving (save writes encoder
         # settings onto the image it is called on).
+        decoded = self.draft if self.draft is not None and side <= max(self.draft.size) else None
         if self._working.size is not None and side <= max(self._working.size):
-            return self.working
-        if self.draft is not None and side <= max(self.draft.size):
-            return self.draft
+            # Worth waiting for only when it saves a large resize. A decoded copy under twice its side
+            # is resized directly, at once, in the vendor's thread, while the offline analyzer makes the
+            # working copy in its own: waiting would put that resize on the vendor request's path.
+            larger = decoded.size if decoded is not None else self._master.size
+            if larger is None or max(larger) >= 2 * max(self._working.size):
+                return self.working
+        if decoded is not None:
+            return decoded
         return self._master.get()
 
     def _reencode(self, formats: frozenset[str], side: int) -> tuple[bytes, str]:
