@@ -84,9 +84,10 @@ def to_hex(rgb: tuple[int, int, int]) -> str:
 
 def dominant_colors(image: Image.Image, top: int = TOP, provider: str = "builtin") -> list[Color]:
     """The ``top`` largest color clusters (each at least ``MIN_SHARE``), biggest first, with their shares."""
-    sample = image.convert("RGB")
+    sample = image if image.mode == "RGB" else image.convert("RGB")
     if max(sample.size) > SAMPLE_SIDE:
-        sample = sample.copy()
+        if sample is image:
+            sample = image.copy()  # thumbnail shrinks in place, and the working copy is shared
         sample.thumbnail((SAMPLE_SIDE, SAMPLE_SIDE), Image.Resampling.BOX)
     quantized = sample.quantize(colors=PALETTE_SIZE, method=Image.Quantize.FASTOCTREE)
     palette = quantized.getpalette() or []
