@@ -33,14 +33,15 @@ from urllib.parse import unquote_plus
 
 import boto3
 
+from local.bench_child import STEP_DONE
 from local.driver import ROOT, _lambda_record
 from local.emulator import local_aws
 from local.sandbox import FaultPlan, VendorSandbox
 from local.stack import LocalStack, deploy, empty_queue
 
 CHILD = ROOT / "local" / "bench_child.py"
-# What a child running in step with another prints when its event is done (bench_child.STEP_DONE).
-STEP_DONE = "-- step done --"
+# The longest a child running in step may take over one event before both are stopped.
+STEP_TIMEOUT_SECONDS = 300
 # B1: fresh processes per side and run, of which the quickest counts.
 COLD_STARTS_PER_RUN = 3
 # B2: warm records per process and round (each process also has its cold one first). A record takes
@@ -292,36 +293,52 @@ def run_children_in_step(
     each waits for a go before an event and says when it is done, and the side that goes
     first alternates from event to event. Only one runs at a time, so neither slows the other, and a
     slow spell of the machine or the emulator falls on both sides' records alike, not on whichever
-    process happened to run in it."""
+    process happened to run in it. A child that fails, or takes longer than STEP_TIMEOUT_SECONDS over
+    one event, stops both; the failed one is reported."""
     import tempfile
 
     env = {**env, "BENCH_STEP_FROM_STDIN": "1"}
-    with tempfile.TemporaryFile(mode="w+") as errors_a, tempfile.TemporaryFile(mode="w+") as errors_b:
+    with ExitStack() as stack:
+        errors = [stack.enter_context(tempfile.TemporaryFile(mode="w+")) for _ in sides]
         children = [
-            subprocess.Popen(
-                _child_command(build, mode, arg),
-                env=env,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=errors,
-                text=True,
+            stack.enter_context(
+                subprocess.Popen(
+                    _child_command(build, mode, arg),
+                    env=env,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=errors[index],
+                    text=True,
+                )
             )
-            for (mode, arg), errors in zip(sides, (errors_a, errors_b), strict=True)
+            for index, (mode, arg) in enumerate(sides)
         ]
-        outputs: list[list[str]] = [[], []]
+        outputs: list[list[str]] = [[] for _ in sides]
         try:
-            _take_steps(children, outputs, events)
-            reports = []
-            for (mode, _arg), child, output, errors in zip(sides, children, outputs, (errors_a, errors_b), strict=True):
-                assert child.stdout is not None
+            overran: list[int] = []
+            failed = _take_steps(children, outputs, events, overran)
+            if failed is not None:
+                children[1 - failed].kill()  # its further events would run unpaired
+            reports: dict[int, dict[str, Any]] = {}
+            for index in (0, 1) if failed is None else (failed, 1 - failed):  # the failed one's error first
+                child, output, (mode, _arg) = children[index], outputs[index], sides[index]
+                assert child.stdin is not None and child.stdout is not None
                 with contextlib.suppress(BrokenPipeError):
-                    child.stdin.close()  # type: ignore[union-attr]
+                    child.stdin.close()
                 output.extend(child.stdout)
                 returncode = child.wait()
-                errors.seek(0)
+                errors[index].seek(0)
+                if index in overran:
+                    raise SystemExit(
+                        f"bench child {mode} took more than {STEP_TIMEOUT_SECONDS} s over one event and was stopped:\n"
+                        + errors[index].read()[-3000:]
+                    )
                 done = any(line.startswith('{"') and '"total_s"' in line for line in output)
-                reports.append(_child_report(mode, returncode, output, errors.read(), 0.0 if done else math.inf))
-            return reports
+                report = _child_report(mode, returncode, output, errors[index].read(), 0.0 if done else math.inf)
+                if len(report["durations_s"]) != events:
+                    raise SystemExit(f"bench child {mode} handled {len(report['durations_s'])} events, not {events}")
+                reports[index] = report
+            return [reports[0], reports[1]]
         finally:
             for child in children:
                 if child.poll() is None:
@@ -329,9 +346,14 @@ def run_children_in_step(
                     child.wait()
 
 
-def _take_steps(children: list[subprocess.Popen], outputs: list[list[str]], events: int) -> None:
-    """Give the children their go one event at a time; stop at the first that ends early (its report
-    says why)."""
+def _take_steps(
+    children: list[subprocess.Popen], outputs: list[list[str]], events: int, overran: list[int]
+) -> int | None:
+    """Give the children their go one event at a time. Returns the index of the first that ended early,
+    or that overran STEP_TIMEOUT_SECONDS (it is killed, and its index put in ``overran``), or None when
+    every event was done."""
+    import threading
+
     for n in range(events):
         for index in (0, 1) if n % 2 == 0 else (1, 0):
             child = children[index]
@@ -340,13 +362,19 @@ def _take_steps(children: list[subprocess.Popen], outputs: list[list[str]], even
                 child.stdin.write("go\n")
                 child.stdin.flush()
             except BrokenPipeError:
-                return
-            for line in child.stdout:  # the child's own output up to its event's end
-                outputs[index].append(line)
-                if line == STEP_DONE + "\n":
-                    break
-            else:
-                return
+                return index
+            watchdog = threading.Timer(STEP_TIMEOUT_SECONDS, lambda c=child, i=index: (overran.append(i), c.kill()))
+            watchdog.start()
+            try:
+                for line in child.stdout:  # the child's own output up to its event's end
+                    outputs[index].append(line)
+                    if line.rstrip("\n").endswith(STEP_DONE):
+                        break
+                else:
+                    return index
+            finally:
+                watchdog.cancel()
+    return None
 
 
 def events_file(tmp: Path, events: list[dict[str, Any]]) -> str:

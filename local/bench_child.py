@@ -40,7 +40,13 @@ def _in_step() -> tuple[Callable[[], None], Callable[[], None]]:
     """(wait for the go, say the event is done): both do nothing unless the child runs in step."""
     if not os.environ.get("BENCH_STEP_FROM_STDIN"):
         return (lambda: None), (lambda: None)
-    return sys.stdin.readline, lambda: print(STEP_DONE, flush=True)
+
+    def wait_for_go() -> None:
+        if not sys.stdin.readline():
+            raise SystemExit("stdin closed before the go: the other side stopped")
+
+    # After a line break of its own: output the event left without one cannot hide the marker.
+    return wait_for_go, lambda: print("\n" + STEP_DONE, flush=True)
 
 
 def _reset_peak_rss() -> None:

@@ -159,3 +159,28 @@ def test_a_small_copy_of_a_large_image_is_made_from_the_working_copy():
     sent, _ = image.for_vendor(keep_metadata=False).encoded_for(JPEG, 5_000_000, max_side=400)
     assert Image.open(io.BytesIO(sent)).size == (400, 300)
     assert image._working._image is not None and image._working._image.size == (512, 384)
+
+
+def test_a_copy_made_from_the_decode_is_upright_and_laid_on_the_backdrop():
+    # The two things the working copy does that a copy from the decode must do itself: turn the image by
+    # its EXIF orientation, and flatten transparency on the backdrop the image is judged on.
+    turned = Image.linear_gradient("L").resize((700, 450)).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned a quarter: 450 wide, 700 high
+    out = io.BytesIO()
+    turned.save(out, format="JPEG", quality=90, exif=exif)
+    image = decode(out.getvalue(), max_pixels=100_000_000)
+    sent, _ = image.for_vendor(keep_metadata=False).encoded_for(JPEG, 5_000_000, max_side=600)
+    assert (image.width, image.height) == (450, 700) and Image.open(io.BytesIO(sent)).size == (386, 600)
+    assert image._working._image is None
+
+    clear = Image.new("RGBA", (700, 500), (255, 255, 255, 0))
+    clear.paste((255, 255, 255, 255), (0, 0, 350, 500))  # white on the left half, nothing on the right
+    out = io.BytesIO()
+    clear.save(out, format="PNG")
+    image = decode(out.getvalue(), max_pixels=100_000_000)
+    sent, mime = image.for_vendor(keep_metadata=False).encoded_for(JPEG, 5_000_000, max_side=560)
+    copy = Image.open(io.BytesIO(sent))
+    assert image.backdrop == "black" and mime == "image/jpeg" and copy.mode == "RGB"
+    assert copy.getpixel((50, 200))[0] > 240 and copy.getpixel((500, 200))[0] < 15  # the clear half is black
+    assert image._working._image is None
