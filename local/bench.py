@@ -248,12 +248,18 @@ def _child_command(build: Build, mode: str, arg: str) -> list[str]:
     ]
 
 
-def _child_report(mode: str, returncode: int, lines: list[str], stderr: str, wall: float) -> dict[str, Any]:
+def _is_report(line: str) -> bool:
+    """The child's last line: its JSON report."""
+    return line.startswith('{"') and '"total_s"' in line
+
+
+def _child_report(mode: str, returncode: int, lines: list[str], stderr: str) -> dict[str, Any]:
     if os.environ.get("BENCH_CHILD_STDERR"):
         Path(os.environ["BENCH_CHILD_STDERR"].replace("{mode}", mode)).write_text(stderr)
-    if returncode != 0 or math.isinf(wall):
+    reported = [line for line in lines if _is_report(line)]
+    if returncode != 0 or not reported:
         raise SystemExit(f"bench child {mode} failed:\n{stderr[-3000:]}")
-    report = json.loads(next(line for line in reversed(lines) if '"total_s"' in line))
+    report = json.loads(reported[-1])
     for operation, times in report.get("aws_calls_ms", {}).items():  # BENCH_CALLS=1
         median = statistics.median(times)
         print(f"    {mode:8s} {operation:14s} x{len(times):<3d} median {median:6.2f} ms", file=sys.stderr)
@@ -278,12 +284,12 @@ def run_child(build: Build, mode: str, arg: str, env: dict[str, str]) -> tuple[d
         lines, wall = [], math.inf
         for line in child.stdout:
             lines.append(line)
-            if line.startswith('{"') and '"total_s"' in line:
+            if _is_report(line):
                 wall = time.perf_counter() - began
         returncode = child.wait()
         errors.seek(0)
         stderr = errors.read()
-    return _child_report(mode, returncode, lines, stderr, wall), wall
+    return _child_report(mode, returncode, lines, stderr), wall
 
 
 def run_children_in_step(
@@ -333,8 +339,7 @@ def run_children_in_step(
                         f"bench child {mode} took more than {STEP_TIMEOUT_SECONDS} s over one event and was stopped:\n"
                         + errors[index].read()[-3000:]
                     )
-                done = any(line.startswith('{"') and '"total_s"' in line for line in output)
-                report = _child_report(mode, returncode, output, errors[index].read(), 0.0 if done else math.inf)
+                report = _child_report(mode, returncode, output, errors[index].read())
                 if len(report["durations_s"]) != events:
                     raise SystemExit(f"bench child {mode} handled {len(report['durations_s'])} events, not {events}")
                 reports[index] = report

@@ -279,7 +279,7 @@ class DecodedImage:
         most a JPEG's master, made on demand, can take) and its frames'."""
         working = self._working._image
         # Counted before it is made: it is made from pixels already held, within the same budget.
-        held = len(self.data) + (_image_bytes(working) if working is not None else self._working_bytes())
+        held = len(self.data) + (_image_bytes(working) if working is not None else math.prod(self._working.size) * 3)
         held += _image_bytes(self.draft) if self.draft is not None else 0
         master = self._master._image
         if master is not None and master is not working:
@@ -287,10 +287,6 @@ class DecodedImage:
         elif master is None:
             held += min(self.width * self.height, 4 * MASTER_MAX_PIXELS) * 4
         return held + sum(view.retained_bytes for view in self.views)
-
-    def _working_bytes(self) -> int:
-        width, height = _fitted((self.width, self.height), WORKING_SIDE)
-        return width * height * 3
 
     def open(self) -> Image.Image:
         """A fresh Pillow image on the original bytes (for metadata readers)."""
@@ -346,7 +342,7 @@ class DecodedImage:
         # Shared between threads: _reencode resizes or copies it before saving (save writes encoder
         # settings onto the image it is called on).
         decoded = self.draft if self.draft is not None and side <= max(self.draft.size) else None
-        if self._working.size is not None and side <= max(self._working.size):
+        if side <= max(self._working.size):  # the working copy's size is known before it is made
             # Worth waiting for only when it saves a large resize. A decoded copy under twice its side
             # is resized directly, at once, in the vendor's thread, while the offline analyzer makes the
             # working copy in its own: waiting would put that resize on the vendor request's path.
