@@ -79,7 +79,7 @@ def test_golden(golden: Path) -> None:
     payload = load(expected["fixture"])
     size = expected.get("sent_image")
     output = normalize(payload, sent=SentImage(size["width"], size["height"]) if size else None)
-    assert output.model_dump(mode="json", exclude={"raw"}, exclude_defaults=True) == expected["output"]
+    assert output.model_dump(exclude={"raw"}, exclude_defaults=True) == expected["output"]
     assert output.raw == {"image_sync": payload}
 
 

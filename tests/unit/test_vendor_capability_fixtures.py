@@ -154,4 +154,4 @@ def test_every_declared_capability_has_a_fixture_that_fills_its_section(provider
         output = NORMALIZERS[provider](path, payload, golden)
         assert _filled(output, capability), f"{path.name} normalizes to an empty {capability} section"
         if golden is not None:
-            assert output.model_dump(mode="json", exclude={"raw"}, exclude_defaults=True) == golden["output"]
+            assert output.model_dump(exclude={"raw"}, exclude_defaults=True) == golden["output"]

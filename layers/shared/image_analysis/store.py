@@ -77,10 +77,10 @@ def compact_document(result: AnalysisResult) -> dict[str, Any]:
     """The result as stored: without Nones, empty sections and the provenance's unset fields. Every
     attribute is bytes of every write (DynamoDB bills a write unit per KB; DynamoDB Local counts about 30
     bytes more per attribute than AWS documents), and a reader gets the schema's defaults back."""
-    document = result.model_dump(mode="json", exclude_none=True)
+    document = result.model_dump(exclude_none=True)
     document = {name: value for name, value in document.items() if name in KEPT_WHEN_EMPTY or value not in ([], {})}
     if result.provenance is not None:
-        found = result.provenance.model_dump(mode="json", exclude_defaults=True)
+        found = result.provenance.model_dump(exclude_defaults=True)
         document["provenance"] = {**found, "provider": result.provenance.provider}
     for run in document.get("providers", []):
         if not run.get("capabilities"):
@@ -474,9 +474,7 @@ class ResultStore:
                 UpdateExpression="SET #quarantine = :quarantine",
                 ConditionExpression="seq = :seq",
                 ExpressionAttributeNames={"#quarantine": "quarantine"},
-                ExpressionAttributeValues=self._marshal(
-                    {":quarantine": quarantine.model_dump(mode="json"), ":seq": sequence}
-                ),
+                ExpressionAttributeValues=self._marshal({":quarantine": quarantine.model_dump(), ":seq": sequence}),
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":

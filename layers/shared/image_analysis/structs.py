@@ -37,16 +37,14 @@ class HouseModel(msgspec.Struct, kw_only=True):
     def model_dump(
         self,
         *,
-        mode: str = "python",
         exclude_none: bool = False,
         exclude_defaults: bool = False,
         exclude: set[str] | frozenset[str] = frozenset(),
     ) -> dict[str, Any]:
-        """The fields as a dict, nested models as dicts. ``exclude_none`` leaves out fields that are None
-        and ``exclude_defaults`` fields equal to their default, at every level (not entries of a map);
-        ``exclude`` names top-level fields to leave out. Both modes give plain JSON values: the models
-        hold nothing else (``mode`` is accepted for the readers used to it)."""
-        del mode
+        """The fields as a dict of plain JSON values (the models hold nothing else), nested models as
+        dicts. ``exclude_none`` leaves out fields that are None and ``exclude_defaults`` fields equal to
+        their default, at every level (not entries of a map); ``exclude`` names top-level fields to leave
+        out."""
         return _dump(self, exclude_none, exclude_defaults, exclude)
 
     def model_dump_json(self, *, exclude_none: bool = False, exclude_defaults: bool = False) -> str:

@@ -107,7 +107,7 @@ def rematch(
         existing["pk"],
         existing["sk"],
         existing["seq"],
-        [m.model_dump(mode="json", exclude_none=True) for m in merged],
+        [m.model_dump(exclude_none=True) for m in merged],
         known_bad,
         # The flag indexes list an item under the month it was analyzed (their sort key is analyzed_at).
         month=str(existing.get("analyzed_at", ""))[:7],

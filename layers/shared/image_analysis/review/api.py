@@ -187,7 +187,7 @@ def decide(review_id: str) -> dict[str, Any]:
     )
     answer: dict[str, Any] = {
         "id": rid.encoded,
-        "review": outcome.review.model_dump(mode="json", exclude_none=True),
+        "review": outcome.review.model_dump(exclude_none=True),
         "decision": outcome.record,
     }
     if outcome.note:

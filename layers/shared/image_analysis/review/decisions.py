@@ -217,7 +217,7 @@ class Decisions:
         decision: str,
     ) -> None:
         guard = "attribute_exists(pk) AND attribute_not_exists(deleted_at) AND #review.#status = :from"
-        guard_values: dict[str, Any] = {":from": seen, ":review": review.model_dump(mode="json", exclude_none=True)}
+        guard_values: dict[str, Any] = {":from": seen, ":review": review.model_dump(exclude_none=True)}
         if etag:
             guard += " AND etag = :etag"
             guard_values[":etag"] = etag
